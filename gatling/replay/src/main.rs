@@ -1,0 +1,3 @@
+//! A Rust replay of the contest's Gatling simulation.
+
+fn main() {}
