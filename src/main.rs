@@ -1,1 +1,83 @@
-fn main() {}
+use std::process::ExitCode;
+
+use rinha::config::Settings;
+use rinha::startup::Application;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts. A replica gets a fraction of a CPU and a small
+/// memory budget, so: one arena (a handful of threads contend little), dirty pages returned
+/// after one second instead of ten and muzzy pages at once, and that purging done by one
+/// background thread rather than on the request path. `MALLOC_CONF` still overrides these.
+#[unsafe(export_name = "malloc_conf")]
+static MALLOC_CONF: MallocConf = MallocConf(
+    c"narenas:1,background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0"
+        .as_ptr(),
+);
+
+/// jemalloc reads `malloc_conf` as a C `const char *`.
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: it points to a string literal, immutable for the whole run.
+unsafe impl Sync for MallocConf {}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("rinha: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match std::env::args().nth(1).as_deref() {
+        None => serve(settings),
+        Some("healthcheck") => match rinha::healthcheck::probe(settings.port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("rinha healthcheck: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(other) => {
+            eprintln!("usage: rinha [healthcheck] (unknown argument {other:?})");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    runtime.block_on(async {
+        let app = match Application::build(&settings).await {
+            Ok(app) => app,
+            Err(error) => {
+                eprintln!("rinha: cannot start: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!(
+            "rinha {} listening on 0.0.0.0:{} (pool {}, batch max {})",
+            env!("CARGO_PKG_VERSION"),
+            app.port(),
+            settings.pool_size,
+            settings.batch_max
+        );
+        app.run_until(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

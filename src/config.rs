@@ -1,0 +1,108 @@
+//! Configuration from the environment, with defaults that work against a local PostgreSQL.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: a `postgres://` connection string.
+    pub database_url: String,
+    /// `PORT`: the HTTP port, on all interfaces.
+    pub port: u16,
+    /// `DB_POOL_SIZE`: connections per replica, shared by reads and the writer.
+    pub pool_size: usize,
+    /// `BATCH_MAX`: the most records the writer puts in one INSERT.
+    pub batch_max: usize,
+    /// `DB_TIMEOUT_MS`: how long a request waits on the database before it is answered `503`.
+    pub db_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so that tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            let Some(text) = lookup(name) else {
+                return Ok(default);
+            };
+            match text.trim().parse::<u64>() {
+                Ok(value) if range.contains(&value) => Ok(value),
+                _ => Err(ConfigError(format!(
+                    "{name}={text:?} is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))),
+            }
+        };
+        Ok(Settings {
+            database_url: lookup("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            port: number("PORT", 8080, 0..=65535)? as u16,
+            pool_size: number("DB_POOL_SIZE", 8, 2..=1000)? as usize,
+            batch_max: number("BATCH_MAX", 256, 1..=10_000)? as usize,
+            db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", 5000, 1..=600_000)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_without_environment() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.pool_size, 8);
+        assert_eq!(s.batch_max, 256);
+        assert_eq!(s.db_timeout, Duration::from_secs(5));
+        assert!(s.database_url.starts_with("postgres://"));
+    }
+
+    #[test]
+    fn values_from_environment() {
+        let s = settings(&[
+            ("PORT", "9001"),
+            ("DB_POOL_SIZE", "4"),
+            ("BATCH_MAX", "64"),
+            ("DB_TIMEOUT_MS", "250"),
+            ("DATABASE_URL", "postgres://u:p@db/rinha"),
+        ])
+        .unwrap();
+        assert_eq!(s.port, 9001);
+        assert_eq!(s.pool_size, 4);
+        assert_eq!(s.batch_max, 64);
+        assert_eq!(s.db_timeout, Duration::from_millis(250));
+        assert_eq!(s.database_url, "postgres://u:p@db/rinha");
+    }
+
+    #[test]
+    fn bad_values_are_reported_by_name() {
+        let err = settings(&[("PORT", "70000")]).unwrap_err();
+        assert!(err.to_string().contains("PORT"));
+        assert!(settings(&[("BATCH_MAX", "0")]).is_err());
+        assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Prometheus metrics, served as text on `GET /metrics` of each replica's own port.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Duration;
+
+use warp::http::{Method, StatusCode};
+
+use crate::store::Store;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pub batch_size: Histogram,
+    pool_connections: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route and status.",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request to response, by route.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "group_commit_batch_size",
+                "People written per INSERT by the group-commit writer.",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+        )
+        .expect("valid metric");
+        let pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "db_pool_connections",
+                "Database connections of this replica's pool, by state (in_use, idle, waiting requests).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+
+        let registry = Registry::new();
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(batch_size.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(pool_connections.clone()))
+            .expect("registered once");
+        // CPU seconds, resident memory, open files of this process.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
+
+        Metrics {
+            registry,
+            requests,
+            latency,
+            batch_size,
+            pool_connections,
+        }
+    }
+
+    /// Counts one answered request; called for every response, including rejections.
+    pub fn observe(&self, method: &Method, path: &str, status: StatusCode, elapsed: Duration) {
+        let route = route_label(method, path);
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with the pool gauges read at this moment.
+    pub fn render(&self, store: &Store) -> String {
+        let status = store.pool_status();
+        let in_use = status.size.saturating_sub(status.available);
+        self.pool_connections
+            .with_label_values(&["in_use"])
+            .set(in_use as i64);
+        self.pool_connections
+            .with_label_values(&["idle"])
+            .set(status.available as i64);
+        self.pool_connections
+            .with_label_values(&["waiting"])
+            .set(status.waiting as i64);
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("text encoding into memory");
+        String::from_utf8(text).expect("the text encoder writes UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fixed set of labels, so that no request can grow the number of series.
+fn route_label(method: &Method, path: &str) -> &'static str {
+    match (method, path) {
+        (&Method::POST, "/pessoas") => "POST /pessoas",
+        (&Method::GET, "/pessoas") => "GET /pessoas",
+        (&Method::GET, p) if p.starts_with("/pessoas/") => "GET /pessoas/:id",
+        (&Method::GET, "/contagem-pessoas") => "GET /contagem-pessoas",
+        (&Method::GET, "/metrics") => "GET /metrics",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_have_fixed_labels() {
+        assert_eq!(route_label(&Method::POST, "/pessoas"), "POST /pessoas");
+        assert_eq!(
+            route_label(
+                &Method::GET,
+                "/pessoas/0190c8a0-0000-7000-8000-000000000000"
+            ),
+            "GET /pessoas/:id"
+        );
+        assert_eq!(route_label(&Method::DELETE, "/pessoas"), "other");
+        assert_eq!(route_label(&Method::GET, "/anything"), "other");
+    }
+}

@@ -1,0 +1,237 @@
+//! The HTTP API: one filter per route, handlers as plain async functions, and one place that
+//! turns rejections into 4xx answers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use warp::http::{StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::domain::{Pessoa, RejectedPayload};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::writer::{Outcome, Writer};
+
+/// The largest `POST /pessoas` body read. A valid one is well under 8 KiB.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let metrics = state.metrics.clone();
+    let with_state = warp::any().map(move || state.clone());
+
+    let create = warp::post()
+        .and(warp::path("pessoas"))
+        .and(warp::path::end())
+        .and(body_within(BODY_LIMIT_BYTES))
+        .and(with_state.clone())
+        .then(create);
+    let find = warp::get()
+        .and(warp::path!("pessoas" / String))
+        .and(with_state.clone())
+        .then(find);
+    let search = warp::get()
+        .and(warp::path("pessoas"))
+        .and(warp::path::end())
+        .and(warp::query::<SearchQuery>())
+        .and(with_state.clone())
+        .then(search);
+    let count = warp::get()
+        .and(warp::path("contagem-pessoas"))
+        .and(warp::path::end())
+        .and(with_state.clone())
+        .then(count);
+    let metrics_route = warp::get()
+        .and(warp::path("metrics"))
+        .and(warp::path::end())
+        .and(with_state)
+        .map(|state: AppState| text(StatusCode::OK, state.metrics.render(&state.store)));
+
+    create
+        .or(find)
+        .unify()
+        .or(search)
+        .unify()
+        .or(count)
+        .unify()
+        .or(metrics_route)
+        .unify()
+        .recover(answer_rejection)
+        .unify()
+        .with(warp::log::custom(move |info| {
+            metrics.observe(info.method(), info.path(), info.status(), info.elapsed())
+        }))
+}
+
+async fn create(body: Bytes, state: AppState) -> Response {
+    let pessoa = match Pessoa::parse(&body) {
+        Ok(pessoa) => pessoa,
+        Err(RejectedPayload::Malformed(error)) => {
+            return error_reply(StatusCode::BAD_REQUEST, &error.to_string());
+        }
+        Err(RejectedPayload::Invalid(errors)) => {
+            return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &errors.to_string());
+        }
+    };
+    let location = format!("/pessoas/{}", pessoa.id);
+    let record = serde_json::to_vec(&pessoa).expect("a person serialises");
+    match state.writer.create(pessoa).await {
+        Ok(Outcome::Created) => {
+            let mut response = json(StatusCode::CREATED, record);
+            response.headers_mut().insert(
+                header::LOCATION,
+                location.parse().expect("a path is a valid header value"),
+            );
+            response
+        }
+        Ok(Outcome::ApelidoTaken) => {
+            error_reply(StatusCode::UNPROCESSABLE_ENTITY, "apelido: already taken")
+        }
+        Err(error) => unavailable(error),
+    }
+}
+
+async fn find(id: String, state: AppState) -> Response {
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return error_reply(StatusCode::NOT_FOUND, "no such person");
+    };
+    match state.store.find(id).await {
+        Ok(Some(pessoa)) => json_of(StatusCode::OK, &pessoa),
+        Ok(None) => error_reply(StatusCode::NOT_FOUND, "no such person"),
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    t: Option<String>,
+}
+
+async fn search(query: SearchQuery, state: AppState) -> Response {
+    let Some(term) = query.t.filter(|t| !t.is_empty()) else {
+        return error_reply(StatusCode::BAD_REQUEST, "t: a search term is required");
+    };
+    match state.store.search(&term).await {
+        Ok(pessoas) => json_of(StatusCode::OK, &pessoas),
+        Err(error) => unavailable(error),
+    }
+}
+
+async fn count(state: AppState) -> Response {
+    match state.store.count().await {
+        Ok(count) => {
+            let mut response = text(StatusCode::OK, count.to_string());
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
+            response
+        }
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(Debug)]
+struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+#[derive(Debug)]
+struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
+/// The request body, refused with `413` as soon as it is known to exceed `limit`: at once when
+/// `Content-Length` says so, otherwise as soon as the chunks read pass it.
+fn body_within(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |declared, chunks| read_within(limit, declared, chunks))
+}
+
+async fn read_within(
+    limit: usize,
+    declared: Option<u64>,
+    chunks: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>>,
+) -> Result<Bytes, Rejection> {
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(warp::reject::custom(BodyTooLarge));
+    }
+    let mut chunks = std::pin::pin!(chunks);
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
+        if body.len() + chunk.remaining() > limit {
+            return Err(warp::reject::custom(BodyTooLarge));
+        }
+        body.put(chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    let reply = if rejection.find::<BodyTooLarge>().is_some() {
+        error_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
+        )
+    } else if rejection.find::<BodyUnreadable>().is_some() {
+        error_reply(StatusCode::BAD_REQUEST, "the body could not be read")
+    } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
+        error_reply(StatusCode::BAD_REQUEST, &error.to_string())
+    } else if let Some(error) = rejection.find::<warp::reject::InvalidHeader>() {
+        error_reply(StatusCode::BAD_REQUEST, &error.to_string())
+    } else {
+        // Unknown paths, and known paths with a method the API does not offer.
+        error_reply(StatusCode::NOT_FOUND, "not found")
+    };
+    Ok(reply)
+}
+
+fn unavailable(error: StoreError) -> Response {
+    eprintln!("rinha: {error}");
+    let mut response = error_reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, "1".parse().expect("valid"));
+    response
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+fn error_reply(status: StatusCode, message: &str) -> Response {
+    json_of(status, &ErrorBody { error: message })
+}
+
+fn json_of(status: StatusCode, value: &impl Serialize) -> Response {
+    json(
+        status,
+        serde_json::to_vec(value).expect("API values serialise"),
+    )
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("valid"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    let mut response = body.into_response();
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,412 @@
+//! The API contract, line by line, against a real PostgreSQL.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{TestApp, pessoa};
+
+#[tokio::test]
+async fn a_valid_person_is_created_and_readable_at_its_location() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "apelido": "josé",
+        "nome": "José Roberto",
+        "nascimento": "2000-10-01",
+        "stack": ["C#", "Node", "Oracle"],
+    });
+    let response = app.post(&body).await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = location
+        .strip_prefix("/pessoas/")
+        .expect("Location: /pessoas/<id>");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{location}");
+
+    let response = app.get(&location).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "GET /pessoas/<id> is JSON"
+    );
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(
+        record,
+        json!({
+            "id": id,
+            "apelido": "josé",
+            "nome": "José Roberto",
+            "nascimento": "2000-10-01",
+            "stack": ["C#", "Node", "Oracle"],
+        })
+    );
+}
+
+#[tokio::test]
+async fn stack_null_and_order_are_kept() {
+    let app = TestApp::spawn().await;
+    let null_stack = app
+        .create(
+            &json!({"apelido": "ana", "nome": "Ana", "nascimento": "1985-09-23", "stack": null}),
+        )
+        .await;
+    let record: Value = app.get(&null_stack).await.json().await.unwrap();
+    assert_eq!(record["stack"], Value::Null);
+
+    let missing_stack = app
+        .create(&json!({"apelido": "bia", "nome": "Bia", "nascimento": "1985-09-23"}))
+        .await;
+    let record: Value = app.get(&missing_stack).await.json().await.unwrap();
+    assert_eq!(record["stack"], Value::Null);
+
+    let ordered = app
+        .create(
+            &json!({"apelido": "cris", "nome": "Cris", "nascimento": "1985-09-23",
+                        "stack": ["Zig", "Ada", "Go", "Ada"]}),
+        )
+        .await;
+    let record: Value = app.get(&ordered).await.json().await.unwrap();
+    assert_eq!(record["stack"], json!(["Zig", "Ada", "Go", "Ada"]));
+}
+
+#[tokio::test]
+async fn rule_violations_get_422() {
+    let app = TestApp::spawn().await;
+    let long = |n| "x".repeat(n);
+    let cases = [
+        json!({"apelido": null, "nome": "n", "nascimento": "2000-01-01"}),
+        json!({"nome": "n", "nascimento": "2000-01-01"}),
+        json!({"apelido": "a", "nome": null, "nascimento": "2000-01-01"}),
+        json!({"apelido": "a", "nascimento": "2000-01-01"}),
+        json!({"apelido": "a", "nome": "n", "nascimento": null}),
+        json!({"apelido": "a", "nome": "n"}),
+        json!({"apelido": long(33), "nome": "n", "nascimento": "2000-01-01"}),
+        json!({"apelido": "a", "nome": long(101), "nascimento": "2000-01-01"}),
+        json!({"apelido": "a", "nome": "n", "nascimento": "2000-01-01", "stack": [long(33)]}),
+        json!({"apelido": "a", "nome": "n", "nascimento": "2023-02-29"}),
+        json!({"apelido": "a", "nome": "n", "nascimento": "2000-13-01"}),
+        json!({"apelido": "a", "nome": "n", "nascimento": "2000-02-30"}),
+        json!({"apelido": "a", "nome": "n", "nascimento": "12-12-2000"}),
+        json!({"apelido": "a", "nome": "n", "nascimento": "?!?!?"}),
+        json!({"apelido": "a\u{0}b", "nome": "n", "nascimento": "2000-01-01"}),
+    ];
+    for body in &cases {
+        let response = app.post(body).await;
+        assert_eq!(response.status(), 422, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"].is_string(), "{error}");
+    }
+    assert_eq!(app.count().await, 0, "nothing invalid is stored");
+}
+
+#[tokio::test]
+async fn shape_errors_get_400() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        "",
+        "{",
+        "not json",
+        "[]",
+        "42",
+        r#"{"apelido":"a","nome":1,"nascimento":"2000-01-01"}"#,
+        r#"{"apelido":"a","nome":"n","nascimento":10}"#,
+        r#"{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":"PHP"}"#,
+        r#"{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":[1,"PHP"]}"#,
+        r#"{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":1}"#,
+        r#"{"apelido":"\ud800","nome":"n","nascimento":"2000-01-01"}"#,
+    ];
+    for body in cases {
+        let response = app.post_raw(body).await;
+        assert_eq!(response.status(), 400, "{body}");
+    }
+    assert_eq!(app.count().await, 0);
+}
+
+#[tokio::test]
+async fn lengths_are_counted_in_characters() {
+    let app = TestApp::spawn().await;
+    let apelido = "é".repeat(32);
+    let location = app
+        .create(&json!({
+            "apelido": apelido,
+            "nome": "ç".repeat(100),
+            "nascimento": "2000-02-29",
+            "stack": ["ã".repeat(32)],
+        }))
+        .await;
+    let record: Value = app.get(&location).await.json().await.unwrap();
+    assert_eq!(record["apelido"], apelido);
+    let too_long = json!({"apelido": "é".repeat(33), "nome": "n", "nascimento": "2000-01-01"});
+    assert_eq!(app.post(&too_long).await.status(), 422);
+}
+
+#[tokio::test]
+async fn a_taken_apelido_gets_422() {
+    let app = TestApp::spawn().await;
+    app.create(&pessoa("unico")).await;
+    let mut again = pessoa("unico");
+    again["nome"] = json!("Outra Pessoa");
+    assert_eq!(app.post(&again).await.status(), 422);
+    assert_eq!(app.count().await, 1);
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let app = TestApp::spawn().await;
+    let huge = format!(
+        r#"{{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":["{}"]}}"#,
+        "x".repeat(70 * 1024)
+    );
+    assert_eq!(app.post_raw(huge.clone()).await.status(), 413);
+
+    // Without Content-Length the body is read only up to the limit.
+    let port = app.address.rsplit(':').next().unwrap();
+    let mut request = format!(
+        "POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        huge.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(huge.as_bytes());
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let status_line = raw_exchange(port, &request).await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    assert_eq!(app.count().await, 0);
+}
+
+async fn raw_exchange(port: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    // The server may answer and close before reading everything: ignore write errors.
+    let _ = stream.write_all(request).await;
+    let mut answer = vec![0; 64];
+    let read = stream.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_get_404() {
+    let app = TestApp::spawn().await;
+    let unknown = format!("/pessoas/{}", uuid::Uuid::new_v4());
+    assert_eq!(app.get(&unknown).await.status(), 404);
+    assert_eq!(app.get("/pessoas/not-a-uuid").await.status(), 404);
+    assert_eq!(app.get("/pessoas/1/2").await.status(), 404);
+}
+
+#[tokio::test]
+async fn search_matches_inside_any_one_field_case_insensitively() {
+    let app = TestApp::spawn().await;
+    app.create(
+        &json!({"apelido": "zeca", "nome": "José Pagodinho", "nascimento": "1959-02-04",
+                       "stack": ["Samba", "Node"]}),
+    )
+    .await;
+    app.create(
+        &json!({"apelido": "Nodinho", "nome": "Fulano", "nascimento": "1980-01-01",
+                       "stack": null}),
+    )
+    .await;
+    app.create(
+        &json!({"apelido": "outro", "nome": "Ciclano", "nascimento": "1980-01-01",
+                       "stack": ["Python"]}),
+    )
+    .await;
+
+    let apelidos = |records: Vec<Value>| {
+        let mut names: Vec<String> = records
+            .iter()
+            .map(|r| r["apelido"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let search = |term: &str| {
+        let app = &app;
+        let path = format!("/pessoas?t={}", urlencode(term));
+        async move {
+            let response = app.get(&path).await;
+            assert_eq!(response.status(), 200, "{path}");
+            apelidos(response.json::<Vec<Value>>().await.unwrap())
+        }
+    };
+    assert_eq!(search("nod").await, ["Nodinho", "zeca"]);
+    assert_eq!(search("PAGOD").await, ["zeca"], "nome, any case");
+    assert_eq!(search("pYtHoN").await, ["outro"], "stack item");
+    assert_eq!(search("josé").await, ["zeca"], "non-ASCII");
+    assert_eq!(search("JOSÉ").await, ["zeca"], "non-ASCII case folding");
+    assert!(search("kotlin").await.is_empty());
+    // "Samba" and "Node" are neighbours in the stack, "zeca" and "José" in the record.
+    assert!(search("sambanode").await.is_empty());
+    assert!(search("samba\nnode").await.is_empty());
+    assert!(search("zecajosé").await.is_empty());
+
+    let record = &app
+        .get("/pessoas?t=samba")
+        .await
+        .json::<Vec<Value>>()
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        record.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["apelido", "id", "nascimento", "nome", "stack"]
+    );
+}
+
+#[tokio::test]
+async fn search_terms_are_literal() {
+    let app = TestApp::spawn().await;
+    for (apelido, nome) in [
+        ("cem", "100% certo"),
+        ("sublinhado", "snake_case"),
+        ("barra", "c:\\temp"),
+        ("comum", "100 certo snakeXcase c:temp"),
+    ] {
+        app.create(&json!({"apelido": apelido, "nome": nome, "nascimento": "2000-01-01"}))
+            .await;
+    }
+    for (term, expected) in [
+        ("0%", "cem"),
+        ("%", "cem"),
+        ("e_c", "sublinhado"),
+        ("_", "sublinhado"),
+        (":\\t", "barra"),
+        ("\\", "barra"),
+    ] {
+        let records: Vec<Value> = app
+            .get(&format!("/pessoas?t={}", urlencode(term)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let found: Vec<&str> = records
+            .iter()
+            .map(|r| r["apelido"].as_str().unwrap())
+            .collect();
+        assert_eq!(found, [expected], "term {term:?}");
+    }
+}
+
+#[tokio::test]
+async fn search_returns_at_most_50() {
+    let app = TestApp::spawn().await;
+    let requests = (0..60).map(|i| {
+        let app = &app;
+        async move { app.create(&pessoa(&format!("muitos{i}"))).await }
+    });
+    futures_util::future::join_all(requests).await;
+    let records: Vec<Value> = app.get("/pessoas?t=muitos").await.json().await.unwrap();
+    assert_eq!(records.len(), 50);
+}
+
+#[tokio::test]
+async fn search_without_a_term_gets_400() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/pessoas").await.status(), 400);
+    assert_eq!(app.get("/pessoas?t=").await.status(), 400);
+    assert_eq!(app.get("/pessoas?q=x").await.status(), 400);
+}
+
+#[tokio::test]
+async fn search_uses_the_trigram_index_over_50_000_people() {
+    let app = TestApp::spawn().await;
+    let db = support::db_client(&app.database_url).await;
+    db.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento, stack, busca) \
+         SELECT gen_random_uuid(), 'ap' || i, 'Nome ' || md5(i::text), '1990-01-01', \
+                ARRAY['Rust', 'Go'], 'ap' || i || E'\\n' || 'Nome ' || md5(i::text) || E'\\nRust\\nGo' \
+         FROM generate_series(1, 50000) AS i; \
+         ANALYZE pessoas;",
+    )
+    .await
+    .unwrap();
+    let plan: Vec<String> = db
+        .query(
+            &format!("EXPLAIN {}", rinha::store::SEARCH_SQL),
+            &[
+                &rinha::store::like_pattern("abcdef"),
+                &rinha::store::SEARCH_LIMIT,
+            ],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("pessoas_busca_trgm"), "{plan}");
+    assert!(!plan.contains("Seq Scan on pessoas"), "{plan}");
+    assert_eq!(app.count().await, 50_000);
+}
+
+#[tokio::test]
+async fn count_is_exact_plain_text_and_never_cached() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.count().await, 0);
+    for i in 0..3 {
+        app.create(&pessoa(&format!("conta{i}"))).await;
+    }
+    let response = app.get("/contagem-pessoas").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.text().await.unwrap(), "3");
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_latency_batches_pool_and_process() {
+    let app = TestApp::spawn().await;
+    app.create(&pessoa("medido")).await;
+    app.get("/pessoas?t=med").await;
+    app.get("/nada").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        r#"http_requests_total{route="POST /pessoas",status="201"} 1"#,
+        r#"http_requests_total{route="GET /pessoas",status="200"} 1"#,
+        r#"http_requests_total{route="other",status="404"} 1"#,
+        r#"http_request_duration_seconds_bucket{route="POST /pessoas""#,
+        "group_commit_batch_size_count 1",
+        r#"db_pool_connections{state="in_use"}"#,
+        r#"db_pool_connections{state="idle"}"#,
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn anything_else_gets_404() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/").await.status(), 404);
+    assert_eq!(app.get("/pessoa").await.status(), 404);
+    let delete = app
+        .http
+        .delete(format!("{}/pessoas", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 404);
+    let put = app
+        .http
+        .put(format!("{}/contagem-pessoas", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 404);
+}
+
+fn urlencode(term: &str) -> String {
+    term.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

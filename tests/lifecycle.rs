@@ -1,0 +1,149 @@
+//! The process as it runs in production: signals, crashes, and a database that goes away.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{
+    AppProcess, TestApp, db_client, fresh_database, pessoa, postgres::Cluster, settings,
+};
+
+/// Sends `count` creations at once and returns the statuses and locations of those answered.
+async fn burst(address: &str, prefix: &str, count: usize) -> Vec<(u16, Option<String>)> {
+    let http = reqwest::Client::new();
+    let requests = (0..count).map(|i| {
+        let http = http.clone();
+        let url = format!("{address}/pessoas");
+        let body = pessoa(&format!("{prefix}{i}"));
+        async move {
+            let response = http.post(url).json(&body).send().await.ok()?;
+            let location = response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            Some((response.status().as_u16(), location))
+        }
+    });
+    futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Returns once the app has committed something, so that a signal lands mid-burst.
+async fn wait_for_first_write(database: &str) {
+    let db = db_client(database).await;
+    for _ in 0..500 {
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM pessoas", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if stored > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("nothing was written");
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_writes_and_exits_zero() {
+    let database = fresh_database().await;
+    let mut app = AppProcess::start(&database).await;
+    let address = app.address.clone();
+    let writes = tokio::spawn(async move { burst(&address, "parada", 400).await });
+    wait_for_first_write(&database).await;
+    app.signal("TERM");
+    let answered = writes.await.unwrap();
+    let status = app.wait(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status:?}");
+
+    assert!(
+        answered.iter().all(|(status, _)| *status == 201),
+        "{answered:?}"
+    );
+    let stored: i64 = db_client(&database)
+        .await
+        .query_one("SELECT count(*) FROM pessoas", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored as usize,
+        answered.len(),
+        "every 201 is stored, nothing else"
+    );
+    assert!(!answered.is_empty());
+}
+
+#[tokio::test]
+async fn a_killed_replica_loses_nothing_it_acknowledged() {
+    let database = fresh_database().await;
+    let app = AppProcess::start(&database).await;
+    let address = app.address.clone();
+    let writes = tokio::spawn(async move { burst(&address, "queda", 400).await });
+    wait_for_first_write(&database).await;
+    app.signal("KILL");
+    let answered = writes.await.unwrap();
+
+    let db = db_client(&database).await;
+    for (status, location) in answered.iter().filter(|(status, _)| *status == 201) {
+        let id: uuid::Uuid = location.as_ref().unwrap()["/pessoas/".len()..]
+            .parse()
+            .unwrap();
+        let rows = db
+            .query("SELECT 1 FROM pessoas WHERE id = $1", &[&id])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.len(),
+            1,
+            "{status} {location:?} was acknowledged but is not stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_restart_gives_quick_503s_then_recovers() {
+    let cluster = Cluster::start_new();
+    {
+        let (admin, connection) =
+            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
+    }
+    let app = TestApp::spawn_with(settings(&cluster.url("rinha"))).await;
+    let location = app.create(&pessoa("antes")).await;
+
+    cluster.stop();
+    for path in [location.as_str(), "/contagem-pessoas", "/pessoas?t=ant"] {
+        let started = Instant::now();
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 503, "{path} while the database is down");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} answered quickly"
+        );
+    }
+    let started = Instant::now();
+    assert_eq!(app.post(&pessoa("durante")).await.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    cluster.start();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if app.get("/contagem-pessoas").await.status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the replica recovers by itself");
+    assert_eq!(app.get(&location).await.status(), 200);
+    app.create(&pessoa("depois")).await;
+    assert_eq!(app.count().await, 2);
+}

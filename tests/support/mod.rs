@@ -1,0 +1,229 @@
+//! Spawning the app against a fresh database, in-process or as the real binary.
+
+#![allow(dead_code)] // each test file uses its own part of the support code
+
+pub mod postgres;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rinha::config::Settings;
+use rinha::startup::Application;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_database() -> String {
+    let template = postgres::server_url_template();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let (admin, connection) =
+        tokio_postgres::connect(&template.replace("{db}", "postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test server");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    template.replace("{db}", &name)
+}
+
+pub fn settings(database_url: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_owned(),
+        port: 0,
+        pool_size: 8,
+        batch_max: 256,
+        db_timeout: Duration::from_secs(2),
+    }
+}
+
+/// One replica running inside the test process.
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_on(&fresh_database().await).await
+    }
+
+    /// A replica over an existing database, as a second replica would be.
+    pub async fn spawn_on(database_url: &str) -> TestApp {
+        TestApp::spawn_with(settings(database_url)).await
+    }
+
+    pub async fn spawn_with(settings: Settings) -> TestApp {
+        let app = Application::build(&settings).await.expect("the app starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stop.await;
+        }));
+        TestApp {
+            address,
+            database_url: settings.database_url,
+            http: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        self.post_raw(body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/pessoas", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /pessoas answers")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} answers: {e}"))
+    }
+
+    /// Creates a person and returns the `Location` it got.
+    pub async fn create(&self, body: &Value) -> String {
+        let response = self.post(body).await;
+        assert_eq!(response.status(), 201, "creating {body}");
+        response.headers()["location"]
+            .to_str()
+            .expect("ASCII location")
+            .to_owned()
+    }
+
+    pub async fn count(&self) -> i64 {
+        let response = self.get("/contagem-pessoas").await;
+        assert_eq!(response.status(), 200);
+        response
+            .text()
+            .await
+            .unwrap()
+            .parse()
+            .expect("a whole number")
+    }
+
+    /// Stops the replica gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A valid person with the given apelido.
+pub fn pessoa(apelido: &str) -> Value {
+    json!({
+        "apelido": apelido,
+        "nome": format!("Nome de {apelido}"),
+        "nascimento": "1990-05-17",
+        "stack": ["Rust", "PostgreSQL"],
+    })
+}
+
+/// The `rinha` binary as a separate process, as it runs in production.
+pub struct AppProcess {
+    pub child: Child,
+    pub address: String,
+}
+
+impl AppProcess {
+    pub async fn start(database_url: &str) -> AppProcess {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_rinha"))
+            .env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .env("DB_TIMEOUT_MS", "2000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the rinha binary");
+        // Owned from here on, so that dropping it (on any panic below) ends the process.
+        let process = AppProcess {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(response) = http
+                .get(format!("{}/contagem-pessoas", process.address))
+                .send()
+                .await
+                && response.status() == 200
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the rinha binary did not become ready on port {port}");
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the process did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection for checking what the database holds, bypassing the API.
+pub async fn db_client(database_url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client
+}
