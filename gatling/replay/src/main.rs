@@ -1,3 +1,66 @@
-//! A Rust replay of the contest's Gatling simulation.
+//! `replay payloads|run|report`: see `replay help`.
 
-fn main() {}
+use std::process::ExitCode;
+
+use replay::cli::{self, Command};
+use replay::{payloads, printer, run};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("{error}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Payloads { out, count, seed } => {
+            match payloads::write_payload_file(&out, count, seed) {
+                Ok(()) => {
+                    println!(
+                        "{count} payloads (seed {seed}) written to {}",
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("{}: {error}", out.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run { options, strict } => finish(run::run(&options), &options.out, strict),
+        Command::Report {
+            out,
+            stack_json,
+            strict,
+        } => finish(run::rerender(&out, stack_json.as_deref()), &out, strict),
+    }
+}
+
+/// Prints the summary, whose last line is the verdict; under `--strict` a failed verdict fails the process.
+fn finish(
+    result: Result<replay::summary::Summary, String>,
+    out: &std::path::Path,
+    strict: bool,
+) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            eprintln!("report: {}", out.join("report.html").display());
+            print!("{}", printer::render(&summary));
+            if strict && !summary.verdict.pass {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+    }
+}

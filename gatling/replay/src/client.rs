@@ -1,0 +1,273 @@
+//! HTTP/1.1 as Gatling's virtual users speak it: each user opens its own connection on its first request,
+//! keeps it alive for the rest of its session, and closes it when the session ends. Every request has a
+//! 60-second deadline (Gatling's default `requestTimeout`) that includes connecting.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const AGENT: &str = "Agente do Caos - 2023";
+
+/// Where the requests go: a loopback address and the base path the simulation's paths hang from.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: SocketAddr,
+    authority: String,
+    base_path: String,
+}
+
+impl Target {
+    /// Resolves `http://host[:port][/base]`. Only loopback addresses are accepted: the replay opens
+    /// thousands of connections a second and is meant for a stack on the same machine.
+    pub async fn resolve(base_url: &str) -> Result<Self, String> {
+        let rest = base_url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{base_url}: only http:// base URLs are supported"))?;
+        let (authority, base_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if authority.is_empty() {
+            return Err(format!("{base_url}: no host"));
+        }
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+        {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let address = tokio::net::lookup_host(with_port.as_str())
+            .await
+            .map_err(|error| format!("{base_url}: {error}"))?
+            .find(|address| address.ip().is_loopback())
+            .ok_or_else(|| format!("{base_url}: does not resolve to a loopback address"))?;
+        Ok(Self {
+            address,
+            authority: authority.to_owned(),
+            base_path: base_path.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// A path of the simulation (`/pessoas`) under the base URL.
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.base_path)
+    }
+
+    /// Turns a `Location` header into a path on this target, the way Gatling resolves it against the base
+    /// URL. An absolute URL naming another host is refused rather than followed.
+    pub fn location_path(&self, location: &str) -> Option<String> {
+        if location.starts_with('/') {
+            return Some(location.to_owned());
+        }
+        let rest = location.strip_prefix("http://")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        (authority == self.authority).then(|| {
+            if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path.to_owned()
+            }
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Bytes,
+}
+
+/// Why a request produced no response; each is a KO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Connect(String),
+    Exchange(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout => write!(
+                formatter,
+                "request timeout after {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+            Self::Connect(error) => write!(formatter, "connect: {error}"),
+            Self::Exchange(error) => write!(formatter, "http: {error}"),
+        }
+    }
+}
+
+/// One virtual user's connection, opened on first use.
+pub struct UserConnection<'a> {
+    target: &'a Target,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl<'a> UserConnection<'a> {
+    pub fn new(target: &'a Target) -> Self {
+        Self {
+            target,
+            sender: None,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<Response, Failure> {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post_json(&mut self, path: &str, body: Bytes) -> Result<Response, Failure> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response, Failure> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The connection is in an unknown state; the next request gets a fresh one.
+                self.sender = None;
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response, Failure> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.target.authority)
+            .header(USER_AGENT, AGENT);
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|error| Failure::Exchange(error.to_string()))?;
+
+        let sender = self.ready_sender().await?;
+        let response = sender.send_request(request).await.map_err(|error| {
+            self.sender = None;
+            Failure::Exchange(error.to_string())
+        })?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| {
+                self.sender = None;
+                Failure::Exchange(error.to_string())
+            })?
+            .to_bytes();
+        Ok(Response {
+            status,
+            location,
+            body,
+        })
+    }
+
+    /// The kept-alive connection if the server left it open, else a new one.
+    async fn ready_sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
+        if let Some(sender) = &mut self.sender
+            && sender.ready().await.is_err()
+        {
+            self.sender = None;
+        }
+        if self.sender.is_none() {
+            self.sender = Some(connect(self.target.address).await?);
+        }
+        Ok(self.sender.as_mut().expect("connected above"))
+    }
+}
+
+async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|error| Failure::Connect(error.to_string()))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| Failure::Connect(error.to_string()))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| Failure::Connect(error.to_string()))?;
+    // The connection task ends by itself once the user drops its sender or the server closes.
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Percent-encodes a query value the way Gatling encodes the search term it interpolates into
+/// `/pessoas?t=...`: everything but unreserved characters becomes `%XX`.
+pub fn encode_query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn base_urls_resolve_to_loopback_only() {
+        let target = Target::resolve("http://127.0.0.1:9999").await.unwrap();
+        assert_eq!(target.address, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(target.path("/pessoas"), "/pessoas");
+        let prefixed = Target::resolve("http://127.0.0.1:9999/api/").await.unwrap();
+        assert_eq!(prefixed.path("/pessoas"), "/api/pessoas");
+        assert!(Target::resolve("http://10.0.0.1:9999").await.is_err());
+        assert!(Target::resolve("https://127.0.0.1").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn locations_resolve_against_the_base_url() {
+        let target = Target::resolve("http://127.0.0.1:9999").await.unwrap();
+        assert_eq!(
+            target.location_path("/pessoas/1").as_deref(),
+            Some("/pessoas/1")
+        );
+        assert_eq!(
+            target
+                .location_path("http://127.0.0.1:9999/pessoas/1")
+                .as_deref(),
+            Some("/pessoas/1")
+        );
+        assert_eq!(target.location_path("http://example.com/pessoas/1"), None);
+        assert_eq!(target.location_path("pessoas/1"), None);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("O biwajh hZu"), "O%20biwajh%20hZu");
+        assert_eq!(encode_query_value("C#+é"), "C%23%2B%C3%A9");
+    }
+}
