@@ -1,9 +1,9 @@
 //! `cargo xtask stress [--scale F] [--out DIR] [--strict]`: the contest's stress test, replayed
 //! against a fresh native stack, with each service's CPU time and peak memory from its cgroup.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -64,7 +64,10 @@ pub fn stress(args: &[String]) -> Result<(), String> {
         Some(previous) => {
             let running = previous.is_running()?;
             if running {
-                println!("restarting the stack so that the run starts from an empty database");
+                println!(
+                    "restarting the stack so that the run starts from an empty database; it \
+                     stays up afterwards"
+                );
             }
             previous.stop()?;
             running
@@ -73,9 +76,8 @@ pub fn stress(args: &[String]) -> Result<(), String> {
     };
     let stack = Stack::start()?;
     let outcome = run(&stack, &options);
-    if was_up {
-        println!("the stack stays up, as it was before; stop it with: cargo xtask down");
-    } else {
+    // The stack is left as it was found, so that the verdict stays the last line.
+    if !was_up {
         stack.stop()?;
     }
     outcome
@@ -86,11 +88,9 @@ fn run(stack: &Stack, options: &Options) -> Result<(), String> {
     let payloads = root.join(PAYLOADS);
     if !payloads.exists() {
         println!("generating {PAYLOADS}");
-        run_replay(
-            Command::new(stack::release_binary("replay"))
-                .args(["payloads", "--out"])
-                .arg(&payloads),
-        )?;
+        let mut generate = replay();
+        generate.args(["payloads", "--out"]).arg(&payloads);
+        run_replay(&mut generate)?;
     }
     let out = match &options.out {
         Some(out) => out.clone(),
@@ -104,10 +104,8 @@ fn run(stack: &Stack, options: &Options) -> Result<(), String> {
     };
 
     let cpu_before = cpu_seconds(stack)?;
-    let started = Instant::now();
-    let mut replay = Command::new(stack::release_binary("replay"));
-    replay
-        .arg("run")
+    let mut load = replay();
+    load.arg("run")
         .arg("--payloads")
         .arg(&payloads)
         .arg("--terms")
@@ -116,46 +114,48 @@ fn run(stack: &Stack, options: &Options) -> Result<(), String> {
         .arg(format!("http://127.0.0.1:{NGINX_PORT}"))
         .args(["--scale", &options.scale])
         .arg("--out")
-        .arg(&out);
+        .arg(&out)
+        // The summary is printed once, below, when it has the stack's figures too; progress
+        // still shows on stderr.
+        .stdout(Stdio::null());
     for (_, port) in REPLICAS {
-        replay
-            .arg("--metrics")
+        load.arg("--metrics")
             .arg(format!("http://127.0.0.1:{port}/metrics"));
     }
-    run_replay(&mut replay)?;
-    let elapsed = started.elapsed().as_secs_f64();
+    run_replay(&mut load)?;
 
+    let stack_json = out.join("stack.json");
     let usage = measure(stack, &cpu_before)?;
-    print_usage(&usage, elapsed);
-    let summary_path = out.join("summary.json");
-    let mut summary = read_summary(&summary_path)?;
-    summary["stack"] = usage;
     std::fs::write(
-        &summary_path,
-        serde_json::to_string_pretty(&summary).expect("JSON values serialise"),
+        &stack_json,
+        serde_json::to_string_pretty(&usage).expect("JSON values serialise"),
     )
-    .map_err(|error| format!("cannot write {}: {error}", summary_path.display()))?;
-
-    let verdict = Verdict::from_summary(&summary)?;
-    println!("{}", verdict.describe());
-    println!("report: {}", out.join("report.html").display());
-    if options.strict && !verdict.passed() {
-        return Err("the stress run failed its checks (--strict)".to_owned());
+    .map_err(|error| format!("cannot write {}: {error}", stack_json.display()))?;
+    let mut report = replay();
+    report
+        .args(["report", "--out"])
+        .arg(&out)
+        .arg("--stack-json")
+        .arg(&stack_json);
+    if options.strict {
+        report.arg("--strict");
     }
-    Ok(())
+    run_replay(&mut report)
 }
 
+fn replay() -> Command {
+    Command::new(stack::release_binary("replay"))
+}
+
+/// Runs the replay; with `--strict`, its exit status 1 means the verdict failed.
 fn run_replay(command: &mut Command) -> Result<(), String> {
-    let status = command.status().map_err(|error| {
-        format!(
-            "cannot run {}: {error}",
-            command.get_program().to_string_lossy()
-        )
-    })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("the replay failed ({status})"))
+    let status = command
+        .status()
+        .map_err(|error| format!("cannot run the replay: {error}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err("the run failed its checks (see the verdict above)".to_owned()),
+        _ => Err(format!("the replay failed ({status})")),
     }
 }
 
@@ -167,9 +167,9 @@ fn cpu_seconds(stack: &Stack) -> Result<Vec<f64>, String> {
         .collect()
 }
 
-/// `{"services": {name: {cpu_seconds, peak_memory_bytes, cpu_limit, memory_limit_bytes}}}`, with
-/// CPU seconds counted from `cpu_before` and peak memory over the stack's life (it was started
-/// for this run, so that is the run's peak).
+/// The replay's `--stack-json` document: `{"services": {name: {cpu_seconds, peak_memory_bytes,
+/// cpu_limit, memory_limit_bytes}}}`, with CPU seconds counted from `cpu_before` and peak memory
+/// over the stack's life (it was started for this run, so that is the run's peak).
 fn measure(stack: &Stack, cpu_before: &[f64]) -> Result<Value, String> {
     let mut services = serde_json::Map::new();
     for (service, before) in stack.services.iter().zip(cpu_before) {
@@ -184,95 +184,6 @@ fn measure(stack: &Stack, cpu_before: &[f64]) -> Result<Value, String> {
         );
     }
     Ok(json!({ "services": services }))
-}
-
-fn print_usage(usage: &Value, elapsed_seconds: f64) {
-    const MIB: f64 = (1 << 20) as f64;
-    println!(
-        "{:<8} {:>9} {:>9} {:>9} {:>12} {:>12}",
-        "service", "CPU limit", "CPU s", "of quota", "peak MiB", "limit MiB"
-    );
-    let services = usage["services"].as_object().expect("built by measure");
-    for (name, service) in services {
-        let number = |key: &str| service[key].as_f64().expect("built by measure");
-        let allowed = number("cpu_limit") * elapsed_seconds;
-        println!(
-            "{name:<8} {:>9.2} {:>9.1} {:>8.0}% {:>12.1} {:>12.0}",
-            number("cpu_limit"),
-            number("cpu_seconds"),
-            100.0 * number("cpu_seconds") / allowed,
-            number("peak_memory_bytes") / MIB,
-            number("memory_limit_bytes") / MIB
-        );
-    }
-}
-
-fn read_summary(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
-}
-
-/// What a run must show: no KO, and every valid payload persisted exactly once.
-#[derive(Debug, PartialEq)]
-struct Verdict {
-    ko: u64,
-    created: u64,
-    count_after: u64,
-    expected_count: u64,
-    /// p99 in milliseconds, by request name, with "all" last.
-    p99_ms: Vec<(String, f64)>,
-}
-
-impl Verdict {
-    fn from_summary(summary: &Value) -> Result<Verdict, String> {
-        let number = |value: &Value, what: &str| {
-            value
-                .as_u64()
-                .ok_or_else(|| format!("summary.json has no whole number {what}"))
-        };
-        let requests = summary["requests"]
-            .as_object()
-            .ok_or("summary.json has no requests object")?;
-        let mut p99_ms = requests
-            .iter()
-            .map(|(name, stats)| {
-                let p99 = stats["p99_ms"]
-                    .as_f64()
-                    .ok_or_else(|| format!("summary.json has no requests.{name}.p99_ms"))?;
-                Ok((name.clone(), p99))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        p99_ms.sort_by_key(|(name, _)| name == "all");
-        Ok(Verdict {
-            ko: number(&summary["requests"]["all"]["ko"], "requests.all.ko")?,
-            created: number(&summary["created_201"], "created_201")?,
-            count_after: number(&summary["count_after"], "count_after")?,
-            expected_count: number(&summary["expected_count"], "expected_count")?,
-            p99_ms,
-        })
-    }
-
-    fn passed(&self) -> bool {
-        self.ko == 0 && self.count_after == self.expected_count && self.created == self.count_after
-    }
-
-    fn describe(&self) -> String {
-        let p99: Vec<String> = self
-            .p99_ms
-            .iter()
-            .map(|(name, p99)| format!("{name} {p99:.1} ms"))
-            .collect();
-        format!(
-            "{}: KO {}, count {} of {} expected, {} created (201); p99: {}",
-            if self.passed() { "PASS" } else { "FAIL" },
-            self.ko,
-            self.count_after,
-            self.expected_count,
-            self.created,
-            p99.join(", ")
-        )
-    }
 }
 
 #[cfg(test)]
@@ -311,50 +222,5 @@ mod tests {
         ] {
             assert!(Options::parse(&args(bad)).is_err(), "{bad:?} accepted");
         }
-    }
-
-    fn summary(ko: u64, created: u64, count_after: u64, expected: u64) -> Value {
-        json!({
-            "requests": {
-                "all": {"count": 10, "ok": 10 - ko, "ko": ko, "p99_ms": 4.5},
-                "criação": {"count": 5, "ok": 5, "ko": 0, "p99_ms": 6.31},
-            },
-            "created_201": created,
-            "count_after": count_after,
-            "expected_count": expected,
-        })
-    }
-
-    #[test]
-    fn the_verdict_requires_no_ko_and_exact_counts() {
-        let pass = Verdict::from_summary(&summary(0, 40, 40, 40)).unwrap();
-        assert!(pass.passed());
-        assert_eq!(
-            pass.describe(),
-            "PASS: KO 0, count 40 of 40 expected, 40 created (201); p99: criação 6.3 ms, all 4.5 ms"
-        );
-        assert!(
-            !Verdict::from_summary(&summary(1, 40, 40, 40))
-                .unwrap()
-                .passed()
-        );
-        assert!(
-            !Verdict::from_summary(&summary(0, 40, 39, 40))
-                .unwrap()
-                .passed()
-        );
-        assert!(
-            !Verdict::from_summary(&summary(0, 41, 40, 40))
-                .unwrap()
-                .passed()
-        );
-    }
-
-    #[test]
-    fn a_summary_missing_a_count_is_an_error() {
-        let mut incomplete = summary(0, 1, 1, 1);
-        incomplete.as_object_mut().unwrap().remove("count_after");
-        let error = Verdict::from_summary(&incomplete).unwrap_err();
-        assert!(error.contains("count_after"), "{error}");
     }
 }
