@@ -12,23 +12,40 @@ let
   # The compose files and the configuration they mount, copied to the store together.
   composeFile = "${../docker}/compose.yml";
 
-  # An app running nix/scripts/<script>.sh. The stack's scripts start with the functions of
-  # nix/scripts/container-engine.sh.
+  # What the apps of each kind share: functions (nix/scripts/<prelude>.sh, put in front of the
+  # app's own script), programs and environment.
+  stack = {
+    prelude = ./scripts/container-engine.sh;
+    runtimeInputs = [ docker-compose ];
+    runtimeEnv.RINHA_COMPOSE_FILE = composeFile;
+  };
+  loadGenerator = {
+    prelude = ./scripts/repository.sh;
+    runtimeInputs = [ packages.replay ];
+    runtimeEnv = {
+      RINHA_PAYLOADS = "gatling/resources/pessoas-payloads.tsv";
+      RINHA_SEARCH_TERMS = "gatling/resources/termos-busca.tsv";
+    };
+  };
+
+  # An app running nix/scripts/<script>.sh after its kind's prelude.
   scriptApp =
     script:
     {
+      kind,
       description,
-      runtimeInputs,
+      runtimeInputs ? [ ],
       runtimeEnv ? { },
-      usesContainerEngine ? false,
     }:
     let
       program = writeShellApplication {
         name = "rinha-${script}";
-        inherit runtimeInputs runtimeEnv;
-        text = lib.concatMapStrings builtins.readFile (
-          lib.optional usesContainerEngine ./scripts/container-engine.sh ++ [ ./scripts/${script}.sh ]
-        );
+        runtimeInputs = kind.runtimeInputs ++ runtimeInputs;
+        runtimeEnv = kind.runtimeEnv // runtimeEnv;
+        text = lib.concatMapStrings builtins.readFile [
+          kind.prelude
+          ./scripts/${script}.sh
+        ];
       };
     in
     {
@@ -39,40 +56,34 @@ let
 in
 lib.mapAttrs scriptApp {
   up = {
+    kind = stack;
     description = "Load the images and start the compose stack on :9999";
-    runtimeInputs = [ docker-compose ];
-    runtimeEnv = {
-      RINHA_COMPOSE_FILE = composeFile;
-      RINHA_IMAGES = toString [
-        packages.image-postgres
-        packages.image-api
-        packages.image-nginx
-      ];
-    };
-    usesContainerEngine = true;
+    runtimeEnv.RINHA_IMAGES = toString [
+      packages.image-postgres
+      packages.image-api
+      packages.image-nginx
+    ];
   };
 
   down = {
+    kind = stack;
     description = "Stop the compose stack and delete its data";
-    runtimeInputs = [ docker-compose ];
-    runtimeEnv.RINHA_COMPOSE_FILE = composeFile;
-    usesContainerEngine = true;
   };
 
   stress = {
+    kind = loadGenerator;
     description = "Run the contest's Gatling stress test against :9999";
     runtimeInputs = [
       coreutils
       curl
       findutils
       packages.gatling
-      packages.replay
     ];
     runtimeEnv.RINHA_SIMULATION = "RinhaBackendSimulation";
   };
 
   replay = {
+    kind = loadGenerator;
     description = "Run the Rust replay of the stress test against :9999";
-    runtimeInputs = [ packages.replay ];
   };
 }

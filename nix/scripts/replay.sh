@@ -1,5 +1,15 @@
 # shellcheck shell=bash
-# The stress test replayed in Rust against the stack on :9999, for machines without a JVM.
-# Extra arguments go to `replay run`.
+# The stress test replayed in Rust against the stack on :9999, for machines without a JVM,
+# scraping both replicas' metrics. Extra arguments go to `replay run` (--strict, --scale F, ...).
 
-exec replay run --base-url http://localhost:9999 "$@"
+require_repository_root
+ensure_payloads
+
+exec replay run \
+  --payloads "$RINHA_PAYLOADS" \
+  --terms "$RINHA_SEARCH_TERMS" \
+  --out target/replay \
+  --base-url http://localhost:9999 \
+  --metrics http://localhost:8081/metrics \
+  --metrics http://localhost:8082/metrics \
+  "$@"

@@ -1,17 +1,9 @@
 # shellcheck shell=bash
-# Runs the contest's Gatling simulation against the stack on :9999 from the repository root:
-# generates the people payloads if they are missing, then prints where the report is and how
-# many people the API counts afterwards.
+# Runs the contest's Gatling simulation against the stack on :9999, then prints where the report
+# is and how many people the API counts afterwards.
 
-if [[ ! -d gatling/simulations ]]; then
-  echo "run this from the repository root (no gatling/simulations here)" >&2
-  exit 1
-fi
-
-payloads=gatling/resources/pessoas-payloads.tsv
-if [[ ! -s $payloads ]]; then
-  replay payloads --out "$payloads"
-fi
+require_repository_root
+ensure_payloads
 
 results="$PWD/target/gatling"
 mkdir -p "$results"
