@@ -11,7 +11,9 @@
 let
   manifest = (lib.importTOML ../Cargo.toml).package;
 
-  # Only what cargo reads, so editing the delivery files does not rebuild the crates.
+  # Only what cargo reads, so editing the other files does not rebuild the crates: the crates,
+  # and the files their code and tests include (the nginx config the native stack derives its
+  # own from, the contest's search terms).
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -23,6 +25,8 @@ let
       ../tests
       ../xtask
       ../gatling/replay
+      ../gatling/resources/termos-busca.tsv
+      ../docker/nginx.conf
     ];
   };
 
