@@ -2,6 +2,8 @@
 
 mod cgroup;
 mod compose;
+mod containers;
+mod delivery;
 mod engine;
 mod images;
 mod nginx;
@@ -19,7 +21,14 @@ commands:
   stress [--scale F] [--out DIR] [--strict]
           replay the contest's stress test against a fresh native stack
   images [--rebuild]
-          build the compose files' images with podman or docker, without Nix or a registry";
+          build the compose files' images with podman or docker, without Nix or a registry
+  compose-up | compose-down
+          start (images built, health awaited, cgroup limits checked) or stop the
+          host-network compose stack, docker/compose.host.yml, with podman or docker
+  compose-stress [--scale F] [--out DIR] [--strict]
+          replay the stress test against a fresh compose stack, then tear it down
+  check-delivery
+          check the flake, compose files, workflows and nginx config by static means";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +41,10 @@ fn main() -> ExitCode {
         "down" => stack::down(rest),
         "stress" => stress::stress(rest),
         "images" => images::images(rest),
+        "compose-up" => containers::compose_up(rest),
+        "compose-down" => containers::compose_down(rest),
+        "compose-stress" => containers::compose_stress(rest),
+        "check-delivery" => delivery::check_delivery(rest),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
