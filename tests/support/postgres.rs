@@ -132,7 +132,17 @@ fn with_database(url: &str, database: &str) -> String {
     format!("{}/{database}{query}", &base[..authority_end])
 }
 
+/// PostgreSQL's server binaries: from PATH (as in a Nix shell), else `pg_config`, else the
+/// newest of Debian's `/usr/lib/postgresql/<version>/bin`.
 fn postgres_bin_dir() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists());
+    if let Some(dir) = on_path {
+        return dir;
+    }
     if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         if dir.join("initdb").exists() {
