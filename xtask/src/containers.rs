@@ -151,6 +151,8 @@ impl ContainerStack {
         let file = compose_file();
         let services = compose::read(&file)?;
         let resolved = engine.resolved_compose(&file)?;
+        images::prepare(engine, false)?;
+        // Checked last, as building the images can take minutes.
         for port in PORTS {
             if TcpListener::bind(("127.0.0.1", port)).is_err() {
                 return Err(format!(
@@ -159,44 +161,44 @@ impl ContainerStack {
                 ));
             }
         }
-        images::prepare(engine, false)?;
-        engine::run(engine.compose(&file).args(["up", "--detach", "--no-build"]))?;
+        let launched = engine::run(engine.compose(&file).args(["up", "--detach", "--no-build"]));
 
         let mut containers = Vec::new();
-        let mut started = || -> Result<(), String> {
-            for service in resolved.images.keys() {
-                let id = engine
-                    .service_container(&resolved.project, service)?
-                    .ok_or_else(|| format!("compose started no container for {service}"))?;
+        for service in resolved.images.keys() {
+            if let Some(id) = engine.service_container(&resolved.project, service)? {
                 containers.push((service.clone(), id));
             }
-            wait_until_healthy(engine, &containers)?;
-            Ok(())
-        };
-        let healthy = started();
-        let checked = healthy.and_then(|()| {
-            containers
-                .iter()
-                .map(|(service, id)| {
-                    let limits = services
-                        .get(service)
-                        .and_then(|definition| definition.limits)
-                        .ok_or_else(|| {
-                            format!(
-                                "{COMPOSE_FILE}: service {service} has no deploy.resources.limits"
-                            )
-                        })?;
-                    let cgroup = container_cgroup(engine, id)?;
-                    check_limits(service, &limits, &cgroup)?;
-                    Ok(Container {
-                        service: service.clone(),
-                        id: id.clone(),
-                        limits,
-                        cgroup,
+        }
+        let checked = launched
+            .and_then(|()| {
+                if containers.len() == resolved.images.len() {
+                    Ok(())
+                } else {
+                    Err(format!("compose started {} of {} services", containers.len(), resolved.images.len()))
+                }
+            })
+            .and_then(|()| wait_until_healthy(engine, &containers))
+            .and_then(|()| {
+                containers
+                    .iter()
+                    .map(|(service, id)| {
+                        let limits = services
+                            .get(service)
+                            .and_then(|definition| definition.limits)
+                            .ok_or_else(|| {
+                                format!("{COMPOSE_FILE}: service {service} has no deploy.resources.limits")
+                            })?;
+                        let cgroup = container_cgroup(engine, id)?;
+                        check_limits(service, &limits, &cgroup)?;
+                        Ok(Container {
+                            service: service.clone(),
+                            id: id.clone(),
+                            limits,
+                            cgroup,
+                        })
                     })
-                })
-                .collect::<Result<Vec<Container>, String>>()
-        });
+                    .collect::<Result<Vec<Container>, String>>()
+            });
         match checked {
             Ok(containers) => Ok(ContainerStack { engine, containers }),
             Err(error) => {
@@ -325,14 +327,10 @@ fn compose_file() -> PathBuf {
     repo_root().join(COMPOSE_FILE)
 }
 
-/// Removes the stack's containers and its database volume, so the next start is empty.
+/// Removes the stack's containers and its database volume, so the next start is empty. Quiet
+/// unless it fails: podman-compose reports every container it finds missing.
 fn stop(engine: Engine) -> Result<(), String> {
-    engine::run(
-        engine
-            .compose(&compose_file())
-            .args(["down", "--volumes"])
-            .stdout(Stdio::null()),
-    )
+    engine::capture(engine.compose(&compose_file()).args(["down", "--volumes"])).map(drop)
 }
 
 /// Waits until every container with a healthcheck reports healthy and every other one runs and
