@@ -43,10 +43,17 @@ impl Target {
         } else {
             format!("{authority}:80")
         };
-        let address = tokio::net::lookup_host(with_port.as_str())
+        let loopback: Vec<SocketAddr> = tokio::net::lookup_host(with_port.as_str())
             .await
             .map_err(|error| format!("{base_url}: {error}"))?
-            .find(|address| address.ip().is_loopback())
+            .filter(|address| address.ip().is_loopback())
+            .collect();
+        // `localhost` may list ::1 first while the stack listens on IPv4 only.
+        let address = loopback
+            .iter()
+            .find(|address| address.is_ipv4())
+            .or(loopback.first())
+            .copied()
             .ok_or_else(|| format!("{base_url}: does not resolve to a loopback address"))?;
         Ok(Self {
             address,
@@ -241,6 +248,8 @@ mod tests {
     async fn base_urls_resolve_to_loopback_only() {
         let target = Target::resolve("http://127.0.0.1:9999").await.unwrap();
         assert_eq!(target.address, "127.0.0.1:9999".parse().unwrap());
+        let named = Target::resolve("http://localhost:9999").await.unwrap();
+        assert_eq!(named.address, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(target.path("/pessoas"), "/pessoas");
         let prefixed = Target::resolve("http://127.0.0.1:9999/api/").await.unwrap();
         assert_eq!(prefixed.path("/pessoas"), "/api/pessoas");

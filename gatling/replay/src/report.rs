@@ -56,7 +56,7 @@ pub fn render(summary: &Summary, series: &Series) -> String {
         for (message, count) in &summary.errors {
             let _ = write!(
                 page,
-                "<tr><td class=\"text\">{}</td><td>{count}</td></tr>",
+                "<tr><td>{}</td><td>{count}</td></tr>",
                 escape(message)
             );
         }
@@ -148,7 +148,7 @@ fn requests_table(summary: &Summary) -> String {
         if let Some(stats) = summary.requests.get(name) {
             let _ = write!(
                 table,
-                "<tr><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>\
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>\
                  <td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td></tr>",
                 escape(name),
                 stats.count,
@@ -205,7 +205,7 @@ fn stack_table(summary: &Summary) -> String {
     for (service, usage) in &stack.services {
         let _ = write!(
             table,
-            "<tr><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(service),
             usage
                 .cpu_seconds
@@ -265,11 +265,13 @@ fn draw_line_chart(
         .configure_mesh()
         .x_desc("seconds")
         .y_desc(unit)
+        .x_label_formatter(&compact_number)
+        .y_label_formatter(&compact_number)
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(|error| error.to_string())?;
     for (index, (label, points)) in lines.iter().enumerate() {
-        let color = Palette99::pick(index).to_rgba();
+        let color = PALETTE[index % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(
                 points.iter().copied(),
@@ -291,6 +293,25 @@ fn draw_line_chart(
     root.present().map_err(|error| error.to_string())
 }
 
+/// Axis labels without trailing zeros: `700`, `2.5`, `0.25`.
+fn compact_number(value: &f64) -> String {
+    format!("{}", (value * 100.0).round() / 100.0)
+}
+
+/// Distinct colours that stay readable on white.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -300,7 +321,7 @@ fn escape(text: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1060px}\
 table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}\
-td.text{text-align:left}th{background:#f3f3f3}.verdict{font-weight:bold;padding:8px;border-radius:4px}\
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}.verdict{font-weight:bold;padding:8px;border-radius:4px}\
 .pass{background:#e3f6e3}.fail{background:#fbe3e3}figure{margin:8px 0}";
 
 #[cfg(test)]
