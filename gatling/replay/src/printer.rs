@@ -6,6 +6,8 @@ use crate::statistics::{RequestName, RequestStats};
 use crate::summary::Summary;
 
 const WIDTH: usize = 104;
+/// Beyond this, the load no longer follows the simulation's schedule closely enough to compare runs.
+const LATE_START_WARNING_MS: f64 = 1000.0;
 
 pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
@@ -110,6 +112,13 @@ pub fn render(summary: &Summary) -> String {
         summary.injection_lag.p99_ms,
         summary.injection_lag.max_ms
     );
+    if summary.injection_lag.max_ms > LATE_START_WARNING_MS {
+        let _ = writeln!(
+            out,
+            "> warning: users started up to {:.1} s late; this machine could not keep to the injection schedule",
+            summary.injection_lag.max_ms / 1000.0
+        );
+    }
     let _ = writeln!(out, "{rule}");
     let _ = writeln!(out, "{}", summary.verdict.line);
     out
