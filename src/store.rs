@@ -1,7 +1,10 @@
 //! PostgreSQL access: the connection pool, the schema, and the queries.
 //!
 //! Every call is bounded by the configured database timeout, so a database that is down or
-//! stuck turns into a quick [`StoreError::Unavailable`] (a `503`), never a hung request.
+//! stuck turns into a quick [`StoreError::Unavailable`] (a `503`), never a hung request. The
+//! database itself cancels a statement that runs past the timeout (`statement_timeout`), so a
+//! write answered `503` for being slow was rolled back, not committed behind the client's back;
+//! the client gives up on its own only a moment later, when the database does not answer at all.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -21,6 +24,9 @@ const SCHEMA: &str = include_str!("../sql/schema.sql");
 const SCHEMA_LOCK_KEY: i64 = 0x0072_696e_6861; // "rinha"
 
 pub const SEARCH_LIMIT: i64 = 50;
+
+/// How long past its statement timeout the database may take to report the cancellation.
+const UNANSWERED_GRACE: Duration = Duration::from_secs(1);
 
 /// The columns of a person, in the API's order.
 macro_rules! person_columns {
@@ -71,6 +77,10 @@ impl Store {
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
         pg_config.connect_timeout(settings.db_timeout);
+        pg_config.options(format!(
+            "-c statement_timeout={}",
+            settings.db_timeout.as_millis()
+        ));
         pg_config.application_name("rinha");
         let manager = Manager::from_config(
             pg_config,
@@ -100,8 +110,8 @@ impl Store {
     /// Applies the schema. Replicas starting together serialise on an advisory lock, so
     /// `CREATE … IF NOT EXISTS` never races with itself.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
         self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
             client
                 .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK_KEY])
                 .await
@@ -117,8 +127,8 @@ impl Store {
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Pessoa>, StoreError> {
+        let client = self.client().await?;
         self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
             let statement = client.prepare_cached(FIND_SQL).await.map_err(unavailable)?;
             let row = client
                 .query_opt(&statement, &[&id])
@@ -138,8 +148,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let pattern = like_pattern(term);
+        let client = self.client().await?;
         self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
             let statement = client
                 .prepare_cached(SEARCH_SQL)
                 .await
@@ -154,8 +164,8 @@ impl Store {
     }
 
     pub async fn count(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
         self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
             let statement = client
                 .prepare_cached("SELECT count(*) FROM pessoas")
                 .await
@@ -187,8 +197,8 @@ impl Store {
             })
             .collect();
         let buscas: Vec<String> = batch.iter().map(|p| p.search_text()).collect();
+        let client = self.client().await?;
         self.bounded(async {
-            let client = self.pool.get().await.map_err(unavailable)?;
             let statement = client
                 .prepare_cached(
                     "INSERT INTO pessoas (id, apelido, nome, nascimento, stack, busca) \
@@ -217,16 +227,23 @@ impl Store {
         .await
     }
 
+    /// A pooled connection, waiting at most the database timeout for one.
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    /// Runs `operation`, giving up when the database has not answered shortly after its own
+    /// statement timeout should have.
     async fn bounded<T>(
         &self,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, operation)
+        let limit = self.timeout + UNANSWERED_GRACE;
+        tokio::time::timeout(limit, operation)
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(format!(
-                    "no answer within {:?}",
-                    self.timeout
+                    "no answer within {limit:?}"
                 )))
             })
     }

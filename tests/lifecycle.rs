@@ -147,3 +147,39 @@ async fn a_database_restart_gives_quick_503s_then_recovers() {
     app.create(&pessoa("depois")).await;
     assert_eq!(app.count().await, 2);
 }
+
+#[tokio::test]
+async fn a_write_answered_503_for_being_slow_is_not_stored() {
+    let database = fresh_database().await;
+    let mut slow = settings(&database);
+    slow.db_timeout = Duration::from_millis(500);
+    let app = TestApp::spawn_with(slow).await;
+
+    // Another session holds the table, so the INSERT waits past the timeout.
+    let mut blocker = db_client(&database).await;
+    let holding = blocker.transaction().await.unwrap();
+    holding
+        .batch_execute("LOCK TABLE pessoas IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(app.post(&pessoa("lento")).await.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    holding.rollback().await.unwrap();
+
+    let db = db_client(&database).await;
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM pessoas WHERE apelido = 'lento'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored, 0,
+        "the database cancelled the write it was answered 503 for"
+    );
+    assert_eq!(
+        app.post(&pessoa("lento")).await.status(),
+        201,
+        "and it can be sent again"
+    );
+}
