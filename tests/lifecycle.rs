@@ -155,17 +155,23 @@ async fn a_write_answered_503_for_being_slow_is_not_stored() {
     slow.db_timeout = Duration::from_millis(500);
     let app = TestApp::spawn_with(slow).await;
 
-    // Another session holds the table, so the INSERT waits past the timeout.
+    // Another session is inserting the same apelido and has not committed, so the INSERT
+    // waits on it past the timeout.
     let mut blocker = db_client(&database).await;
     let holding = blocker.transaction().await.unwrap();
     holding
-        .batch_execute("LOCK TABLE pessoas IN EXCLUSIVE MODE")
+        .batch_execute(
+            "INSERT INTO pessoas (id, apelido, nome, nascimento, busca) \
+             VALUES (gen_random_uuid(), 'lento', 'Outro', '2000-01-01', 'lento')",
+        )
         .await
         .unwrap();
     let started = Instant::now();
     assert_eq!(app.post(&pessoa("lento")).await.status(), 503);
     assert!(started.elapsed() < Duration::from_secs(3));
+    // Once the other session gives up, a write still waiting would go through.
     holding.rollback().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let db = db_client(&database).await;
     let stored: i64 = db
