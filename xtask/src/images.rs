@@ -19,7 +19,7 @@ use crate::engine::{self, Engine};
 use crate::stack::{release_binary, repo_root};
 
 /// The compose files whose images are built; both must name the same ones.
-pub const COMPOSE_FILES: [&str; 2] = ["docker/compose.yml", "docker/compose.host.yml"];
+const COMPOSE_FILES: [&str; 2] = ["docker/compose.yml", "docker/compose.host.yml"];
 /// Holds the digest of an image's inputs.
 const INPUTS_LABEL: &str = "org.rinha.inputs";
 /// Files of the image builds: the API's staged root filesystem and mmdebstrap's logs.
