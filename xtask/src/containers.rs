@@ -55,15 +55,9 @@ pub fn compose_down(args: &[String]) -> Result<(), String> {
 
 /// `compose-stress [--scale F] [--out DIR] [--strict]`: the replay against a fresh compose
 /// stack, which is torn down afterwards; on failure the containers' logs are kept in DIR/logs.
+/// The replay is built along with the API's image.
 pub fn compose_stress(args: &[String]) -> Result<(), String> {
     let options = StressOptions::parse(args)?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    engine::run(Command::new(cargo).current_dir(repo_root()).args([
-        "build",
-        "--release",
-        "--package",
-        "replay",
-    ]))?;
     let engine = Engine::detect()?;
     // A fresh stack: an empty database for the counts, new cgroups for the figures.
     stop(engine)?;

@@ -148,10 +148,19 @@ fn tags_in_compose_files(engine: Engine) -> Result<BTreeMap<Role, String>, Strin
 /// loader looks in, with a passwd entry for the user it runs as.
 fn build_api(engine: Engine, tag: &str, rebuild: bool) -> Result<Built, String> {
     let started = Instant::now();
+    // The native stack's package selection, which also gives compose-stress its replay: with
+    // another one, Cargo unifies the dependencies' features differently and relinks `rinha`.
     engine::run(
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(repo_root())
-            .args(["build", "--release", "--package", "rinha", "--bin", "rinha"]),
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "rinha",
+                "--package",
+                "replay",
+            ]),
     )?;
     let binary = release_binary("rinha");
     let libraries = linked_libraries(&engine::capture(Command::new("ldd").arg(&binary))?);
