@@ -145,6 +145,17 @@ impl ContainerStack {
         let file = compose_file();
         let services = compose::read(&file)?;
         let resolved = engine.resolved_compose(&file)?;
+        for service in resolved.images.keys() {
+            if engine
+                .service_container(&resolved.project, service)?
+                .is_some()
+            {
+                return Err(format!(
+                    "the compose stack is already up ({service} exists); stop it first with: \
+                     cargo xtask compose-down"
+                ));
+            }
+        }
         images::prepare(engine, false)?;
         // Checked last, as building the images can take minutes.
         for port in PORTS {
