@@ -147,6 +147,16 @@ impl Cgroup {
         }
     }
 
+    /// How often the CPU quota held the group back, since it was created.
+    pub fn throttling(&self) -> Result<Throttling, String> {
+        let (path, throttled_unit) = match self {
+            Cgroup::V1 { cpu, .. } => (cpu.join("cpu.stat"), ("throttled_time", 1e9)),
+            Cgroup::V2 { dir } => (dir.join("cpu.stat"), ("throttled_usec", 1e6)),
+        };
+        parse_throttling(&read(&path)?, throttled_unit)
+            .ok_or_else(|| format!("{}: no throttling counters", path.display()))
+    }
+
     /// The most memory (resident and page cache, as the limit counts it) the group has held.
     pub fn peak_memory_bytes(&self) -> Result<u64, String> {
         match self {
@@ -206,6 +216,42 @@ impl Cgroup {
         dirs.dedup();
         dirs
     }
+}
+
+/// CFS bandwidth counters: scheduling periods, those in which the group ran out of quota, and
+/// the time it then waited.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Throttling {
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_seconds: f64,
+}
+
+impl std::ops::Sub for Throttling {
+    type Output = Throttling;
+
+    fn sub(self, earlier: Throttling) -> Throttling {
+        Throttling {
+            periods: self.periods - earlier.periods,
+            throttled_periods: self.throttled_periods - earlier.throttled_periods,
+            throttled_seconds: self.throttled_seconds - earlier.throttled_seconds,
+        }
+    }
+}
+
+/// Reads `cpu.stat`, whose throttled time is the `(name, units per second)` field.
+fn parse_throttling(stat: &str, (throttled_name, per_second): (&str, f64)) -> Option<Throttling> {
+    let field = |name: &str| {
+        stat.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<u64>().ok())?
+        })
+    };
+    Some(Throttling {
+        periods: field("nr_periods")?,
+        throttled_periods: field("nr_throttled")?,
+        throttled_seconds: field(throttled_name)? as f64 / per_second,
+    })
 }
 
 /// Where this process's own group sits in the v1 hierarchy that has `controller`: the stack's
@@ -375,6 +421,43 @@ mod tests {
         assert_eq!(
             v2_base(MOUNTINFO_V1.lines().next().unwrap(), "0::/\n"),
             None
+        );
+    }
+
+    #[test]
+    fn throttling_counters_in_either_version() {
+        let v1 = "nr_periods 1944\nnr_throttled 13\nthrottled_time 693949951\nnr_bursts 0\n";
+        assert_eq!(
+            parse_throttling(v1, ("throttled_time", 1e9)).unwrap(),
+            Throttling {
+                periods: 1944,
+                throttled_periods: 13,
+                throttled_seconds: 0.693949951
+            }
+        );
+        let v2 = "usage_usec 90\nuser_usec 60\nsystem_usec 30\nnr_periods 20\nnr_throttled 2\n\
+                  throttled_usec 1500000\n";
+        let v2 = parse_throttling(v2, ("throttled_usec", 1e6)).unwrap();
+        assert_eq!(
+            (v2.periods, v2.throttled_periods, v2.throttled_seconds),
+            (20, 2, 1.5)
+        );
+        assert_eq!(
+            parse_throttling("usage_usec 90\n", ("throttled_usec", 1e6)),
+            None
+        );
+        let later = Throttling {
+            periods: 30,
+            throttled_periods: 5,
+            throttled_seconds: 2.0,
+        };
+        assert_eq!(
+            later - v2,
+            Throttling {
+                periods: 10,
+                throttled_periods: 3,
+                throttled_seconds: 0.5
+            }
         );
     }
 

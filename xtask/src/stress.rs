@@ -1,12 +1,14 @@
 //! `cargo xtask stress [--scale F] [--out DIR] [--strict]`: the contest's stress test, replayed
 //! against a fresh native stack, with each service's CPU time and peak memory from its cgroup.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::cgroup::{Cgroup, Throttling};
+use crate::compose::Limits;
 use crate::stack::{self, NGINX_PORT, REPLICAS, Stack};
 
 const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
@@ -75,7 +77,25 @@ pub fn stress(args: &[String]) -> Result<(), String> {
         None => false,
     };
     let stack = Stack::start()?;
-    let outcome = run(&stack, &options);
+    let out = options.out.clone().unwrap_or_else(|| {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is past 1970")
+            .as_secs();
+        stack::repo_root()
+            .join("target/stress")
+            .join(stamp.to_string())
+    });
+    let services: Vec<Measured> = stack
+        .services
+        .iter()
+        .map(|service| Measured {
+            name: &service.name,
+            cgroup: &service.cgroup,
+            limits: service.limits,
+        })
+        .collect();
+    let outcome = replay_and_report(&services, &options.scale, &out, options.strict);
     // The stack is left as it was found, so that the verdict stays the last line.
     if !was_up {
         stack.stop()?;
@@ -83,7 +103,23 @@ pub fn stress(args: &[String]) -> Result<(), String> {
     outcome
 }
 
-fn run(stack: &Stack, options: &Options) -> Result<(), String> {
+/// A service whose cgroup a run measures.
+pub struct Measured<'a> {
+    pub name: &'a str,
+    pub cgroup: &'a Cgroup,
+    pub limits: Limits,
+}
+
+/// Replays the stress test against nginx on :9999 at `scale` into `out`, then has the replay
+/// report it again with each service's CPU time, CPU throttling and peak memory over the run
+/// (the services were started for it, so their peaks are the run's). Under `strict` a failed
+/// verdict is an error.
+pub fn replay_and_report(
+    services: &[Measured],
+    scale: &str,
+    out: &Path,
+    strict: bool,
+) -> Result<(), String> {
     let root = stack::repo_root();
     let payloads = root.join(PAYLOADS);
     if !payloads.exists() {
@@ -92,18 +128,8 @@ fn run(stack: &Stack, options: &Options) -> Result<(), String> {
         generate.args(["payloads", "--out"]).arg(&payloads);
         run_replay(&mut generate)?;
     }
-    let out = match &options.out {
-        Some(out) => out.clone(),
-        None => {
-            let stamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("the clock is past 1970")
-                .as_secs();
-            root.join("target/stress").join(stamp.to_string())
-        }
-    };
 
-    let cpu_before = cpu_seconds(stack)?;
+    let before = cpu_figures(services)?;
     let mut load = replay();
     load.arg("run")
         .arg("--payloads")
@@ -112,9 +138,9 @@ fn run(stack: &Stack, options: &Options) -> Result<(), String> {
         .arg(root.join(TERMS))
         .arg("--base-url")
         .arg(format!("http://127.0.0.1:{NGINX_PORT}"))
-        .args(["--scale", &options.scale])
+        .args(["--scale", scale])
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         // The summary is printed once, below, when it has the stack's figures too; progress
         // still shows on stderr.
         .stdout(Stdio::null());
@@ -123,21 +149,52 @@ fn run(stack: &Stack, options: &Options) -> Result<(), String> {
             .arg(format!("http://127.0.0.1:{port}/metrics"));
     }
     run_replay(&mut load)?;
+    let after = cpu_figures(services)?;
 
+    let mut figures = serde_json::Map::new();
+    let mut throttling = Vec::new();
+    for ((service, (cpu_before, throttled_before)), (cpu_after, throttled_after)) in
+        services.iter().zip(before).zip(after)
+    {
+        let throttled = throttled_after - throttled_before;
+        throttling.push(format!(
+            "{} {} of {} ({:.2} s)",
+            service.name,
+            throttled.throttled_periods,
+            throttled.periods,
+            throttled.throttled_seconds
+        ));
+        figures.insert(
+            service.name.to_owned(),
+            json!({
+                "cpu_seconds": cpu_after - cpu_before,
+                "peak_memory_bytes": service.cgroup.peak_memory_bytes()?,
+                "cpu_limit": service.limits.cpus,
+                "memory_limit_bytes": service.limits.memory_bytes,
+                "cpu_periods": throttled.periods,
+                "cpu_throttled_periods": throttled.throttled_periods,
+                "cpu_throttled_seconds": throttled.throttled_seconds,
+            }),
+        );
+    }
+    println!(
+        "CPU periods throttled by the quota during the run: {}",
+        throttling.join(", ")
+    );
     let stack_json = out.join("stack.json");
-    let usage = measure(stack, &cpu_before)?;
     std::fs::write(
         &stack_json,
-        serde_json::to_string_pretty(&usage).expect("JSON values serialise"),
+        serde_json::to_string_pretty(&json!({ "services": figures }))
+            .expect("JSON values serialise"),
     )
     .map_err(|error| format!("cannot write {}: {error}", stack_json.display()))?;
     let mut report = replay();
     report
         .args(["report", "--out"])
-        .arg(&out)
+        .arg(out)
         .arg("--stack-json")
         .arg(&stack_json);
-    if options.strict {
+    if strict {
         report.arg("--strict");
     }
     run_replay(&mut report)
@@ -159,31 +216,11 @@ fn run_replay(command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn cpu_seconds(stack: &Stack) -> Result<Vec<f64>, String> {
-    stack
-        .services
+fn cpu_figures(services: &[Measured]) -> Result<Vec<(f64, Throttling)>, String> {
+    services
         .iter()
-        .map(|service| service.cgroup.cpu_seconds())
+        .map(|service| Ok((service.cgroup.cpu_seconds()?, service.cgroup.throttling()?)))
         .collect()
-}
-
-/// The replay's `--stack-json` document: `{"services": {name: {cpu_seconds, peak_memory_bytes,
-/// cpu_limit, memory_limit_bytes}}}`, with CPU seconds counted from `cpu_before` and peak memory
-/// over the stack's life (it was started for this run, so that is the run's peak).
-fn measure(stack: &Stack, cpu_before: &[f64]) -> Result<Value, String> {
-    let mut services = serde_json::Map::new();
-    for (service, before) in stack.services.iter().zip(cpu_before) {
-        services.insert(
-            service.name.clone(),
-            json!({
-                "cpu_seconds": service.cgroup.cpu_seconds()? - before,
-                "peak_memory_bytes": service.cgroup.peak_memory_bytes()?,
-                "cpu_limit": service.limits.cpus,
-                "memory_limit_bytes": service.limits.memory_bytes,
-            }),
-        );
-    }
-    Ok(json!({ "services": services }))
 }
 
 #[cfg(test)]
