@@ -1,7 +1,8 @@
 //! `cargo xtask compose-up`, `compose-down` and `compose-stress`: `docker/compose.host.yml` as
 //! containers, with podman (through podman-compose) where no Docker engine runs, or Docker.
 //!
-//! The host-network file keeps every service on loopback, so the load never leaves 127.0.0.1.
+//! The host-network file puts no bridge between the services: they meet on loopback ports, and
+//! the load goes to 127.0.0.1 only.
 //! After start, each container's cgroup must hold exactly the CPU and memory limits the compose
 //! file gives its service: a compose front end that dropped `deploy.resources.limits` would
 //! otherwise go unnoticed and the run would measure an unlimited stack.
