@@ -9,17 +9,16 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use serde_json::json;
+use std::time::{Duration, Instant};
 
 use crate::cgroup::Cgroup;
 use crate::compose::{self, Limits};
 use crate::engine::{self, Engine};
 use crate::images;
-use crate::stack::{NGINX_PORT, REPLICAS, release_binary, repo_root};
+use crate::stack::{NGINX_PORT, REPLICAS, repo_root};
+use crate::stress::{self, Measured};
 
 const COMPOSE_FILE: &str = "docker/compose.host.yml";
 /// The stack's loopback ports; nothing else may hold them when it starts.
@@ -27,8 +26,6 @@ const PORTS: [u16; 4] = [5432, REPLICAS[0].1, REPLICAS[1].1, NGINX_PORT];
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
-const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
-const TERMS: &str = "gatling/resources/termos-busca.tsv";
 /// The lines of each container's log shown when something fails (all of it is kept on disk).
 const LOG_TAIL_LINES: usize = 40;
 
@@ -58,13 +55,22 @@ pub fn compose_down(args: &[String]) -> Result<(), String> {
 /// stack, which is torn down afterwards; on failure the containers' logs are kept in DIR/logs.
 /// The replay is built along with the API's image.
 pub fn compose_stress(args: &[String]) -> Result<(), String> {
-    let options = StressOptions::parse(args)?;
+    let options = stress::Options::parse("compose-stress", args)?;
     let engine = Engine::detect()?;
     // A fresh stack: an empty database for the counts, new cgroups for the figures.
     stop(engine)?;
     let outcome = ContainerStack::start().and_then(|stack| {
         stack.print();
-        let outcome = stress(&stack, &options);
+        let services: Vec<Measured> = stack
+            .containers
+            .iter()
+            .map(|container| Measured {
+                name: &container.service,
+                cgroup: &container.cgroup,
+                limits: container.limits,
+            })
+            .collect();
+        let outcome = stress::replay_and_report(&services, &options);
         if outcome.is_err() {
             stack.save_logs(&options.out);
         }
@@ -75,54 +81,6 @@ pub fn compose_stress(args: &[String]) -> Result<(), String> {
     }
     stop(engine)?;
     outcome.map_err(|_| "the compose stress run failed (see above)".to_owned())
-}
-
-#[derive(Debug, PartialEq)]
-struct StressOptions {
-    scale: String,
-    out: PathBuf,
-    strict: bool,
-}
-
-impl StressOptions {
-    fn parse(args: &[String]) -> Result<StressOptions, String> {
-        let usage = "usage: cargo xtask compose-stress [--scale F] [--out DIR] [--strict]";
-        let mut scale = "1".to_owned();
-        let mut out = None;
-        let mut strict = false;
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = || {
-                args.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{arg} needs a value; {usage}"))
-            };
-            match arg.as_str() {
-                "--scale" => {
-                    scale = value()?;
-                    if !scale
-                        .parse::<f64>()
-                        .is_ok_and(|factor| factor > 0.0 && factor.is_finite())
-                    {
-                        return Err(format!("--scale {scale:?} is not a positive number"));
-                    }
-                }
-                "--out" => out = Some(PathBuf::from(value()?)),
-                "--strict" => strict = true,
-                other => return Err(format!("unknown option {other:?}; {usage}")),
-            }
-        }
-        let out = out.unwrap_or_else(|| {
-            let stamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("the clock is past 1970")
-                .as_secs();
-            repo_root()
-                .join("target/compose-stress")
-                .join(stamp.to_string())
-        });
-        Ok(StressOptions { scale, out, strict })
-    }
 }
 
 /// The compose stack's containers, running and healthy.
@@ -248,84 +206,6 @@ impl ContainerStack {
             print_tail(&container.service, &log);
         }
         println!("container logs: {}", dir.display());
-    }
-}
-
-/// The replay against the stack, then its report with the containers' CPU seconds and peak
-/// memory; the replay's `--strict` verdict decides.
-fn stress(stack: &ContainerStack, options: &StressOptions) -> Result<(), String> {
-    let payloads = repo_root().join(PAYLOADS);
-    if !payloads.exists() {
-        println!("generating {PAYLOADS}");
-        run_replay(
-            Command::new(release_binary("replay"))
-                .args(["payloads", "--out"])
-                .arg(&payloads),
-        )?;
-    }
-    let cpu_before = stack
-        .containers
-        .iter()
-        .map(|container| container.cgroup.cpu_seconds())
-        .collect::<Result<Vec<f64>, String>>()?;
-    let mut load = Command::new(release_binary("replay"));
-    load.arg("run")
-        .arg("--payloads")
-        .arg(&payloads)
-        .arg("--terms")
-        .arg(repo_root().join(TERMS))
-        .arg("--base-url")
-        .arg(format!("http://127.0.0.1:{NGINX_PORT}"))
-        .args(["--scale", &options.scale])
-        .arg("--out")
-        .arg(&options.out)
-        // The summary is printed once, by the report below, with the containers' figures.
-        .stdout(Stdio::null());
-    for (_, port) in REPLICAS {
-        load.arg("--metrics")
-            .arg(format!("http://127.0.0.1:{port}/metrics"));
-    }
-    run_replay(&mut load)?;
-
-    let mut services = serde_json::Map::new();
-    for (container, before) in stack.containers.iter().zip(cpu_before) {
-        services.insert(
-            container.service.clone(),
-            json!({
-                "cpu_seconds": container.cgroup.cpu_seconds()? - before,
-                // The container was started for this run, so its peak is the run's.
-                "peak_memory_bytes": container.cgroup.peak_memory_bytes()?,
-                "cpu_limit": container.limits.cpus,
-                "memory_limit_bytes": container.limits.memory_bytes,
-            }),
-        );
-    }
-    let stack_json = options.out.join("stack.json");
-    let document = serde_json::to_string_pretty(&json!({ "services": services }))
-        .expect("JSON values serialise");
-    std::fs::write(&stack_json, document)
-        .map_err(|error| format!("cannot write {}: {error}", stack_json.display()))?;
-    let mut report = Command::new(release_binary("replay"));
-    report
-        .args(["report", "--out"])
-        .arg(&options.out)
-        .arg("--stack-json")
-        .arg(&stack_json);
-    if options.strict {
-        report.arg("--strict");
-    }
-    run_replay(&mut report)
-}
-
-/// Runs the replay; with `--strict`, its exit status 1 means the verdict failed.
-fn run_replay(command: &mut Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|error| format!("cannot run the replay: {error}"))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(1) => Err("the run failed its checks (see the verdict above)".to_owned()),
-        _ => Err(format!("the replay failed ({status})")),
     }
 }
 
@@ -515,43 +395,6 @@ fn print_tail(service: &str, log: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|arg| arg.to_string()).collect()
-    }
-
-    #[test]
-    fn stress_options_parse_and_reject() {
-        let options =
-            StressOptions::parse(&args(&["--scale", "0.2", "--strict", "--out", "x"])).unwrap();
-        assert_eq!(
-            options,
-            StressOptions {
-                scale: "0.2".to_owned(),
-                out: PathBuf::from("x"),
-                strict: true
-            }
-        );
-        let default = StressOptions::parse(&[]).unwrap();
-        assert_eq!(default.scale, "1");
-        assert!(!default.strict);
-        assert!(
-            default
-                .out
-                .starts_with(repo_root().join("target/compose-stress"))
-        );
-        for bad in [
-            &["--scale"][..],
-            &["--scale", "0"],
-            &["--scale", "x"],
-            &["--fast"],
-        ] {
-            assert!(
-                StressOptions::parse(&args(bad)).is_err(),
-                "{bad:?} accepted"
-            );
-        }
-    }
 
     #[test]
     fn cgroup_v1_paths_follow_each_controller() {

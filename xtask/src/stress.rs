@@ -1,7 +1,7 @@
 //! `cargo xtask stress [--scale F] [--out DIR] [--strict]`: the contest's stress test, replayed
 //! against a fresh native stack, with each service's CPU time and peak memory from its cgroup.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,52 +14,61 @@ use crate::stack::{self, NGINX_PORT, REPLICAS, Stack};
 const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
 const TERMS: &str = "gatling/resources/termos-busca.tsv";
 
+/// The options of the stress runs, `[--scale F] [--out DIR] [--strict]`, shared by every stack.
 #[derive(Debug, PartialEq)]
-struct Options {
-    scale: String,
-    out: Option<PathBuf>,
+pub struct Options {
+    pub scale: String,
+    pub out: PathBuf,
     /// Fail on any KO or any count that differs from the expected one (for CI).
-    strict: bool,
+    pub strict: bool,
 }
 
 impl Options {
-    fn parse(args: &[String]) -> Result<Options, String> {
-        let mut options = Options {
-            scale: "1".to_owned(),
-            out: None,
-            strict: false,
-        };
+    /// Parses the options of `cargo xtask COMMAND`; without `--out`, the run goes to
+    /// `target/COMMAND/<seconds since 1970>`.
+    pub fn parse(command: &str, args: &[String]) -> Result<Options, String> {
+        let usage = format!("usage: cargo xtask {command} [--scale F] [--out DIR] [--strict]");
+        let mut scale = "1".to_owned();
+        let mut out = None;
+        let mut strict = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
+            let mut value = || {
                 args.next()
                     .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
+                    .ok_or_else(|| format!("{arg} needs a value; {usage}"))
             };
             match arg.as_str() {
                 "--scale" => {
-                    let scale = value("--scale")?;
-                    match scale.parse::<f64>() {
-                        Ok(factor) if factor > 0.0 && factor.is_finite() => options.scale = scale,
-                        _ => return Err(format!("--scale {scale:?} is not a positive number")),
+                    scale = value()?;
+                    if !scale
+                        .parse::<f64>()
+                        .is_ok_and(|factor| factor > 0.0 && factor.is_finite())
+                    {
+                        return Err(format!("--scale {scale:?} is not a positive number"));
                     }
                 }
-                "--out" => options.out = Some(PathBuf::from(value("--out")?)),
-                "--strict" => options.strict = true,
-                other => {
-                    return Err(format!(
-                        "unknown stress option {other:?}; usage: cargo xtask stress \
-                         [--scale F] [--out DIR] [--strict]"
-                    ));
-                }
+                "--out" => out = Some(PathBuf::from(value()?)),
+                "--strict" => strict = true,
+                other => return Err(format!("unknown {command} option {other:?}; {usage}")),
             }
         }
-        Ok(options)
+        let out = out.unwrap_or_else(|| {
+            let stamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("the clock is past 1970")
+                .as_secs();
+            stack::repo_root()
+                .join("target")
+                .join(command)
+                .join(stamp.to_string())
+        });
+        Ok(Options { scale, out, strict })
     }
 }
 
 pub fn stress(args: &[String]) -> Result<(), String> {
-    let options = Options::parse(args)?;
+    let options = Options::parse("stress", args)?;
     // Every run starts from a fresh stack: an empty database for the counts, new cgroups for the
     // CPU and peak-memory figures, and the limits as the compose file has them now.
     let was_up = match Stack::load()? {
@@ -77,15 +86,6 @@ pub fn stress(args: &[String]) -> Result<(), String> {
         None => false,
     };
     let stack = Stack::start()?;
-    let out = options.out.clone().unwrap_or_else(|| {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("the clock is past 1970")
-            .as_secs();
-        stack::repo_root()
-            .join("target/stress")
-            .join(stamp.to_string())
-    });
     let services: Vec<Measured> = stack
         .services
         .iter()
@@ -95,7 +95,7 @@ pub fn stress(args: &[String]) -> Result<(), String> {
             limits: service.limits,
         })
         .collect();
-    let outcome = replay_and_report(&services, &options.scale, &out, options.strict);
+    let outcome = replay_and_report(&services, &options);
     // The stack is left as it was found, so that the verdict stays the last line.
     if !was_up {
         stack.stop()?;
@@ -110,16 +110,12 @@ pub struct Measured<'a> {
     pub limits: Limits,
 }
 
-/// Replays the stress test against nginx on :9999 at `scale` into `out`, then has the replay
-/// report it again with each service's CPU time, CPU throttling and peak memory over the run
-/// (the services were started for it, so their peaks are the run's). Under `strict` a failed
-/// verdict is an error.
-pub fn replay_and_report(
-    services: &[Measured],
-    scale: &str,
-    out: &Path,
-    strict: bool,
-) -> Result<(), String> {
+/// Replays the stress test against nginx on :9999 at the options' scale into their output
+/// directory, then has the replay report it again with each service's CPU time, CPU throttling
+/// and peak memory over the run (the services were started for it, so their peaks are the
+/// run's). Under `--strict` a failed verdict is an error.
+pub fn replay_and_report(services: &[Measured], options: &Options) -> Result<(), String> {
+    let Options { scale, out, strict } = options;
     let root = stack::repo_root();
     let payloads = root.join(PAYLOADS);
     if !payloads.exists() {
@@ -138,7 +134,7 @@ pub fn replay_and_report(
         .arg(root.join(TERMS))
         .arg("--base-url")
         .arg(format!("http://127.0.0.1:{NGINX_PORT}"))
-        .args(["--scale", scale])
+        .args(["--scale", scale.as_str()])
         .arg("--out")
         .arg(out)
         // The summary is printed once, below, when it has the stack's figures too; progress
@@ -194,7 +190,7 @@ pub fn replay_and_report(
         .arg(out)
         .arg("--stack-json")
         .arg(&stack_json);
-    if strict {
+    if *strict {
         report.arg("--strict");
     }
     run_replay(&mut report)
@@ -232,22 +228,25 @@ mod tests {
     }
 
     #[test]
-    fn options_default_to_the_full_run() {
-        let options = Options::parse(&[]).unwrap();
-        assert_eq!(
-            options,
-            Options {
-                scale: "1".to_owned(),
-                out: None,
-                strict: false
-            }
+    fn options_parse_and_reject() {
+        let options = Options::parse("stress", &[]).unwrap();
+        assert_eq!(options.scale, "1");
+        assert!(!options.strict);
+        assert!(
+            options
+                .out
+                .starts_with(stack::repo_root().join("target/stress"))
         );
-        let options = Options::parse(&args(&["--scale", "0.2", "--strict", "--out", "x"])).unwrap();
+        let options = Options::parse(
+            "compose-stress",
+            &args(&["--scale", "0.2", "--strict", "--out", "x"]),
+        )
+        .unwrap();
         assert_eq!(
             options,
             Options {
                 scale: "0.2".to_owned(),
-                out: Some(PathBuf::from("x")),
+                out: PathBuf::from("x"),
                 strict: true
             }
         );
@@ -257,7 +256,10 @@ mod tests {
             &["--scale", "fast"],
             &["--quick"],
         ] {
-            assert!(Options::parse(&args(bad)).is_err(), "{bad:?} accepted");
+            assert!(
+                Options::parse("stress", &args(bad)).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }
