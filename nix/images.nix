@@ -36,7 +36,7 @@ let
       coreutils
       postgresql_15
     ];
-    text = builtins.readFile ./scripts/postgres-entrypoint.sh;
+    text = builtins.readFile ../docker/postgres-entrypoint.sh;
   };
 
   image =

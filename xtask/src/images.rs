@@ -285,7 +285,7 @@ const POSTGRES: DebianImage = DebianImage {
         "/usr/lib/postgresql/*/lib/bitcode/*",
     ],
     uploads: &[(
-        "xtask/images/postgres-entrypoint.sh",
+        "docker/postgres-entrypoint.sh",
         "/usr/local/bin/postgres-entrypoint",
     )],
     // Debian's package creates a cluster on installation; the entry point makes its own from

@@ -269,10 +269,12 @@ fn interpolation_default(value: &str) -> String {
         .map_or_else(|| value.to_owned(), |(_, default)| default.to_owned())
 }
 
-/// Each script file on its own, and each app's script as nix/apps.nix assembles it (its kind's
-/// prelude, then its own), which is what writeShellApplication runs shellcheck on.
+/// Each script file on its own (the apps' and the images' entry points), and each app's script as
+/// nix/apps.nix assembles it (its kind's prelude, then its own), which is what
+/// writeShellApplication runs shellcheck on.
 pub fn scripts_pass_shellcheck(root: &Path) -> Result<(), String> {
-    let files = files_with_extension(&root.join("nix/scripts"), "sh")?;
+    let mut files = files_with_extension(&root.join("nix/scripts"), "sh")?;
+    files.extend(files_with_extension(&root.join("docker"), "sh")?);
     each_file(&files, |file| {
         run(Command::new("shellcheck").arg(file)).map(drop)
     })?;

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Entry point of the PostgreSQL image that `cargo xtask images` builds. It takes the settings the
-# compose files give the database (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA and a
-# `postgres ...` command), so one compose file runs with this image or with Nix's.
+# Entry point of the PostgreSQL image, both the one `cargo xtask images` builds and Nix's
+# (nix/images.nix, which runs it under bash). It takes the settings the compose files give the
+# database (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA and a `postgres ...` command),
+# as the official image does, so the compose files run with either image.
 set -eu
 
 # Options alone (`-c name=value ...`) are options for the server.
