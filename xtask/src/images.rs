@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::engine::{self, Engine};
-use crate::stack::{release_binary, repo_root};
+use crate::stack::{build_release, release_binary, repo_root};
 
 /// The compose files whose images are built; both must name the same ones.
 const COMPOSE_FILES: [&str; 2] = ["docker/compose.yml", "docker/compose.host.yml"];
@@ -148,20 +148,8 @@ fn tags_in_compose_files(engine: Engine) -> Result<BTreeMap<Role, String>, Strin
 /// loader looks in, with a passwd entry for the user it runs as.
 fn build_api(engine: Engine, tag: &str, rebuild: bool) -> Result<Built, String> {
     let started = Instant::now();
-    // The native stack's package selection, which also gives compose-stress its replay: with
-    // another one, Cargo unifies the dependencies' features differently and relinks `rinha`.
-    engine::run(
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(repo_root())
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "rinha",
-                "--package",
-                "replay",
-            ]),
-    )?;
+    // The native stack's build, which also gives compose-stress its replay.
+    build_release()?;
     let binary = release_binary("rinha");
     let libraries = linked_libraries(&engine::capture(Command::new("ldd").arg(&binary))?);
     let mut files = vec![(binary.clone(), PathBuf::from("/usr/local/bin/rinha"))];

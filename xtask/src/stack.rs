@@ -197,7 +197,7 @@ impl Stack {
     /// Builds the binaries and starts every service, stopping what it started if one fails.
     pub fn start() -> Result<Stack, String> {
         let prerequisites = Prerequisites::check()?;
-        build()?;
+        build_release()?;
         let mut stack = Stack {
             run_dir: run_dir()?,
             database_port: prerequisites.database_port,
@@ -430,7 +430,9 @@ impl Service {
     }
 }
 
-fn build() -> Result<(), String> {
+/// Builds the service and the replay in release mode, together: built apart, Cargo unifies
+/// their dependencies' features differently and each build relinks the other's binary.
+pub fn build_release() -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([
