@@ -270,7 +270,14 @@ fn v1_base(mountinfo: &str, membership: &str, controller: &str) -> Option<PathBu
         let mut mount = mount.split(' ');
         Some((mount.nth(3)?, mount.next()?))
     })?;
-    let own = membership.lines().find_map(|line| {
+    let (_, own) = v1_membership(membership, controller)?;
+    Some(join_below_mount(mount_point, mount_root, own))
+}
+
+/// From a process's /proc/PID/cgroup, the v1 hierarchy that has `controller`: its controller
+/// list (the name of its directory under /sys/fs/cgroup) and the process's group in it.
+pub fn v1_membership<'a>(membership: &'a str, controller: &str) -> Option<(&'a str, &'a str)> {
+    membership.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
         let _hierarchy = fields.next()?;
         let controllers = fields.next()?;
@@ -278,9 +285,8 @@ fn v1_base(mountinfo: &str, membership: &str, controller: &str) -> Option<PathBu
         controllers
             .split(',')
             .any(|name| name == controller)
-            .then_some(path)
-    })?;
-    Some(join_below_mount(mount_point, mount_root, own))
+            .then_some((controllers, path))
+    })
 }
 
 /// Where the stack's groups go on cgroup v2. A v2 group that holds processes cannot hand

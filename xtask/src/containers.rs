@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::cgroup::Cgroup;
+use crate::cgroup::{self, Cgroup};
 use crate::compose::{self, Limits};
 use crate::engine::{self, Engine};
 use crate::images;
@@ -291,16 +291,8 @@ fn container_cgroup(engine: Engine, id: &str) -> Result<Cgroup, String> {
 
 fn cgroup_of(membership: &str, root: &Path) -> Cgroup {
     let v1 = |controller: &str| {
-        membership.lines().find_map(|line| {
-            let mut fields = line.splitn(3, ':');
-            let _hierarchy = fields.next()?;
-            let controllers = fields.next()?;
-            let path = fields.next()?;
-            controllers
-                .split(',')
-                .any(|name| name == controller)
-                .then(|| root.join(controllers).join(path.trim_start_matches('/')))
-        })
+        cgroup::v1_membership(membership, controller)
+            .map(|(controllers, path)| root.join(controllers).join(path.trim_start_matches('/')))
     };
     match (v1("cpu"), v1("cpuacct"), v1("memory")) {
         (Some(cpu), Some(cpuacct), Some(memory)) => Cgroup::V1 {
