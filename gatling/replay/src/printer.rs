@@ -1,11 +1,34 @@
 //! The console summary, laid out like Gatling's end-of-run statistics; the verdict is its last line.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use crate::statistics::{RequestName, RequestStats};
-use crate::summary::Summary;
+use crate::summary::{ServiceUsage, Summary};
 
 const WIDTH: usize = 104;
+/// The tables' first column, the request's or the service's name.
+const NAME_WIDTH: usize = 16;
+/// The requests table's columns after the name (response times in ms), with their widths.
+const REQUEST_COLUMNS: [(&str, usize); 11] = [
+    ("count", 8),
+    ("OK", 8),
+    ("KO", 6),
+    ("min", 9),
+    ("mean", 9),
+    ("p50", 9),
+    ("p75", 9),
+    ("p95", 9),
+    ("p99", 9),
+    ("max", 10),
+    ("req/s", 10),
+];
+/// The stack table's columns after the service's name, with their widths.
+const SERVICE_COLUMNS: [(&str, usize); 4] = [
+    ("CPU s", 12),
+    ("CPU limit", 12),
+    ("peak memory", 16),
+    ("memory limit", 16),
+];
 /// Beyond this, the load no longer follows the simulation's schedule closely enough to compare runs.
 const LATE_START_WARNING_MS: f64 = 1000.0;
 
@@ -26,17 +49,19 @@ pub fn render(summary: &Summary) -> String {
     section(&mut out, "Requests (response times in ms)");
     let _ = writeln!(
         out,
-        "{:<16}{:>8}{:>8}{:>6}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>10}{:>10}",
-        "request", "count", "OK", "KO", "min", "mean", "p50", "p75", "p95", "p99", "max", "req/s"
+        "{}",
+        row(
+            "request",
+            &REQUEST_COLUMNS.map(|(label, _)| label),
+            &REQUEST_COLUMNS
+        )
     );
-    let names = RequestName::ALL
-        .iter()
-        .map(|name| name.label())
-        .chain(["all"]);
-    for name in names {
-        if let Some(stats) = summary.requests.get(name) {
-            let _ = writeln!(out, "{}", stats_row(name, stats));
-        }
+    for (name, stats) in request_rows(summary) {
+        let _ = writeln!(
+            out,
+            "{}",
+            row(name, &request_cells(stats), &REQUEST_COLUMNS)
+        );
     }
 
     let all = summary.requests.get("all").cloned().unwrap_or_default();
@@ -80,25 +105,18 @@ pub fn render(summary: &Summary) -> String {
         section(&mut out, "Stack");
         let _ = writeln!(
             out,
-            "{:<16}{:>12}{:>12}{:>16}{:>16}",
-            "service", "CPU s", "CPU limit", "peak memory", "memory limit"
+            "{}",
+            row(
+                "service",
+                &SERVICE_COLUMNS.map(|(label, _)| label),
+                &SERVICE_COLUMNS
+            )
         );
         for (service, usage) in &stack.services {
             let _ = writeln!(
                 out,
-                "{service:<16}{:>12}{:>12}{:>16}{:>16}",
-                usage
-                    .cpu_seconds
-                    .map_or_else(|| "-".to_owned(), |seconds| format!("{seconds:.1}")),
-                usage
-                    .cpu_limit
-                    .map_or_else(|| "-".to_owned(), |limit| format!("{limit}")),
-                usage
-                    .peak_memory_bytes
-                    .map_or_else(|| "-".to_owned(), mebibytes),
-                usage
-                    .memory_limit_bytes
-                    .map_or_else(|| "-".to_owned(), mebibytes),
+                "{}",
+                row(service, &service_cells(usage), &SERVICE_COLUMNS)
             );
         }
     }
@@ -132,21 +150,55 @@ fn section(out: &mut String, title: &str) {
     );
 }
 
-fn stats_row(name: &str, stats: &RequestStats) -> String {
-    format!(
-        "{name:<16}{:>8}{:>8}{:>6}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>10.2}{:>10.1}",
-        stats.count,
-        stats.ok,
-        stats.ko,
-        stats.min_ms,
-        stats.mean_ms,
-        stats.p50_ms,
-        stats.p75_ms,
-        stats.p95_ms,
-        stats.p99_ms,
-        stats.max_ms,
-        stats.requests_per_second
-    )
+/// A table row: the name left-aligned, then each cell right-aligned in its column's width.
+fn row(name: &str, cells: &[impl Display], columns: &[(&str, usize)]) -> String {
+    let mut row = format!("{name:<NAME_WIDTH$}");
+    for (cell, (_, width)) in cells.iter().zip(columns) {
+        let _ = write!(row, "{cell:>width$}");
+    }
+    row
+}
+
+/// The requests tables' rows: each request in the simulation's order, then all of them together.
+pub fn request_rows(summary: &Summary) -> impl Iterator<Item = (&str, &RequestStats)> {
+    RequestName::ALL
+        .iter()
+        .map(|name| name.label())
+        .chain(["all"])
+        .filter_map(|name| Some((name, summary.requests.get(name)?)))
+}
+
+/// A requests table's figures after the request's name, in the order of [`REQUEST_COLUMNS`].
+pub fn request_cells(stats: &RequestStats) -> [String; 11] {
+    [
+        stats.count.to_string(),
+        stats.ok.to_string(),
+        stats.ko.to_string(),
+        format!("{:.2}", stats.min_ms),
+        format!("{:.2}", stats.mean_ms),
+        format!("{:.2}", stats.p50_ms),
+        format!("{:.2}", stats.p75_ms),
+        format!("{:.2}", stats.p95_ms),
+        format!("{:.2}", stats.p99_ms),
+        format!("{:.2}", stats.max_ms),
+        format!("{:.1}", stats.requests_per_second),
+    ]
+}
+
+/// A stack table's figures after the service's name, in the order of [`SERVICE_COLUMNS`]; "-"
+/// where the stack gave none.
+pub fn service_cells(usage: &ServiceUsage) -> [String; 4] {
+    let unknown = || "-".to_owned();
+    [
+        usage
+            .cpu_seconds
+            .map_or_else(unknown, |seconds| format!("{seconds:.1}")),
+        usage
+            .cpu_limit
+            .map_or_else(unknown, |limit| limit.to_string()),
+        usage.peak_memory_bytes.map_or_else(unknown, mebibytes),
+        usage.memory_limit_bytes.map_or_else(unknown, mebibytes),
+    ]
 }
 
 pub fn mebibytes(bytes: u64) -> String {
@@ -166,8 +218,8 @@ mod tests {
             p99_ms: 1.5,
             ..RequestStats::default()
         };
-        let creation = stats_row("criação", &stats);
-        let all = stats_row("all", &stats);
+        let creation = row("criação", &request_cells(&stats), &REQUEST_COLUMNS);
+        let all = row("all", &request_cells(&stats), &REQUEST_COLUMNS);
         assert_eq!(creation.chars().count(), all.chars().count());
         assert!(creation.starts_with("criação         "));
     }

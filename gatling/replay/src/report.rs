@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricChart;
-use crate::printer::mebibytes;
+use crate::printer::{mebibytes, request_cells, request_rows, service_cells};
 use crate::statistics::{RequestName, Timeline};
 use crate::summary::Summary;
 
@@ -140,30 +140,8 @@ fn requests_table(summary: &Summary) -> String {
         "<h2>Requests</h2><table><tr><th>request</th><th>count</th><th>OK</th><th>KO</th><th>min ms</th><th>mean ms</th>\
          <th>p50 ms</th><th>p75 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>req/s</th></tr>",
     );
-    for name in RequestName::ALL
-        .iter()
-        .map(|name| name.label())
-        .chain(["all"])
-    {
-        if let Some(stats) = summary.requests.get(name) {
-            let _ = write!(
-                table,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>\
-                 <td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td></tr>",
-                escape(name),
-                stats.count,
-                stats.ok,
-                stats.ko,
-                stats.min_ms,
-                stats.mean_ms,
-                stats.p50_ms,
-                stats.p75_ms,
-                stats.p95_ms,
-                stats.p99_ms,
-                stats.max_ms,
-                stats.requests_per_second
-            );
-        }
+    for (name, stats) in request_rows(summary) {
+        table_row(&mut table, name, &request_cells(stats));
     }
     table.push_str("</table>");
     table
@@ -203,26 +181,19 @@ fn stack_table(summary: &Summary) -> String {
          <th>memory limit</th></tr>",
     );
     for (service, usage) in &stack.services {
-        let _ = write!(
-            table,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(service),
-            usage
-                .cpu_seconds
-                .map_or_else(|| "-".to_owned(), |seconds| format!("{seconds:.1}")),
-            usage
-                .cpu_limit
-                .map_or_else(|| "-".to_owned(), |limit| limit.to_string()),
-            usage
-                .peak_memory_bytes
-                .map_or_else(|| "-".to_owned(), mebibytes),
-            usage
-                .memory_limit_bytes
-                .map_or_else(|| "-".to_owned(), mebibytes),
-        );
+        table_row(&mut table, service, &service_cells(usage));
     }
     table.push_str("</table>");
     table
+}
+
+/// A table row: the name, then the cells.
+fn table_row(table: &mut String, name: &str, cells: &[String]) {
+    let _ = write!(table, "<tr><td>{}</td>", escape(name));
+    for cell in cells {
+        let _ = write!(table, "<td>{}</td>", escape(cell));
+    }
+    table.push_str("</tr>");
 }
 
 /// An SVG line chart, one line per series, with a legend.
