@@ -244,13 +244,7 @@ fn wait_until_healthy(engine: Engine, containers: &[(String, String)]) -> Result
                     )
                     .is_ok()
             } else if engine == Engine::Podman {
-                engine
-                    .command()
-                    .args(["healthcheck", "run", id])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|status| status.success())
+                engine::succeeds(engine.command().args(["healthcheck", "run", id]))
             } else {
                 engine.inspect(id, "{{.State.Health.Status}}")? == "healthy"
             };

@@ -170,7 +170,8 @@ pub fn capture(command: &mut Command) -> Result<String, String> {
     }
 }
 
-fn succeeds(command: &mut Command) -> bool {
+/// Runs `command` silently and tells whether it succeeded.
+pub fn succeeds(command: &mut Command) -> bool {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
