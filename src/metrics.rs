@@ -1,11 +1,12 @@
 //! Prometheus metrics, served as text on `GET /metrics` of each replica's own port.
 
+use std::time::Duration;
+
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use std::time::Duration;
-
 use warp::http::{Method, StatusCode};
 
 use crate::store::Store;
@@ -59,24 +60,17 @@ impl Metrics {
         .expect("valid metric");
 
         let registry = Registry::new();
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(batch_size.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(pool_connections.clone()))
-            .expect("registered once");
-        // CPU seconds, resident memory, open files of this process.
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("registered once");
+        let collectors: [Box<dyn Collector>; 5] = [
+            Box::new(requests.clone()),
+            Box::new(latency.clone()),
+            Box::new(batch_size.clone()),
+            Box::new(pool_connections.clone()),
+            // CPU seconds, resident memory, open files of this process.
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("registered once");
+        }
 
         Metrics {
             registry,

@@ -77,18 +77,17 @@ async fn concurrent_writes_are_batched_and_each_gets_its_own_answer() {
     assert_eq!(app.count().await, 200);
 
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    let batches: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("group_commit_batch_size_count "))
-        .expect("batch count")
-        .parse()
-        .unwrap();
-    let written: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("group_commit_batch_size_sum "))
-        .expect("batch sum")
-        .parse()
-        .unwrap();
+    let batches = metric_value(&metrics, "group_commit_batch_size_count");
+    let written = metric_value(&metrics, "group_commit_batch_size_sum");
     assert_eq!(written, 300.0, "every request went through the writer once");
     assert!(batches <= 300.0);
+}
+
+/// The value of an unlabelled series in Prometheus text.
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+        .parse()
+        .unwrap()
 }
