@@ -8,8 +8,10 @@ pub struct Settings {
     pub database_url: String,
     /// `PORT`: the HTTP port, on all interfaces.
     pub port: u16,
-    /// `DB_POOL_SIZE`: connections per replica, shared by reads and the writer.
+    /// `DB_POOL_SIZE`: connections per replica, shared by reads, the writers and the merger.
     pub pool_size: usize,
+    /// `DB_WRITERS`: how many INSERTs a replica may have in flight at once; fewer than the pool.
+    pub writers: usize,
     /// `BATCH_MAX`: the most records the writer puts in one INSERT.
     pub batch_max: usize,
     /// `DB_TIMEOUT_MS`: how long a request waits on the database before it is answered `503`.
@@ -47,11 +49,20 @@ impl Settings {
                 ))),
             }
         };
+        let pool_size = number("DB_POOL_SIZE", 8, 2..=1000)? as usize;
+        let writers = number("DB_WRITERS", 4, 1..=1000)? as usize;
+        if writers >= pool_size {
+            return Err(ConfigError(format!(
+                "DB_WRITERS={writers} leaves no connection for reads in a pool of {pool_size} \
+                 (DB_POOL_SIZE): it must be smaller"
+            )));
+        }
         Ok(Settings {
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             port: number("PORT", 8080, 0..=65535)? as u16,
-            pool_size: number("DB_POOL_SIZE", 8, 2..=1000)? as usize,
+            pool_size,
+            writers,
             batch_max: number("BATCH_MAX", 256, 1..=10_000)? as usize,
             db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", 5000, 1..=600_000)?),
         })
@@ -76,6 +87,7 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.port, 8080);
         assert_eq!(s.pool_size, 8);
+        assert_eq!(s.writers, 4);
         assert_eq!(s.batch_max, 256);
         assert_eq!(s.db_timeout, Duration::from_secs(5));
         assert!(s.database_url.starts_with("postgres://"));
@@ -86,6 +98,7 @@ mod tests {
         let s = settings(&[
             ("PORT", "9001"),
             ("DB_POOL_SIZE", "4"),
+            ("DB_WRITERS", "2"),
             ("BATCH_MAX", "64"),
             ("DB_TIMEOUT_MS", "250"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
@@ -93,6 +106,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.port, 9001);
         assert_eq!(s.pool_size, 4);
+        assert_eq!(s.writers, 2);
         assert_eq!(s.batch_max, 64);
         assert_eq!(s.db_timeout, Duration::from_millis(250));
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
@@ -104,5 +118,13 @@ mod tests {
         assert!(err.to_string().contains("PORT"));
         assert!(settings(&[("BATCH_MAX", "0")]).is_err());
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
+    }
+
+    #[test]
+    fn writers_leave_connections_for_reads() {
+        let err = settings(&[("DB_POOL_SIZE", "4")]).unwrap_err();
+        assert!(err.to_string().contains("DB_WRITERS=4"), "{err}");
+        assert!(settings(&[("DB_POOL_SIZE", "4"), ("DB_WRITERS", "3")]).is_ok());
+        assert!(settings(&[("DB_WRITERS", "0")]).is_err());
     }
 }

@@ -60,10 +60,11 @@ fn serve(settings: Settings) -> ExitCode {
             }
         };
         eprintln!(
-            "rinha {} listening on 0.0.0.0:{} (pool {}, batch max {})",
+            "rinha {} listening on 0.0.0.0:{} (pool {}, writers {}, batch max {})",
             env!("CARGO_PKG_VERSION"),
             app.port(),
             settings.pool_size,
+            settings.writers,
             settings.batch_max
         );
         app.run_until(shutdown_signal()).await;

@@ -33,8 +33,12 @@ impl Application {
             .await
             .map_err(|e| format!("cannot listen on port {}: {e}", settings.port))?;
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) =
-            Writer::spawn(store.clone(), settings.batch_max, metrics.clone());
+        let (writer, writer_task) = Writer::spawn(
+            store.clone(),
+            settings.writers,
+            settings.batch_max,
+            metrics.clone(),
+        );
         Ok(Application {
             listener,
             state: AppState {
@@ -54,7 +58,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
-    /// and returns once the writer has flushed its last batch.
+    /// and returns once the writers have flushed their last batches.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Application {
             listener,
@@ -66,10 +70,10 @@ impl Application {
             .graceful(shutdown)
             .run()
             .await;
-        // The server and every request holding a writer handle are gone, so the writer drains
-        // its queue and stops.
+        // The server and every request holding a writer handle are gone, so the writers drain
+        // their queue and stop.
         if let Err(error) = writer_task.await {
-            eprintln!("rinha: the writer stopped abnormally: {error}");
+            eprintln!("rinha: the writers stopped abnormally: {error}");
         }
     }
 }

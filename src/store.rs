@@ -227,6 +227,20 @@ impl Store {
         .await
     }
 
+    /// Merges the search index's pending list into the index proper, so that searches need not
+    /// read through it and no INSERT has to merge it on a request's time.
+    pub async fn merge_search_index(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            client
+                .execute("SELECT gin_clean_pending_list('pessoas_busca_trgm')", &[])
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// A pooled connection, waiting at most the database timeout for one.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(unavailable)

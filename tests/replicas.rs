@@ -2,6 +2,9 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
+use rinha::writer::MERGE_EVERY_ROWS;
 use serde_json::Value;
 use support::{TestApp, fresh_database, pessoa};
 
@@ -81,6 +84,42 @@ async fn concurrent_writes_are_batched_and_each_gets_its_own_answer() {
     let written = metric_value(&metrics, "group_commit_batch_size_sum");
     assert_eq!(written, 300.0, "every request went through the writer once");
     assert!(batches <= 300.0);
+}
+
+#[tokio::test]
+async fn writes_keep_the_search_index_pending_list_short() {
+    let app = TestApp::spawn().await;
+    let db = support::db_client(&app.database_url).await;
+    db.batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        .await
+        .unwrap();
+    // One at a time, so that each is a batch of its own; four merges fall due on the way.
+    let rows = 4 * MERGE_EVERY_ROWS + 3;
+    for i in 0..rows {
+        app.create(&pessoa(&format!("pendente{i}"))).await;
+    }
+    // Unmerged, every row would still be pending; merged, at most those written since the last
+    // merge fell due are.
+    let started = Instant::now();
+    loop {
+        let pending: i64 = db
+            .query_one(
+                // The number of people (heap tuples) in the pending list.
+                "SELECT pending_tuples FROM pgstatginindex('pessoas_busca_trgm')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if pending < MERGE_EVERY_ROWS as i64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{pending} of {rows} people still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The value of an unlabelled series in Prometheus text.

@@ -34,6 +34,7 @@ pub fn settings(database_url: &str) -> Settings {
         database_url: database_url.to_owned(),
         port: 0,
         pool_size: 8,
+        writers: 4,
         batch_max: 256,
         db_timeout: Duration::from_secs(2),
     }
