@@ -12,7 +12,7 @@ pub struct Settings {
     pub pool_size: usize,
     /// `DB_WRITERS`: how many INSERTs a replica may have in flight at once; fewer than the pool.
     pub writers: usize,
-    /// `BATCH_MAX`: the most records the writer puts in one INSERT.
+    /// `BATCH_MAX`: the most records a writer puts in one INSERT.
     pub batch_max: usize,
     /// `DB_TIMEOUT_MS`: how long a request waits on the database before it is answered `503`.
     pub db_timeout: Duration,

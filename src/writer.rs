@@ -89,7 +89,7 @@ impl Writer {
 
     pub async fn create(&self, pessoa: Pessoa) -> Result<Outcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable("the writer has stopped".to_owned());
+        let stopped = || StoreError::Unavailable("the writers have stopped".to_owned());
         self.queue
             .send(Job { pessoa, reply })
             .await
