@@ -8,7 +8,7 @@ pub struct Settings {
     pub database_url: String,
     /// `PORT`: the HTTP port, on all interfaces.
     pub port: u16,
-    /// `DB_POOL_SIZE`: connections per replica, shared by reads, the writers and the merger.
+    /// `DB_POOL_SIZE`: connections per replica, shared by reads and the writers.
     pub pool_size: usize,
     /// `DB_WRITERS`: how many INSERTs a replica may have in flight at once; fewer than the pool.
     pub writers: usize,

@@ -65,18 +65,6 @@ impl Pessoa {
             stack: payload.stack,
         })
     }
-
-    /// The text the search index covers: every searchable field, one per line. The index is
-    /// only a pre-filter; the query re-checks each field on its own, so a term that spans two
-    /// lines never matches.
-    pub fn search_text(&self) -> String {
-        let mut text = format!("{}\n{}", self.apelido, self.nome);
-        for item in self.stack.iter().flatten() {
-            text.push('\n');
-            text.push_str(item);
-        }
-        text
-    }
 }
 
 /// PostgreSQL text cannot hold NUL, so a value with one could never be stored.
@@ -289,13 +277,5 @@ mod tests {
         ] {
             assert!(!is_calendar_date(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn search_text_keeps_fields_apart() {
-        let pessoa =
-            parse(r#"{"apelido":"ab","nome":"cd","nascimento":"2000-01-01","stack":["ef","gh"]}"#)
-                .unwrap();
-        assert_eq!(pessoa.search_text(), "ab\ncd\nef\ngh");
     }
 }

@@ -13,6 +13,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::domain::{Pessoa, RejectedPayload};
 use crate::metrics::Metrics;
+use crate::mirror::Mirror;
 use crate::store::{Store, StoreError};
 use crate::writer::{Outcome, Writer};
 
@@ -22,6 +23,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub mirror: Arc<Mirror>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
 }
@@ -105,8 +107,8 @@ async fn find(id: String, state: AppState) -> Response {
     let Ok(id) = id.parse::<uuid::Uuid>() else {
         return error_reply(StatusCode::NOT_FOUND, "no such person");
     };
-    match state.store.find(id).await {
-        Ok(Some(pessoa)) => json_of(StatusCode::OK, &pessoa),
+    match state.mirror.find(id).await {
+        Ok(Some(record)) => json(StatusCode::OK, record),
         Ok(None) => error_reply(StatusCode::NOT_FOUND, "no such person"),
         Err(error) => unavailable(error),
     }
@@ -121,8 +123,8 @@ async fn search(query: SearchQuery, state: AppState) -> Response {
     let Some(term) = query.t.filter(|t| !t.is_empty()) else {
         return error_reply(StatusCode::BAD_REQUEST, "t: a search term is required");
     };
-    match state.store.search(&term).await {
-        Ok(pessoas) => json_of(StatusCode::OK, &pessoas),
+    match state.mirror.search(&term).await {
+        Ok(records) => json(StatusCode::OK, records),
         Err(error) => unavailable(error),
     }
 }

@@ -1,4 +1,5 @@
-//! Building and running one replica: pool, schema, writer, HTTP server, graceful shutdown.
+//! Building and running one replica: pool, schema, mirror, writers, HTTP server, graceful
+//! shutdown.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::mirror::Mirror;
 use crate::routes::{AppState, api};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
@@ -24,11 +26,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, applies the schema (waiting up to 30 s for the database to come up) and binds
-    /// the port; requests are served once [`Application::run_until`] is called.
+    /// Connects, applies the schema (waiting up to 30 s for the database to come up), loads
+    /// every person stored so far into memory and binds the port; requests are served once
+    /// [`Application::run_until`] is called.
     pub async fn build(settings: &Settings) -> Result<Application, Box<dyn std::error::Error>> {
         let store = Store::new(settings)?;
         migrate_when_ready(&store).await?;
+        let mirror = Arc::new(Mirror::load(store.clone()).await?);
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port)))
             .await
             .map_err(|e| format!("cannot listen on port {}: {e}", settings.port))?;
@@ -43,6 +47,7 @@ impl Application {
             listener,
             state: AppState {
                 store,
+                mirror,
                 writer,
                 metrics,
             },

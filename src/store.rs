@@ -23,8 +23,6 @@ const SCHEMA: &str = include_str!("../sql/schema.sql");
 /// Any number works as long as every replica uses the same one.
 const SCHEMA_LOCK_KEY: i64 = 0x0072_696e_6861; // "rinha"
 
-pub const SEARCH_LIMIT: i64 = 50;
-
 /// How long past its statement timeout the database may take to report the cancellation.
 const UNANSWERED_GRACE: Duration = Duration::from_secs(1);
 
@@ -37,15 +35,15 @@ macro_rules! person_columns {
 
 const FIND_SQL: &str = concat!("SELECT ", person_columns!(), " FROM pessoas WHERE id = $1");
 
-/// `$1` is a [`like_pattern`], `$2` the limit. Public so tests can check its plan.
-pub const SEARCH_SQL: &str = concat!(
-    "SELECT ",
+/// `$1` is a horizon from an earlier run of this query (0 at first): the rows inserted by that
+/// transaction or later, and, on every row, the horizon of this query's own snapshot (the
+/// oldest transaction it saw running). The outer join yields that horizon even with no rows.
+/// Public so tests can check its plan.
+pub const ADDED_SINCE_SQL: &str = concat!(
+    "WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) ",
+    "SELECT snapshot.horizon, ",
     person_columns!(),
-    " FROM pessoas",
-    " WHERE busca ILIKE $1",
-    " AND (apelido ILIKE $1 OR nome ILIKE $1",
-    " OR EXISTS (SELECT 1 FROM unnest(stack) AS item WHERE item ILIKE $1))",
-    " LIMIT $2"
+    " FROM snapshot LEFT JOIN pessoas ON pessoas.insert_xact >= $1"
 );
 
 #[derive(Debug)]
@@ -139,26 +137,29 @@ impl Store {
         .await
     }
 
-    /// Up to [`SEARCH_LIMIT`] people with `term` inside their apelido, nome or one stack item,
-    /// case-insensitively. The trigram index on `busca` narrows the candidates; each field is
-    /// then checked on its own so that a match never spans two fields.
-    pub async fn search(&self, term: &str) -> Result<Vec<Pessoa>, StoreError> {
-        // Stored text never holds NUL (validation rejects it), and PostgreSQL refuses it.
-        if term.contains('\0') {
-            return Ok(Vec::new());
-        }
-        let pattern = like_pattern(term);
+    /// The people inserted since `horizon` (see [`ADDED_SINCE_SQL`]), and the next horizon.
+    pub async fn added_since(&self, horizon: i64) -> Result<(i64, Vec<Pessoa>), StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let statement = client
-                .prepare_cached(SEARCH_SQL)
+                .prepare_cached(ADDED_SINCE_SQL)
                 .await
                 .map_err(unavailable)?;
             let rows = client
-                .query(&statement, &[&pattern, &SEARCH_LIMIT])
+                .query(&statement, &[&horizon])
                 .await
                 .map_err(unavailable)?;
-            rows.into_iter().map(pessoa_from_row).collect()
+            let next: i64 = rows
+                .first()
+                .ok_or_else(|| unavailable("no snapshot horizon"))?
+                .try_get("horizon")
+                .map_err(unavailable)?;
+            let added = rows
+                .into_iter()
+                .filter(|row| matches!(row.try_get::<_, Option<Uuid>>("id"), Ok(Some(_))))
+                .map(pessoa_from_row)
+                .collect::<Result<_, _>>()?;
+            Ok((next, added))
         })
         .await
     }
@@ -196,20 +197,18 @@ impl Store {
                     .map(|s| serde_json::Value::from(s.clone()).to_string())
             })
             .collect();
-        let buscas: Vec<String> = batch.iter().map(|p| p.search_text()).collect();
         let client = self.client().await?;
         self.bounded(async {
             let statement = client
                 .prepare_cached(
-                    "INSERT INTO pessoas (id, apelido, nome, nascimento, stack, busca) \
+                    "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
                      SELECT id, apelido, nome, nascimento::date, \
                             CASE WHEN stack IS NULL THEN NULL ELSE ARRAY( \
                                 SELECT item FROM jsonb_array_elements_text(stack::jsonb) \
                                     WITH ORDINALITY AS items(item, position) \
-                                ORDER BY position) END, \
-                            busca \
-                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-                          AS input(id, apelido, nome, nascimento, stack, busca) \
+                                ORDER BY position) END \
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                          AS input(id, apelido, nome, nascimento, stack) \
                      ON CONFLICT (apelido) DO NOTHING \
                      RETURNING id",
                 )
@@ -218,25 +217,11 @@ impl Store {
             let rows = client
                 .query(
                     &statement,
-                    &[&ids, &apelidos, &nomes, &nascimentos, &stacks, &buscas],
+                    &[&ids, &apelidos, &nomes, &nascimentos, &stacks],
                 )
                 .await
                 .map_err(unavailable)?;
             Ok(rows.iter().map(|row| row.get::<_, Uuid>(0)).collect())
-        })
-        .await
-    }
-
-    /// Merges the search index's pending list into the index proper, so that searches need not
-    /// read through it and no INSERT has to merge it on a request's time.
-    pub async fn merge_search_index(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        self.bounded(async {
-            client
-                .execute("SELECT gin_clean_pending_list('pessoas_busca_trgm')", &[])
-                .await
-                .map_err(unavailable)?;
-            Ok(())
         })
         .await
     }
@@ -278,32 +263,4 @@ fn pessoa_from_row(row: Row) -> Result<Pessoa, StoreError> {
         })
     };
     read().map_err(unavailable)
-}
-
-/// A LIKE pattern matching `term` anywhere, with `%`, `_` and `\` standing for themselves.
-pub fn like_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_pattern_escapes_wildcards() {
-        assert_eq!(like_pattern("rust"), "%rust%");
-        assert_eq!(like_pattern("50%"), "%50\\%%");
-        assert_eq!(like_pattern("a_b"), "%a\\_b%");
-        assert_eq!(like_pattern("c:\\x"), "%c:\\\\x%");
-        assert_eq!(like_pattern(""), "%%");
-    }
 }

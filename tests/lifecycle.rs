@@ -161,8 +161,8 @@ async fn a_write_answered_503_for_being_slow_is_not_stored() {
     let holding = blocker.transaction().await.unwrap();
     holding
         .batch_execute(
-            "INSERT INTO pessoas (id, apelido, nome, nascimento, busca) \
-             VALUES (gen_random_uuid(), 'lento', 'Outro', '2000-01-01', 'lento')",
+            "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+             VALUES (gen_random_uuid(), 'lento', 'Outro', '2000-01-01')",
         )
         .await
         .unwrap();

@@ -2,9 +2,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
-use rinha::writer::MERGE_EVERY_ROWS;
 use serde_json::Value;
 use support::{TestApp, fresh_database, pessoa};
 
@@ -87,39 +84,36 @@ async fn concurrent_writes_are_batched_and_each_gets_its_own_answer() {
 }
 
 #[tokio::test]
-async fn writes_keep_the_search_index_pending_list_short() {
+async fn a_search_sees_a_row_committed_after_newer_ones() {
     let app = TestApp::spawn().await;
-    let db = support::db_client(&app.database_url).await;
-    db.batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+    let search = |term: &'static str| {
+        let app = &app;
+        async move {
+            let found: Vec<Value> = app
+                .get(&format!("/pessoas?t={term}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            found.len()
+        }
+    };
+    // An older transaction inserts and stays open...
+    let mut early = support::db_client(&app.database_url).await;
+    let early = early.transaction().await.unwrap();
+    early
+        .batch_execute(
+            "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+             VALUES (gen_random_uuid(), 'antigo', 'Primeiro', '2000-01-01')",
+        )
         .await
         .unwrap();
-    // One at a time, so that each is a batch of its own; four merges fall due on the way.
-    let rows = 4 * MERGE_EVERY_ROWS + 3;
-    for i in 0..rows {
-        app.create(&pessoa(&format!("pendente{i}"))).await;
-    }
-    // Unmerged, every row would still be pending; merged, at most those written since the last
-    // merge fell due are.
-    let started = Instant::now();
-    loop {
-        let pending: i64 = db
-            .query_one(
-                // The number of people (heap tuples) in the pending list.
-                "SELECT pending_tuples FROM pgstatginindex('pessoas_busca_trgm')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if pending < MERGE_EVERY_ROWS as i64 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{pending} of {rows} people still pending"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // ...while a newer one commits, and a search catches up past it.
+    app.create(&pessoa("recente")).await;
+    assert_eq!(search("recente").await, 1);
+    assert_eq!(search("antigo").await, 0, "not committed yet");
+    early.commit().await.unwrap();
+    assert_eq!(search("antigo").await, 1, "committed last, found at once");
 }
 
 /// The value of an unlabelled series in Prometheus text.
