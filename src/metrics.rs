@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use warp::http::{Method, StatusCode};
 
+use crate::mirror::Mirror;
 use crate::store::Store;
 
 pub struct Metrics {
@@ -17,6 +18,7 @@ pub struct Metrics {
     latency: HistogramVec,
     pub batch_size: Histogram,
     pool_connections: IntGaugeVec,
+    mirrored_people: IntGauge,
 }
 
 impl Metrics {
@@ -58,13 +60,19 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let mirrored_people = IntGauge::new(
+            "mirror_people",
+            "People held in this replica's in-memory mirror of the table.",
+        )
+        .expect("valid metric");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 5] = [
+        let collectors: [Box<dyn Collector>; 6] = [
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(batch_size.clone()),
             Box::new(pool_connections.clone()),
+            Box::new(mirrored_people.clone()),
             // CPU seconds, resident memory, open files of this process.
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -78,6 +86,7 @@ impl Metrics {
             latency,
             batch_size,
             pool_connections,
+            mirrored_people,
         }
     }
 
@@ -92,8 +101,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition, with the pool gauges read at this moment.
-    pub fn render(&self, store: &Store) -> String {
+    /// The text exposition, with the gauges read at this moment.
+    pub fn render(&self, store: &Store, mirror: &Mirror) -> String {
+        self.mirrored_people.set(mirror.len() as i64);
         let status = store.pool_status();
         let in_use = status.size.saturating_sub(status.available);
         self.pool_connections

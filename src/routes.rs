@@ -57,7 +57,12 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .and(warp::path("metrics"))
         .and(warp::path::end())
         .and(with_state)
-        .map(|state: AppState| text(StatusCode::OK, state.metrics.render(&state.store)));
+        .map(|state: AppState| {
+            text(
+                StatusCode::OK,
+                state.metrics.render(&state.store, &state.mirror),
+            )
+        });
 
     create
         .or(find)

@@ -369,7 +369,7 @@ async fn count_is_exact_plain_text_and_never_cached() {
 }
 
 #[tokio::test]
-async fn metrics_expose_requests_latency_batches_pool_and_process() {
+async fn metrics_expose_requests_latency_batches_pool_mirror_and_process() {
     let app = TestApp::spawn().await;
     app.create(&pessoa("medido")).await;
     app.get("/pessoas?t=med").await;
@@ -383,6 +383,7 @@ async fn metrics_expose_requests_latency_batches_pool_and_process() {
         "group_commit_batch_size_count 1",
         r#"db_pool_connections{state="in_use"}"#,
         r#"db_pool_connections{state="idle"}"#,
+        "mirror_people 1",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
     ] {
