@@ -18,6 +18,7 @@ let
     root = ../.;
     fileset = lib.fileset.unions [
       ../.cargo
+      ../benches
       ../Cargo.toml
       ../Cargo.lock
       ../src

@@ -8,7 +8,9 @@
 //! older than the horizon has finished, so its rows, if committed, were in that snapshot: the
 //! mirror then holds every committed row whose transaction is older than its horizon, and the
 //! next catch-up reads only newer ones. Rows of transactions that were still running are read
-//! again each time until the horizon passes them, and added once.
+//! again each time until the horizon passes them, and added once. (So a transaction someone
+//! leaves open holds the horizon back, and each catch-up reads every row since it: slower
+//! searches, never missing ones.)
 
 use std::sync::RwLock;
 
