@@ -1,81 +1,23 @@
-//! The in-memory search index at the stress test's size: 46,000 people shaped like the contest's
-//! (random letters, stacks of 1–26 of its 25 languages), searched with the contest's own terms.
+//! The in-memory search index at the stress test's size: the first 46,000 valid people of the
+//! stress test's payloads (the replay's seeded generator), searched with the contest's own terms.
 //!
 //! `cargo bench --bench search_index`
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use replay::payloads::{DEFAULT_SEED, PayloadGenerator};
 use rinha::domain::Pessoa;
 use rinha::search_index::SearchIndex;
-use uuid::Uuid;
 
 const PEOPLE: usize = 46_000;
 const TERMS: &str = include_str!("../gatling/resources/termos-busca.tsv");
-const LANGUAGES: [&str; 25] = [
-    "Javascript",
-    "Python",
-    "Go",
-    "Java",
-    "Kotlin",
-    "PHP",
-    "C#",
-    "Swift",
-    "R",
-    "Ruby",
-    "C",
-    "C++",
-    "Matlab",
-    "TypeScript",
-    "Scala",
-    "SQL",
-    "HTML",
-    "CSS",
-    "NoSQL",
-    "Rust",
-    "Perl",
-    "C#",
-    "Clojure",
-    "MySQL",
-    "Postgres",
-];
-
-/// A fixed-seed xorshift generator, so every run indexes the same people.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % bound as u64) as usize
-    }
-
-    fn text(&mut self, max_chars: usize, alphabet: &[u8]) -> String {
-        let chars = 1 + self.below(max_chars);
-        (0..chars)
-            .map(|_| alphabet[self.below(alphabet.len())] as char)
-            .collect()
-    }
-}
 
 fn people() -> Vec<Pessoa> {
-    let letters = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let letters_or_space = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ";
-    let mut random = Random(0x5eed);
-    (0..PEOPLE)
-        .map(|_| Pessoa {
-            id: Uuid::from_u128(random.below(usize::MAX) as u128),
-            apelido: random.text(32, letters),
-            nome: random.text(100, letters_or_space),
-            nascimento: "1990-01-01".to_owned(),
-            stack: (random.below(14) > 0).then(|| {
-                let items = 1 + random.below(26);
-                (0..items)
-                    .map(|_| LANGUAGES[random.below(LANGUAGES.len())].to_owned())
-                    .collect()
-            }),
-        })
+    let mut payloads = PayloadGenerator::new(DEFAULT_SEED);
+    std::iter::from_fn(|| Some(Pessoa::parse(payloads.next_payload().as_bytes()).ok()))
+        .flatten()
+        .take(PEOPLE)
         .collect()
 }
 
