@@ -103,7 +103,7 @@ impl Metrics {
 
     /// The text exposition, with the gauges read at this moment.
     pub fn render(&self, store: &Store, mirror: &Mirror) -> String {
-        self.mirrored_people.set(mirror.len() as i64);
+        self.mirrored_people.set(mirror.count() as i64);
         let status = store.pool_status();
         let in_use = status.size.saturating_sub(status.available);
         self.pool_connections

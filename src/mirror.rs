@@ -46,12 +46,8 @@ impl Mirror {
     }
 
     /// How many people the mirror holds.
-    pub fn len(&self) -> usize {
-        self.read().people.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn count(&self) -> usize {
+        self.read().people.count()
     }
 
     /// The records of up to [`SEARCH_LIMIT`] people with `term` inside their apelido, nome or

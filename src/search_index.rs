@@ -34,12 +34,9 @@ struct Entry {
 }
 
 impl SearchIndex {
-    pub fn len(&self) -> usize {
+    /// How many people the index holds.
+    pub fn count(&self) -> usize {
         self.people.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.people.is_empty()
     }
 
     /// Adds `pessoa` unless a person with its id is already here; returns whether it was added.
@@ -234,7 +231,7 @@ mod tests {
         let zeca = pessoa("zeca", "José", Some(&["Samba"]));
         let mut index = index_of(std::slice::from_ref(&zeca));
         assert!(!index.insert(&zeca), "already present");
-        assert_eq!(index.len(), 1);
+        assert_eq!(index.count(), 1);
         assert_eq!(apelidos(&index, "zeca"), ["zeca"]);
         let record: serde_json::Value =
             serde_json::from_slice(index.get(&zeca.id).unwrap()).unwrap();
