@@ -23,8 +23,8 @@ let
       extraGroupLines = [ "${name}:x:${toString uid}:" ];
     };
 
-  # The native stack's clusters use C.UTF-8 too: byte-order collation, Unicode case folding for
-  # the ILIKE searches. Nix's glibc reads locales from LOCALE_ARCHIVE only.
+  # The native stack's clusters use C.UTF-8 too: UTF-8 text with byte-order collation, the same
+  # in every stack. Nix's glibc reads locales from LOCALE_ARCHIVE only.
   locales = glibcLocales.override {
     allLocales = false;
     locales = [ "C.UTF-8/UTF-8" ];
