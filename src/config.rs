@@ -16,6 +16,8 @@ pub struct Settings {
     pub batch_max: usize,
     /// `DB_TIMEOUT_MS`: how long a request waits on the database before it is answered `503`.
     pub db_timeout: Duration,
+    /// `MEMORY_LIMIT_MB`: the replica's memory budget in MiB; without it, its cgroup's limit.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,10 @@ impl Settings {
             writers,
             batch_max: number("BATCH_MAX", 256, 1..=10_000)? as usize,
             db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", 5000, 1..=600_000)?),
+            memory_limit_bytes: match lookup("MEMORY_LIMIT_MB") {
+                None => None,
+                Some(_) => Some(number("MEMORY_LIMIT_MB", 0, 1..=1 << 30)? << 20),
+            },
         })
     }
 }
@@ -90,6 +96,7 @@ mod tests {
         assert_eq!(s.writers, 4);
         assert_eq!(s.batch_max, 256);
         assert_eq!(s.db_timeout, Duration::from_secs(5));
+        assert_eq!(s.memory_limit_bytes, None);
         assert!(s.database_url.starts_with("postgres://"));
     }
 
@@ -101,6 +108,7 @@ mod tests {
             ("DB_WRITERS", "2"),
             ("BATCH_MAX", "64"),
             ("DB_TIMEOUT_MS", "250"),
+            ("MEMORY_LIMIT_MB", "300"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
         ])
         .unwrap();
@@ -109,6 +117,7 @@ mod tests {
         assert_eq!(s.writers, 2);
         assert_eq!(s.batch_max, 64);
         assert_eq!(s.db_timeout, Duration::from_millis(250));
+        assert_eq!(s.memory_limit_bytes, Some(300 << 20));
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
     }
 
@@ -118,6 +127,7 @@ mod tests {
         assert!(err.to_string().contains("PORT"));
         assert!(settings(&[("BATCH_MAX", "0")]).is_err());
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
+        assert!(settings(&[("MEMORY_LIMIT_MB", "0")]).is_err());
     }
 
     #[test]

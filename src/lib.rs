@@ -3,6 +3,7 @@
 pub mod config;
 pub mod domain;
 pub mod healthcheck;
+pub mod memory;
 pub mod metrics;
 pub mod mirror;
 pub mod routes;

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pool_connections: IntGaugeVec,
     mirrored_people: IntGauge,
+    mirror_bytes: IntGauge,
+    mirror_budget_bytes: IntGauge,
+    mirror_full: IntGauge,
 }
 
 impl Metrics {
@@ -66,13 +69,33 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let mirror_bytes = IntGauge::new(
+            "mirror_bytes",
+            "Bytes of memory the in-memory mirror holds, as it counts them.",
+        )
+        .expect("valid metric");
+        let mirror_budget_bytes = IntGauge::new(
+            "mirror_budget_bytes",
+            "The in-memory mirror's memory budget: three quarters of the replica's.",
+        )
+        .expect("valid metric");
+        let mirror_full = IntGauge::new(
+            "mirror_full",
+            "1 once the mirror has reached its budget: searches then also read the newer rows \
+             from the database.",
+        )
+        .expect("valid metric");
+
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 6] = [
+        let collectors: [Box<dyn Collector>; 9] = [
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(batch_size.clone()),
             Box::new(pool_connections.clone()),
             Box::new(mirrored_people.clone()),
+            Box::new(mirror_bytes.clone()),
+            Box::new(mirror_budget_bytes.clone()),
+            Box::new(mirror_full.clone()),
             // CPU seconds, resident memory, open files of this process.
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -87,6 +110,9 @@ impl Metrics {
             batch_size,
             pool_connections,
             mirrored_people,
+            mirror_bytes,
+            mirror_budget_bytes,
+            mirror_full,
         }
     }
 
@@ -104,6 +130,10 @@ impl Metrics {
     /// The text exposition, with the gauges read at this moment.
     pub fn render(&self, store: &Store, mirror: &Mirror) -> String {
         self.mirrored_people.set(mirror.count() as i64);
+        let (bytes, budget) = mirror.memory();
+        self.mirror_bytes.set(bytes as i64);
+        self.mirror_budget_bytes.set(i64::try_from(budget).unwrap_or(i64::MAX));
+        self.mirror_full.set(i64::from(mirror.is_full()));
         let status = store.pool_status();
         let in_use = status.size.saturating_sub(status.available);
         self.pool_connections

@@ -11,19 +11,34 @@
 //! again each time until the horizon passes them, and added once. (So a transaction someone
 //! leaves open holds the horizon back, and each catch-up reads every row since it: slower
 //! searches, never missing ones.)
+//!
+//! At start the mirror loads the table in pages, in (insert_xact, id) order, up to the horizon
+//! of a snapshot taken first; each page is one short statement.
+//!
+//! The mirror has a memory budget. When the next person would take it past the budget, it
+//! stops growing for good ("full"): it still holds every committed row older than some
+//! transaction, its frontier. From then on a search that finds fewer than [`SEARCH_LIMIT`]
+//! people in memory goes on in the database, reading the rows from the frontier on, page by
+//! page, and matching them here with the same case folding; a lookup by id that misses memory
+//! reads the database, as it always did.
 
 use std::sync::RwLock;
 
 use uuid::Uuid;
 
-use crate::search_index::SearchIndex;
-use crate::store::{Store, StoreError};
+use crate::search_index::{self, SearchIndex};
+use crate::store::{self, PageStart, Store, StoreError};
 
 /// The most people one search returns.
 pub const SEARCH_LIMIT: usize = 50;
 
+/// Rows per page when loading the table or searching past a full mirror: a statement well
+/// inside the database timeout, and a few MB in flight.
+const PAGE_ROWS: i64 = 10_000;
+
 pub struct Mirror {
     store: Store,
+    budget_bytes: usize,
     state: RwLock<State>,
 }
 
@@ -32,15 +47,58 @@ struct State {
     people: SearchIndex,
     /// Every committed row inserted by a transaction older than this one is in `people`.
     horizon: i64,
+    /// Set once the budget is reached: rows inserted by this transaction or later may be
+    /// missing, and the mirror no longer grows.
+    frontier: Option<i64>,
+}
+
+impl State {
+    /// Adds `person` if the budget allows it; otherwise the mirror is full from `frontier` on.
+    fn admit(&mut self, person: &search_index::PersonRef, budget: usize, frontier: i64) -> bool {
+        if self.frontier.is_some() {
+            return false;
+        }
+        if self.people.heap_bytes() >= budget {
+            eprintln!(
+                "rinha: the mirror reached its memory budget of {} MiB with {} people; searches \
+                 that find fewer than {SEARCH_LIMIT} people in memory now also read the rows \
+                 inserted from transaction {frontier} on from the database",
+                budget >> 20,
+                self.people.count()
+            );
+            self.frontier = Some(frontier);
+            return false;
+        }
+        self.people.insert(person);
+        true
+    }
 }
 
 impl Mirror {
-    /// A mirror holding every person stored so far.
-    pub async fn load(store: Store) -> Result<Mirror, StoreError> {
+    /// A mirror holding every person stored so far that fits in `budget_bytes`.
+    pub async fn load(store: Store, budget_bytes: usize) -> Result<Mirror, StoreError> {
         let mirror = Mirror {
             store,
+            budget_bytes,
             state: RwLock::default(),
         };
+        let horizon = mirror.store.snapshot_horizon().await?;
+        let mut start: PageStart = (i64::MIN, Uuid::nil());
+        'pages: loop {
+            let rows = mirror.store.page(start, horizon, PAGE_ROWS).await?;
+            let mut state = mirror.write();
+            for row in &rows {
+                let (insert_xact, person) = store::stored_person(row)?;
+                if !state.admit(&person, budget_bytes, insert_xact) {
+                    break 'pages;
+                }
+                start = (insert_xact, person.id);
+            }
+            if (rows.len() as i64) < PAGE_ROWS {
+                state.horizon = horizon;
+                break;
+            }
+        }
         mirror.catch_up().await?;
         Ok(mirror)
     }
@@ -50,44 +108,115 @@ impl Mirror {
         self.read().people.count()
     }
 
+    /// About how many bytes the mirror holds, and its budget.
+    pub fn memory(&self) -> (usize, usize) {
+        (self.read().people.heap_bytes(), self.budget_bytes)
+    }
+
+    /// Whether the mirror has reached its budget and stopped growing.
+    pub fn is_full(&self) -> bool {
+        self.read().frontier.is_some()
+    }
+
     /// The records of up to [`SEARCH_LIMIT`] people with `term` inside their apelido, nome or
     /// one stack item, case-insensitively, as a JSON array.
     pub async fn search(&self, term: &str) -> Result<Vec<u8>, StoreError> {
         self.catch_up().await?;
-        let state = self.read();
-        let records = state.people.search(term, SEARCH_LIMIT);
-        let mut array = Vec::with_capacity(2 + records.iter().map(|r| r.len() + 1).sum::<usize>());
-        array.push(b'[');
-        for (i, record) in records.into_iter().enumerate() {
-            if i > 0 {
-                array.push(b',');
-            }
-            array.extend_from_slice(record);
+        let mut array = vec![b'['];
+        let (found, frontier) = {
+            let state = self.read();
+            (
+                state.people.search(term, SEARCH_LIMIT, &mut array),
+                state.frontier,
+            )
+        };
+        if let Some(frontier) = frontier
+            && found < SEARCH_LIMIT
+        {
+            self.search_database(term, frontier, SEARCH_LIMIT - found, &mut array)
+                .await?;
         }
         array.push(b']');
         Ok(array)
+    }
+
+    /// Appends up to `wanted` matches among the rows from `frontier` on that are not in memory
+    /// (those in memory were searched there, and every match found, as it found fewer than the
+    /// limit). The whole scan is bounded by the database timeout.
+    async fn search_database(
+        &self,
+        term: &str,
+        frontier: i64,
+        mut wanted: usize,
+        array: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let term = search_index::fold(term);
+        let scan = async {
+            let mut start: PageStart = (frontier - 1, Uuid::max());
+            loop {
+                let rows = self.store.page(start, i64::MAX, PAGE_ROWS).await?;
+                let state = self.read();
+                for row in &rows {
+                    let (insert_xact, person) = store::stored_person(row)?;
+                    start = (insert_xact, person.id);
+                    if state.people.contains(&person.id)
+                        || !search_index::matches(&person, &term)
+                    {
+                        continue;
+                    }
+                    if array.len() > 1 {
+                        array.push(b',');
+                    }
+                    search_index::render_record(array, &person);
+                    wanted -= 1;
+                    if wanted == 0 {
+                        return Ok(());
+                    }
+                }
+                if (rows.len() as i64) < PAGE_ROWS {
+                    return Ok(());
+                }
+            }
+        };
+        let limit = self.store.timeout();
+        tokio::time::timeout(limit, scan).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "a search past the mirror took over {limit:?}"
+            )))
+        })
     }
 
     /// The record of the person with this id, as JSON. People are never changed or removed,
     /// so one already mirrored is answered from memory; others are looked up in the database.
     pub async fn find(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(record) = self.read().people.get(&id) {
-            return Ok(Some(record.to_vec()));
+            return Ok(Some(record));
         }
         let pessoa = self.store.find(id).await?;
         Ok(pessoa.map(|p| serde_json::to_vec(&p).expect("a person serialises")))
     }
 
-    /// Adds every row committed before this call.
+    /// Adds every row committed before this call, unless the mirror is full.
     async fn catch_up(&self) -> Result<(), StoreError> {
-        let since = self.read().horizon;
+        let since = {
+            let state = self.read();
+            if state.frontier.is_some() {
+                return Ok(());
+            }
+            state.horizon
+        };
         let (horizon, added) = self.store.added_since(since).await?;
-        let mut state = self
-            .state
-            .write()
-            .expect("no thread panics holding the mirror");
-        for pessoa in &added {
-            state.people.insert(pessoa);
+        let mut state = self.write();
+        for row in &added {
+            let (_, person) = store::stored_person(row)?;
+            if state.people.contains(&person.id) {
+                continue;
+            }
+            // Everything older than the current horizon is in memory already.
+            let frontier = state.horizon;
+            if !state.admit(&person, self.budget_bytes, frontier) {
+                return Ok(());
+            }
         }
         // Catch-ups run concurrently, and one that started earlier may finish later.
         state.horizon = state.horizon.max(horizon);
@@ -97,6 +226,12 @@ impl Mirror {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state
             .read()
+            .expect("no thread panics holding the mirror")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
             .expect("no thread panics holding the mirror")
     }
 }

@@ -1,133 +1,529 @@
-//! Every person, in memory: the records as the API returns them, and an index for substring
-//! search over apelido, nome and the stack items.
+//! Every person, in memory and compact: the records packed into one byte arena, and indexes
+//! for substring search over apelido, nome and the stack items.
 //!
-//! Each field is case-folded (every character lowercased on its own, so a term folds the same
-//! way wherever it appears) and the index maps every three-byte sequence of a folded field to
-//! the people whose fields contain it. A term of three bytes or more can only be inside the
-//! fields of people listed under each of its own three-byte sequences, so a search checks only
-//! the people of its rarest one; a shorter term checks people in order until enough match.
+//! Text is matched under full Unicode case folding (`Straße` folds to `strasse`, `ΟΔΟΣ` and
+//! `οδος` to `οδοσ`), which folds each character on its own, so a term folds the same way
+//! wherever it appears. Two indexes serve a search:
+//! - apelido and nome: each folded field, padded with a NUL byte at both ends, is cut into
+//!   three-byte sequences, and each sequence lists (in a compressed bitmap) the people whose
+//!   fields contain it. A term of three bytes or more can only be inside the fields of people
+//!   listed under every one of its sequences, so a search walks the rarest list, checks the
+//!   others, and confirms each candidate on its fields. Thanks to the padding, a term of one or
+//!   two bytes lies inside some sequence of every field that contains it, so such a search
+//!   gathers the people of the sequences that contain the term, with nothing to confirm.
+//! - the stack: items repeat (the contest uses 25 names), so each distinct item is stored once,
+//!   people hold its number, and each item lists the people who have it. The distinct items are
+//!   indexed by three-byte sequences in the same way, so that a search never reads them all.
+//!
+//! No search checks every person: at worst it reads the lists of the term's sequences.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::hash::BuildHasher;
 
+use hashbrown::{HashMap, HashTable};
+use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::domain::Pessoa;
 
-/// Separates the folded fields of a person. No field holds it (validation rejects NUL), so a
-/// term without it never matches across two fields.
-const FIELD_SEPARATOR: char = '\0';
+/// Pads every field before it is cut into sequences. No field holds it (validation rejects NUL),
+/// so no term that could match contains it, and no sequence spans two fields.
+const PAD: u8 = 0;
+
+/// Marks a null stack in a packed record.
+const NULL_STACK: u64 = 0;
+
+/// A person's fields, borrowed from wherever they were read.
+pub struct PersonRef<'a> {
+    pub id: Uuid,
+    pub apelido: &'a str,
+    pub nome: &'a str,
+    /// `YYYY-MM-DD`, a real date.
+    pub nascimento: &'a str,
+    pub stack: Option<Vec<&'a str>>,
+}
+
+impl<'a> From<&'a Pessoa> for PersonRef<'a> {
+    fn from(pessoa: &'a Pessoa) -> Self {
+        PersonRef {
+            id: pessoa.id,
+            apelido: &pessoa.apelido,
+            nome: &pessoa.nome,
+            nascimento: &pessoa.nascimento,
+            stack: pessoa
+                .stack
+                .as_ref()
+                .map(|items| items.iter().map(String::as_str).collect()),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct SearchIndex {
-    people: Vec<Entry>,
-    by_id: HashMap<Uuid, u32>,
-    /// For each three-byte sequence, the positions in `people` of those whose folded fields
-    /// contain it, ascending.
-    trigrams: HashMap<[u8; 3], Vec<u32>>,
+    ids: Vec<Uuid>,
+    /// Where each person's packed record starts in `records`.
+    offsets: Vec<u32>,
+    /// Per person: apelido and nome (each a length, then UTF-8), nascimento in three bytes, and
+    /// the stack as a count (0 for null, else items + 1) then item numbers, all varints.
+    records: Vec<u8>,
+    /// Positions, found by the id at that position.
+    by_id: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// apelido and nome, by sequence; the ids are positions.
+    text: Sequences,
+    stack: StackItems,
 }
 
-struct Entry {
-    /// The record as `GET /pessoas/<id>` returns it.
-    json: Box<[u8]>,
-    /// apelido, nome and the stack items, folded, separated by [`FIELD_SEPARATOR`].
-    fields: Box<str>,
+#[derive(Default)]
+struct StackItems {
+    names: Vec<Box<str>>,
+    folded: Vec<Box<str>>,
+    numbers: HashMap<Box<str>, u32>,
+    /// For each item, the positions of the people who have it.
+    people: Vec<RoaringBitmap>,
+    people_bytes: usize,
+    /// The folded items, by sequence; the ids are item numbers.
+    sequences: Sequences,
 }
 
 impl SearchIndex {
     /// How many people the index holds.
     pub fn count(&self) -> usize {
-        self.people.len()
+        self.ids.len()
     }
 
-    /// Adds `pessoa` unless a person with its id is already here; returns whether it was added.
-    pub fn insert(&mut self, pessoa: &Pessoa) -> bool {
-        if self.by_id.contains_key(&pessoa.id) {
+    /// Whether the person with this id is here.
+    pub fn contains(&self, id: &Uuid) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// About how many bytes of memory the index holds; never much less than it really does.
+    pub fn heap_bytes(&self) -> usize {
+        self.ids.capacity() * size_of::<Uuid>()
+            + self.offsets.capacity() * size_of::<u32>()
+            + self.records.capacity()
+            + self.by_id.allocation_size()
+            + self.text.heap_bytes()
+            + self.stack.heap_bytes()
+    }
+
+    /// Adds `person` unless a person with its id is already here; returns whether it was added.
+    pub fn insert(&mut self, person: &PersonRef) -> bool {
+        if self.contains(&person.id) {
             return false;
         }
-        let position = u32::try_from(self.people.len()).expect("fewer than 2^32 people");
-        let fields = folded_fields(pessoa);
-        let mut keys: Vec<[u8; 3]> = fields
-            .split(FIELD_SEPARATOR)
-            .flat_map(|field| trigrams(field.as_bytes()))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        for key in keys {
-            self.trigrams.entry(key).or_default().push(position);
+        let position = u32::try_from(self.ids.len()).expect("fewer than 2^32 people");
+        let offset = u32::try_from(self.records.len()).expect("records under 4 GiB");
+
+        let apelido = fold(person.apelido);
+        let nome = fold(person.nome);
+        self.text.add(position, [&*apelido, &*nome]);
+
+        push_text(&mut self.records, person.apelido);
+        push_text(&mut self.records, person.nome);
+        self.records
+            .extend_from_slice(&pack_date(person.nascimento).to_le_bytes()[..3]);
+        match &person.stack {
+            None => push_varint(&mut self.records, NULL_STACK),
+            Some(items) => {
+                push_varint(&mut self.records, items.len() as u64 + 1);
+                let mut numbers: Vec<u32> = Vec::with_capacity(items.len());
+                for item in items {
+                    let number = self.stack.number(item);
+                    push_varint(&mut self.records, u64::from(number));
+                    numbers.push(number);
+                }
+                self.stack.add_person(position, numbers);
+            }
         }
-        self.by_id.insert(pessoa.id, position);
-        self.people.push(Entry {
-            json: serde_json::to_vec(pessoa)
-                .expect("a person serialises")
-                .into(),
-            fields: fields.into(),
+
+        let hasher = &self.hasher;
+        let ids = &self.ids;
+        self.by_id.insert_unique(hasher.hash_one(person.id), position, |&p| {
+            hasher.hash_one(ids[p as usize])
         });
+        self.ids.push(person.id);
+        self.offsets.push(offset);
         true
     }
 
-    /// The record of the person with this id, as JSON.
-    pub fn get(&self, id: &Uuid) -> Option<&[u8]> {
-        let position = *self.by_id.get(id)?;
-        Some(&self.people[position as usize].json)
+    /// The record of the person with this id, as `GET /pessoas/<id>` returns it.
+    pub fn get(&self, id: &Uuid) -> Option<Vec<u8>> {
+        let position = self.position(id)?;
+        let mut json = Vec::with_capacity(256);
+        self.render(position, &mut json);
+        Some(json)
     }
 
-    /// The records (as JSON) of up to `limit` people with `term` inside their apelido, nome or
-    /// one stack item, case-insensitively.
-    pub fn search(&self, term: &str, limit: usize) -> Vec<&[u8]> {
-        let term = fold(term);
-        if term.contains(FIELD_SEPARATOR) {
-            return Vec::new();
+    /// Up to `limit` people with `term` inside their apelido, nome or one stack item,
+    /// case-insensitively, each as its record appended to `out` after a comma when `out` holds
+    /// one already. Returns how many were appended.
+    pub fn search(&self, term: &str, limit: usize, out: &mut Vec<u8>) -> usize {
+        let found = self.search_positions(&fold(term), limit);
+        for &position in &found {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            self.render(position as usize, out);
         }
-        let matches = |position: &usize| self.people[*position].fields.contains(term.as_str());
-        let found: Vec<usize> = if term.len() < 3 {
-            (0..self.people.len()).filter(matches).take(limit).collect()
+        found.len()
+    }
+
+    /// The positions of up to `limit` people matching the folded `term`.
+    fn search_positions(&self, term: &str, limit: usize) -> Vec<u32> {
+        let mut found: Vec<u32> = Vec::with_capacity(limit.min(64));
+        if term.is_empty() || term.as_bytes().contains(&PAD) || limit == 0 {
+            return found;
+        }
+        let mut take = |position: u32| {
+            if !found.contains(&position) {
+                found.push(position);
+            }
+            found.len() < limit
+        };
+        let mut folded = String::new();
+        let more = self.text.search(
+            term,
+            |position| {
+                let (apelido, nome) = self.texts(position as usize);
+                [apelido, nome].into_iter().any(|field| {
+                    folded.clear();
+                    folded.push_str(&fold(field));
+                    folded.contains(term)
+                })
+            },
+            &mut take,
+        );
+        if more {
+            let mut items_seen = Vec::new();
+            self.stack.sequences.search(
+                term,
+                |number| self.stack.folded[number as usize].contains(term),
+                |number| {
+                    if items_seen.contains(&number) {
+                        return true;
+                    }
+                    items_seen.push(number);
+                    self.stack.people[number as usize]
+                        .iter()
+                        .all(|position| take(position))
+                },
+            );
+        }
+        found
+    }
+
+    fn position(&self, id: &Uuid) -> Option<usize> {
+        let hash = self.hasher.hash_one(id);
+        self.by_id
+            .find(hash, |&p| self.ids[p as usize] == *id)
+            .map(|&p| p as usize)
+    }
+
+    fn texts(&self, position: usize) -> (&str, &str) {
+        let mut cursor = &self.records[self.offsets[position] as usize..];
+        let apelido = take_text(&mut cursor);
+        let nome = take_text(&mut cursor);
+        (apelido, nome)
+    }
+
+    /// Appends the person's record as JSON, the way `serde_json` writes a [`Pessoa`].
+    fn render(&self, position: usize, out: &mut Vec<u8>) {
+        let mut cursor = &self.records[self.offsets[position] as usize..];
+        let apelido = take_text(&mut cursor);
+        let nome = take_text(&mut cursor);
+        let (date, rest) = cursor.split_at(3);
+        cursor = rest;
+        let nascimento = unpack_date(u32::from_le_bytes([date[0], date[1], date[2], 0]));
+        let stack = match take_varint(&mut cursor) {
+            NULL_STACK => None,
+            count => Some(
+                (1..count)
+                    .map(|_| &*self.stack.names[take_varint(&mut cursor) as usize])
+                    .collect::<Vec<&str>>(),
+            ),
+        };
+        render_record(
+            out,
+            &PersonRef {
+                id: self.ids[position],
+                apelido,
+                nome,
+                nascimento: &nascimento,
+                stack,
+            },
+        );
+    }
+}
+
+/// Appends `person` as JSON, the way `serde_json` writes a [`Pessoa`].
+pub fn render_record(out: &mut Vec<u8>, person: &PersonRef) {
+    let string = |out: &mut Vec<u8>, text: &str| {
+        serde_json::to_writer(&mut *out, text).expect("writing into memory");
+    };
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(
+        person
+            .id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"apelido\":");
+    string(out, person.apelido);
+    out.extend_from_slice(b",\"nome\":");
+    string(out, person.nome);
+    out.extend_from_slice(b",\"nascimento\":");
+    string(out, person.nascimento);
+    out.extend_from_slice(b",\"stack\":");
+    match &person.stack {
+        None => out.extend_from_slice(b"null"),
+        Some(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, item);
+            }
+            out.push(b']');
+        }
+    }
+    out.push(b'}');
+}
+
+/// Whether `term` (already folded) lies inside the apelido, nome or one stack item of `person`.
+pub fn matches(person: &PersonRef, term: &str) -> bool {
+    let inside = |field: &str| fold(field).contains(term);
+    inside(person.apelido)
+        || inside(person.nome)
+        || person.stack.iter().flatten().any(|item| inside(item))
+}
+
+/// Full Unicode case folding. ASCII text, the common case, folds to its lowercase.
+pub fn fold(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
         } else {
-            let mut rarest: Option<&Vec<u32>> = None;
-            for key in trigrams(term.as_bytes()) {
-                let Some(list) = self.trigrams.get(&key) else {
-                    // Nobody has this sequence, so nobody has the term.
-                    return Vec::new();
-                };
-                if rarest.is_none_or(|shortest| list.len() < shortest.len()) {
-                    rarest = Some(list);
+            Cow::Borrowed(text)
+        }
+    } else {
+        Cow::Owned(
+            icu_casemap::CaseMapper::new()
+                .fold_string(text)
+                .into_owned(),
+        )
+    }
+}
+
+impl StackItems {
+    fn heap_bytes(&self) -> usize {
+        let names: usize = self.names.iter().map(|name| name.len()).sum();
+        let folded: usize = self.folded.iter().map(|name| name.len()).sum();
+        // Each name is held twice (as a key and in `names`), each with its own allocation.
+        self.names.capacity() * size_of::<Box<str>>() * 2
+            + self.folded.capacity() * size_of::<Box<str>>()
+            + names * 2
+            + folded
+            + self.numbers.allocation_size()
+            + self.people.capacity() * size_of::<RoaringBitmap>()
+            + self.people_bytes
+            + self.sequences.heap_bytes()
+    }
+
+    /// The number of `item`, given a new one when it is new.
+    fn number(&mut self, item: &str) -> u32 {
+        if let Some(&number) = self.numbers.get(item) {
+            return number;
+        }
+        let number = u32::try_from(self.names.len()).expect("fewer than 2^32 stack items");
+        let folded = fold(item);
+        self.sequences.add(number, [&*folded]);
+        self.folded.push(folded.into());
+        self.names.push(item.into());
+        self.numbers.insert(item.into(), number);
+        self.people.push(RoaringBitmap::new());
+        number
+    }
+
+    fn add_person(&mut self, position: u32, mut numbers: Vec<u32>) {
+        numbers.sort_unstable();
+        numbers.dedup();
+        for number in numbers {
+            push_position(
+                &mut self.people[number as usize],
+                position,
+                &mut self.people_bytes,
+            );
+        }
+    }
+}
+
+/// Strings by their three-byte sequences: for each sequence of a NUL-padded string, the ids of
+/// the strings that contain it. Ids are added in increasing order.
+#[derive(Default)]
+struct Sequences {
+    slots: HashMap<[u8; 3], u32>,
+    keys: Vec<[u8; 3]>,
+    lists: Vec<RoaringBitmap>,
+    list_bytes: usize,
+    /// Reused for each string added.
+    scratch: Vec<[u8; 3]>,
+}
+
+impl Sequences {
+    fn heap_bytes(&self) -> usize {
+        self.slots.allocation_size()
+            + self.keys.capacity() * 3
+            + self.lists.capacity() * size_of::<RoaringBitmap>()
+            + self.list_bytes
+            + self.scratch.capacity() * 3
+    }
+
+    fn add<'s>(&mut self, id: u32, fields: impl IntoIterator<Item = &'s str>) {
+        self.scratch.clear();
+        for field in fields {
+            let bytes = field.as_bytes();
+            let padded = |i: usize| {
+                if i == 0 || i > bytes.len() {
+                    PAD
+                } else {
+                    bytes[i - 1]
+                }
+            };
+            // The padded field has len + 2 bytes, so len sequences: `\0x\0` for a lone byte.
+            for start in 0..bytes.len() {
+                self.scratch
+                    .push([padded(start), padded(start + 1), padded(start + 2)]);
+            }
+        }
+        let Sequences {
+            slots,
+            keys,
+            lists,
+            list_bytes,
+            scratch,
+        } = self;
+        scratch.sort_unstable();
+        scratch.dedup();
+        for key in scratch.iter() {
+            let slot = *slots.entry(*key).or_insert_with(|| {
+                keys.push(*key);
+                lists.push(RoaringBitmap::new());
+                (lists.len() - 1) as u32
+            });
+            push_position(&mut lists[slot as usize], id, list_bytes);
+        }
+    }
+
+    /// Calls `take` with the ids of strings that contain `term` (folded, without NUL), some
+    /// perhaps more than once, until it returns false. `confirm` tells whether the string of an
+    /// id really contains the term, for the ids that sequences alone cannot decide. Returns
+    /// false when `take` asked to stop.
+    fn search(
+        &self,
+        term: &str,
+        mut confirm: impl FnMut(u32) -> bool,
+        mut take: impl FnMut(u32) -> bool,
+    ) -> bool {
+        let term = term.as_bytes();
+        if term.len() < 3 {
+            // Every sequence that holds the term belongs only to strings that contain it.
+            for (slot, key) in self.keys.iter().enumerate() {
+                if key.windows(term.len()).any(|window| window == term) {
+                    for id in &self.lists[slot] {
+                        if !take(id) {
+                            return false;
+                        }
+                    }
                 }
             }
-            rarest
-                .into_iter()
-                .flatten()
-                .map(|&position| position as usize)
-                .filter(matches)
-                .take(limit)
-                .collect()
-        };
-        found
-            .into_iter()
-            .map(|position| &*self.people[position].json)
-            .collect()
+            return true;
+        }
+        let mut lists = Vec::with_capacity(term.len() - 2);
+        for window in term.windows(3) {
+            match self.slots.get(window) {
+                Some(&slot) => lists.push(&self.lists[slot as usize]),
+                // Nobody has this sequence, so nobody has the term.
+                None => return true,
+            }
+        }
+        lists.sort_unstable_by_key(|list| list.len());
+        let (rarest, others) = lists.split_first().expect("a term of 3 bytes has a sequence");
+        for id in *rarest {
+            if others.iter().all(|list| list.contains(id)) && confirm(id) && !take(id) {
+                return false;
+            }
+        }
+        true
     }
 }
 
-/// Lowercases every character on its own, so that folding a term and folding a field that
-/// contains it agree (whole-string lowercasing treats a final sigma by its context).
-fn fold(text: &str) -> String {
-    text.chars().flat_map(char::to_lowercase).collect()
-}
-
-fn folded_fields(pessoa: &Pessoa) -> String {
-    let mut fields = fold(&pessoa.apelido);
-    fields.push(FIELD_SEPARATOR);
-    fields.push_str(&fold(&pessoa.nome));
-    for item in pessoa.stack.iter().flatten() {
-        fields.push(FIELD_SEPARATOR);
-        fields.push_str(&fold(item));
+/// Appends `id`, larger than any in `list`, and counts the bytes that may take: a new container
+/// when it starts a new block of 2^16 ids, and room for the array's growth.
+fn push_position(list: &mut RoaringBitmap, id: u32, bytes: &mut usize) {
+    /// A container's own size, as `RoaringBitmap` keeps it in its vector of containers.
+    const CONTAINER_BYTES: usize = 48;
+    if list.max().is_none_or(|max| max >> 16 != id >> 16) {
+        *bytes += CONTAINER_BYTES;
     }
-    fields
+    if list.try_push(id).is_ok() {
+        // Two bytes an entry, twice over for the array's doubling.
+        *bytes += 4;
+    }
 }
 
-fn trigrams(bytes: &[u8]) -> impl Iterator<Item = [u8; 3]> + '_ {
-    bytes
-        .windows(3)
-        .map(|window| [window[0], window[1], window[2]])
+fn push_text(records: &mut Vec<u8>, text: &str) {
+    push_varint(records, text.len() as u64);
+    records.extend_from_slice(text.as_bytes());
+}
+
+fn take_text<'r>(cursor: &mut &'r [u8]) -> &'r str {
+    let length = take_varint(cursor) as usize;
+    let (text, rest) = cursor.split_at(length);
+    *cursor = rest;
+    std::str::from_utf8(text).expect("records hold the UTF-8 they were given")
+}
+
+/// LEB128: seven bits a byte, low bits first, the high bit set on every byte but the last.
+fn push_varint(records: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        records.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    records.push(value as u8);
+}
+
+fn take_varint(cursor: &mut &[u8]) -> u64 {
+    let mut value = 0u64;
+    for (i, &byte) in cursor.iter().enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *cursor = &cursor[i + 1..];
+            return value;
+        }
+    }
+    unreachable!("records end every varint")
+}
+
+/// `YYYY-MM-DD` in 23 bits: year, month and day side by side.
+fn pack_date(date: &str) -> u32 {
+    let number = |range: std::ops::Range<usize>| -> u32 {
+        date.get(range)
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or(0)
+    };
+    (number(0..4) << 9) | (number(5..7) << 5) | number(8..10)
+}
+
+fn unpack_date(packed: u32) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        packed >> 9,
+        (packed >> 5) & 0xf,
+        packed & 0x1f
+    )
 }
 
 #[cfg(test)]
@@ -147,19 +543,22 @@ mod tests {
     fn index_of(people: &[Pessoa]) -> SearchIndex {
         let mut index = SearchIndex::default();
         for pessoa in people {
-            assert!(index.insert(pessoa));
+            assert!(index.insert(&pessoa.into()));
         }
         index
     }
 
+    fn records(index: &SearchIndex, term: &str, limit: usize) -> Vec<serde_json::Value> {
+        let mut out = vec![b'['];
+        index.search(term, limit, &mut out);
+        out.push(b']');
+        serde_json::from_slice(&out).expect("a JSON array")
+    }
+
     fn apelidos(index: &SearchIndex, term: &str) -> Vec<String> {
-        let mut found: Vec<String> = index
-            .search(term, 50)
+        let mut found: Vec<String> = records(index, term, 50)
             .into_iter()
-            .map(|json| {
-                let record: serde_json::Value = serde_json::from_slice(json).unwrap();
-                record["apelido"].as_str().unwrap().to_owned()
-            })
+            .map(|record| record["apelido"].as_str().unwrap().to_owned())
             .collect();
         found.sort();
         found
@@ -176,18 +575,29 @@ mod tests {
         assert_eq!(apelidos(&index, "PAGOD"), ["zeca"]);
         assert_eq!(apelidos(&index, "pYtHoN"), ["outro"]);
         assert_eq!(apelidos(&index, "JOSÉ"), ["zeca"]);
-        assert_eq!(
-            apelidos(&index, "οσ"),
-            ["outro"],
-            "a final sigma folds as any other"
-        );
-        assert_eq!(
-            apelidos(&index, "no"),
-            ["Nodinho", "zeca"],
-            "under three bytes"
-        );
-        assert_eq!(apelidos(&index, "z"), ["zeca"]);
+        assert_eq!(apelidos(&index, "no"), ["Nodinho", "zeca"], "two bytes");
+        assert_eq!(apelidos(&index, "z"), ["zeca"], "one byte");
+        assert_eq!(apelidos(&index, "é"), ["zeca"], "one character, two bytes");
+        assert_eq!(apelidos(&index, "ODE"), ["zeca"], "in a stack item");
         assert!(apelidos(&index, "kotlin").is_empty());
+        assert!(apelidos(&index, "q").is_empty());
+    }
+
+    #[test]
+    fn folds_case_the_unicode_way() {
+        let index = index_of(&[
+            pessoa("rua", "Straße", None),
+            pessoa("grego", "ΟΔΟΣ", Some(&["ΣΊΣΥΦΟΣ"])),
+            pessoa("kelvin", "\u{212A}elvin", None),
+        ]);
+        assert_eq!(apelidos(&index, "STRASSE"), ["rua"]);
+        assert_eq!(apelidos(&index, "straße"), ["rua"]);
+        assert_eq!(apelidos(&index, "ss"), ["rua"]);
+        assert_eq!(apelidos(&index, "οδος"), ["grego"], "final sigma");
+        assert_eq!(apelidos(&index, "ΟΔΟΣ"), ["grego"]);
+        assert_eq!(apelidos(&index, "οσ"), ["grego"]);
+        assert_eq!(apelidos(&index, "σίσυφος"), ["grego"], "in a stack item");
+        assert_eq!(apelidos(&index, "KELVIN"), ["kelvin"], "the Kelvin sign folds to k");
     }
 
     #[test]
@@ -195,8 +605,10 @@ mod tests {
         let index = index_of(&[pessoa("zeca", "José", Some(&["Samba", "Node"]))]);
         assert!(apelidos(&index, "sambanode").is_empty());
         assert!(apelidos(&index, "zecajosé").is_empty());
+        assert!(apelidos(&index, "az").is_empty());
         assert!(apelidos(&index, "a\0n").is_empty());
         assert!(apelidos(&index, "a\0").is_empty());
+        assert!(apelidos(&index, "\0").is_empty());
     }
 
     #[test]
@@ -209,35 +621,70 @@ mod tests {
         assert_eq!(apelidos(&index, "0%"), ["cem"]);
         assert_eq!(apelidos(&index, "%"), ["cem"]);
         assert_eq!(apelidos(&index, "e_c"), ["sublinhado"]);
+        assert_eq!(apelidos(&index, "_"), ["sublinhado"]);
     }
 
     #[test]
-    fn returns_at_most_the_limit() {
+    fn returns_at_most_the_limit_once_each() {
         let people: Vec<Pessoa> = (0..60)
-            .map(|i| pessoa(&format!("muitos{i}"), "Nome", None))
+            .map(|i| pessoa(&format!("muitos{i}"), "Nome muitos", Some(&["Go", "Go"])))
             .collect();
         let index = index_of(&people);
-        assert_eq!(index.search("muitos", 50).len(), 50);
-        assert_eq!(index.search("os", 7).len(), 7);
+        assert_eq!(records(&index, "muitos", 50).len(), 50);
+        assert_eq!(records(&index, "os", 7).len(), 7);
+        assert_eq!(records(&index, "go", 100).len(), 60, "each person once");
+        assert_eq!(records(&index, "o", 100).len(), 60, "each person once");
         assert_eq!(
-            index.search("muitos5", 50).len(),
+            records(&index, "muitos5", 50).len(),
             11,
             "muitos5 and muitos50 to 59"
         );
     }
 
     #[test]
-    fn keeps_one_entry_per_id_and_returns_records_by_id() {
-        let zeca = pessoa("zeca", "José", Some(&["Samba"]));
-        let mut index = index_of(std::slice::from_ref(&zeca));
-        assert!(!index.insert(&zeca), "already present");
-        assert_eq!(index.count(), 1);
-        assert_eq!(apelidos(&index, "zeca"), ["zeca"]);
-        let record: serde_json::Value =
-            serde_json::from_slice(index.get(&zeca.id).unwrap()).unwrap();
-        assert_eq!(record["nome"], "José");
-        assert_eq!(record["stack"], serde_json::json!(["Samba"]));
-        assert_eq!(record["id"], zeca.id.to_string());
+    fn records_come_back_as_given() {
+        let zeca = pessoa("zeca \"o\" \\", "José\tda Silva", Some(&["Samba", "C#", "Samba"]));
+        let nobody = Pessoa {
+            nascimento: "1999-12-31".to_owned(),
+            stack: None,
+            ..pessoa("ninguém", "N", None)
+        };
+        let empty = pessoa("vazio", "V", Some(&[]));
+        let mut index = index_of(&[zeca.clone(), nobody.clone(), empty.clone()]);
+        assert!(!index.insert(&(&zeca).into()), "already present");
+        assert_eq!(index.count(), 3);
+        for pessoa in [&zeca, &nobody, &empty] {
+            assert_eq!(
+                index.get(&pessoa.id).unwrap(),
+                serde_json::to_vec(pessoa).unwrap(),
+                "{pessoa:?}"
+            );
+        }
         assert!(index.get(&Uuid::new_v4()).is_none());
+    }
+
+    #[test]
+    fn counts_what_it_holds() {
+        let mut index = SearchIndex::default();
+        let empty = index.heap_bytes();
+        for i in 0..1000 {
+            index.insert(&(&pessoa(&format!("p{i}"), "Fulano de Tal", Some(&["Rust"]))).into());
+        }
+        let full = index.heap_bytes();
+        assert!(full > empty + 1000 * 40, "{empty} then {full}");
+    }
+
+    #[test]
+    fn varints_and_dates_round_trip() {
+        for value in [0, 1, 127, 128, 300, 65_535, u64::from(u32::MAX)] {
+            let mut bytes = Vec::new();
+            push_varint(&mut bytes, value);
+            let mut cursor = &bytes[..];
+            assert_eq!(take_varint(&mut cursor), value);
+            assert!(cursor.is_empty());
+        }
+        for date in ["0001-01-01", "2000-02-29", "9999-12-31"] {
+            assert_eq!(unpack_date(pack_date(date)), date);
+        }
     }
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::memory;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
 use crate::routes::{AppState, api};
@@ -27,12 +28,13 @@ pub struct Application {
 
 impl Application {
     /// Connects, applies the schema (waiting up to 30 s for the database to come up), loads
-    /// every person stored so far into memory and binds the port; requests are served once
+    /// the people stored so far into memory (as many as its budget allows) and binds the port; requests are served once
     /// [`Application::run_until`] is called.
     pub async fn build(settings: &Settings) -> Result<Application, Box<dyn std::error::Error>> {
         let store = Store::new(settings)?;
         migrate_when_ready(&store).await?;
-        let mirror = Arc::new(Mirror::load(store.clone()).await?);
+        let memory_limit = settings.memory_limit_bytes.or_else(memory::cgroup_limit);
+        let mirror = Arc::new(Mirror::load(store.clone(), memory::mirror_budget(memory_limit)).await?);
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port)))
             .await
             .map_err(|e| format!("cannot listen on port {}: {e}", settings.port))?;

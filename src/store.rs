@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::domain::Pessoa;
+use crate::search_index::PersonRef;
 
 /// The schema, embedded so the binary needs no files beside it.
 const SCHEMA: &str = include_str!("../sql/schema.sql");
@@ -41,10 +42,22 @@ const FIND_SQL: &str = concat!("SELECT ", person_columns!(), " FROM pessoas WHER
 /// Public so tests can check its plan.
 pub const ADDED_SINCE_SQL: &str = concat!(
     "WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) ",
-    "SELECT snapshot.horizon, ",
+    "SELECT snapshot.horizon, insert_xact, ",
     person_columns!(),
     " FROM snapshot LEFT JOIN pessoas ON pessoas.insert_xact >= $1"
 );
+
+/// One page of people in (insert_xact, id) order: those after `($1, $2)` and inserted by a
+/// transaction older than `$3`, at most `$4` of them. Public so tests can check its plan.
+pub const PAGE_SQL: &str = concat!(
+    "SELECT insert_xact, ",
+    person_columns!(),
+    " FROM pessoas WHERE (insert_xact, id) > ($1, $2) AND insert_xact < $3 \
+     ORDER BY insert_xact, id LIMIT $4"
+);
+
+/// Where a page of [`Store::page`] starts: after this (insert_xact, id).
+pub type PageStart = (i64, Uuid);
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -137,15 +150,32 @@ impl Store {
         .await
     }
 
-    /// The people inserted since `horizon` (see [`ADDED_SINCE_SQL`]), and the next horizon.
-    pub async fn added_since(&self, horizon: i64) -> Result<(i64, Vec<Pessoa>), StoreError> {
+    /// The horizon of a snapshot taken now: every transaction older than it has finished.
+    pub async fn snapshot_horizon(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            let row = client
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
+                .await
+                .map_err(unavailable)?;
+            row.try_get(0).map_err(unavailable)
+        })
+        .await
+    }
+
+    /// The people inserted since `horizon` (see [`ADDED_SINCE_SQL`]), as rows for
+    /// [`stored_person`], and the next horizon.
+    pub async fn added_since(&self, horizon: i64) -> Result<(i64, Vec<Row>), StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let statement = client
                 .prepare_cached(ADDED_SINCE_SQL)
                 .await
                 .map_err(unavailable)?;
-            let rows = client
+            let mut rows = client
                 .query(&statement, &[&horizon])
                 .await
                 .map_err(unavailable)?;
@@ -154,14 +184,34 @@ impl Store {
                 .ok_or_else(|| unavailable("no snapshot horizon"))?
                 .try_get("horizon")
                 .map_err(unavailable)?;
-            let added = rows
-                .into_iter()
-                .filter(|row| matches!(row.try_get::<_, Option<Uuid>>("id"), Ok(Some(_))))
-                .map(pessoa_from_row)
-                .collect::<Result<_, _>>()?;
-            Ok((next, added))
+            rows.retain(|row| matches!(row.try_get::<_, Option<Uuid>>("id"), Ok(Some(_))));
+            Ok((next, rows))
         })
         .await
+    }
+
+    /// Up to `limit` people after `start` in (insert_xact, id) order, inserted by transactions
+    /// older than `before` (see [`PAGE_SQL`]), as rows for [`stored_person`].
+    pub async fn page(
+        &self,
+        start: PageStart,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            let statement = client.prepare_cached(PAGE_SQL).await.map_err(unavailable)?;
+            client
+                .query(&statement, &[&start.0, &start.1, &before, &limit])
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// How long a call may wait on the database.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub async fn count(&self) -> Result<i64, StoreError> {
@@ -250,6 +300,22 @@ impl Store {
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
+}
+
+/// The person in a row of [`Store::added_since`] or [`Store::page`], borrowing its text, and the
+/// transaction that inserted it.
+pub fn stored_person(row: &Row) -> Result<(i64, PersonRef<'_>), StoreError> {
+    let read = || -> Result<(i64, PersonRef<'_>), tokio_postgres::Error> {
+        let person = PersonRef {
+            id: row.try_get("id")?,
+            apelido: row.try_get("apelido")?,
+            nome: row.try_get("nome")?,
+            nascimento: row.try_get("nascimento")?,
+            stack: row.try_get("stack")?,
+        };
+        Ok((row.try_get("insert_xact")?, person))
+    };
+    read().map_err(unavailable)
 }
 
 fn pessoa_from_row(row: Row) -> Result<Pessoa, StoreError> {

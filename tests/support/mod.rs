@@ -37,6 +37,7 @@ pub fn settings(database_url: &str) -> Settings {
         writers: 4,
         batch_max: 256,
         db_timeout: Duration::from_secs(2),
+        memory_limit_bytes: None,
     }
 }
 
