@@ -1,16 +1,23 @@
-//! The in-memory search index at the stress test's size: the first 46,000 valid people of the
-//! stress test's payloads (the replay's seeded generator), searched with the contest's own terms.
+//! The in-memory search index at 1,000,000 people shaped like the stress test's (the replay's
+//! seeded payload generator), searched with the contest's own terms, stack names and the worst
+//! cases. Before the timings it prints the index's bytes per person, as it counts them and as
+//! the allocator saw them.
 //!
 //! `cargo bench --bench search_index`
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use replay::payloads::{DEFAULT_SEED, PayloadGenerator};
 use rinha::domain::Pessoa;
 use rinha::search_index::SearchIndex;
+use tikv_jemalloc_ctl::{epoch, stats};
 
-const PEOPLE: usize = 46_000;
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+const PEOPLE: usize = 1_000_000;
 const TERMS: &str = include_str!("../gatling/resources/termos-busca.tsv");
 
 fn people() -> Vec<Pessoa> {
@@ -23,41 +30,65 @@ fn people() -> Vec<Pessoa> {
 
 fn index_of(people: &[Pessoa]) -> SearchIndex {
     let mut index = SearchIndex::default();
-    for pessoa in people {
-        index.insert(pessoa);
+    for pages in people.chunks(10_000) {
+        for pessoa in pages {
+            index.insert(&pessoa.into());
+        }
+        index.flush();
     }
+    index.shrink();
     index
+}
+
+fn allocated() -> usize {
+    epoch::advance().expect("jemalloc statistics refresh");
+    stats::allocated::read().expect("jemalloc statistics")
 }
 
 fn bench(c: &mut Criterion) {
     let people = people();
-    let mut group = c.benchmark_group("search_index");
-    group.sample_size(10);
-    group.bench_function("insert 46,000 people", |b| {
-        b.iter(|| index_of(black_box(&people)))
-    });
-    group.finish();
 
+    let before = allocated();
+    let started = Instant::now();
     let index = index_of(&people);
+    let built_in = started.elapsed();
+    let allocated = allocated() - before;
+    eprintln!(
+        "{PEOPLE} people indexed in {built_in:.2?}: {:.0} bytes per person as the index counts \
+         them, {:.0} as allocated",
+        index.heap_bytes() as f64 / PEOPLE as f64,
+        allocated as f64 / PEOPLE as f64,
+    );
+
+    let search = |term: &str| {
+        let mut out = Vec::with_capacity(16 * 1024);
+        index.search(black_box(term), 50, &mut out)
+    };
     // The contest's terms are apelidos and nomes of its own payloads, so most match nobody here:
-    // the search stops at a three-byte sequence nobody has, or checks its rarest one's people.
+    // the search stops at a three-byte sequence nobody has, or walks its rarest one's people.
     let terms: Vec<&str> = TERMS.lines().skip(1).collect();
     let mut next = terms.iter().cycle();
     c.bench_function("search a contest term", |b| {
-        b.iter(|| {
-            index
-                .search(black_box(next.next().expect("cycles")), 50)
-                .len()
-        })
+        b.iter(|| search(next.next().expect("cycles")))
     });
-    c.bench_function("search a stack name", |b| {
-        b.iter(|| index.search(black_box("script"), 50).len())
+    c.bench_function("search a stack name", |b| b.iter(|| search("script")));
+    c.bench_function("search one letter", |b| b.iter(|| search("e")));
+    // The worst cases: every sequence of the index is read for a short term nobody has, and a
+    // longer term of common sequences that matches nobody walks a whole list and checks it
+    // against every other.
+    c.bench_function("search a two-byte term nobody has", |b| {
+        b.iter(|| search("q#"))
     });
-    // Under three bytes there is no sequence to narrow by, and a rare pair is checked against
-    // every person.
-    c.bench_function("search a rare two-letter term", |b| {
-        b.iter(|| index.search(black_box("q#"), 50).len())
+    c.bench_function("search a long term of common sequences nobody has", |b| {
+        b.iter(|| search("anaanaanaanaanaana"))
     });
+
+    let mut group = c.benchmark_group("build");
+    group.sample_size(10);
+    group.bench_function("insert 1,000,000 people", |b| {
+        b.iter(|| index_of(black_box(&people)))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

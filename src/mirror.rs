@@ -84,21 +84,28 @@ impl Mirror {
         };
         let horizon = mirror.store.snapshot_horizon().await?;
         let mut start: PageStart = (i64::MIN, Uuid::nil());
-        'pages: loop {
+        loop {
             let rows = mirror.store.page(start, horizon, PAGE_ROWS).await?;
             let mut state = mirror.write();
+            let mut admitted = true;
             for row in &rows {
                 let (insert_xact, person) = store::stored_person(row)?;
-                if !state.admit(&person, budget_bytes, insert_xact) {
-                    break 'pages;
+                admitted = state.admit(&person, budget_bytes, insert_xact);
+                if !admitted {
+                    break;
                 }
                 start = (insert_xact, person.id);
+            }
+            state.people.flush();
+            if !admitted {
+                break;
             }
             if (rows.len() as i64) < PAGE_ROWS {
                 state.horizon = horizon;
                 break;
             }
         }
+        mirror.write().people.shrink();
         mirror.catch_up().await?;
         Ok(mirror)
     }
@@ -207,6 +214,7 @@ impl Mirror {
         };
         let (horizon, added) = self.store.added_since(since).await?;
         let mut state = self.write();
+        let mut admitted = true;
         for row in &added {
             let (_, person) = store::stored_person(row)?;
             if state.people.contains(&person.id) {
@@ -214,12 +222,16 @@ impl Mirror {
             }
             // Everything older than the current horizon is in memory already.
             let frontier = state.horizon;
-            if !state.admit(&person, self.budget_bytes, frontier) {
-                return Ok(());
+            admitted = state.admit(&person, self.budget_bytes, frontier);
+            if !admitted {
+                break;
             }
         }
-        // Catch-ups run concurrently, and one that started earlier may finish later.
-        state.horizon = state.horizon.max(horizon);
+        state.people.flush();
+        if admitted {
+            // Catch-ups run concurrently, and one that started earlier may finish later.
+            state.horizon = state.horizon.max(horizon);
+        }
         Ok(())
     }
 

@@ -4,13 +4,13 @@
 //! Text is matched under full Unicode case folding (`Straße` folds to `strasse`, `ΟΔΟΣ` and
 //! `οδος` to `οδοσ`), which folds each character on its own, so a term folds the same way
 //! wherever it appears. Two indexes serve a search:
-//! - apelido and nome: each folded field, padded with a NUL byte at both ends, is cut into
-//!   three-byte sequences, and each sequence lists (in a compressed bitmap) the people whose
-//!   fields contain it. A term of three bytes or more can only be inside the fields of people
-//!   listed under every one of its sequences, so a search walks the rarest list, checks the
-//!   others, and confirms each candidate on its fields. Thanks to the padding, a term of one or
-//!   two bytes lies inside some sequence of every field that contains it, so such a search
-//!   gathers the people of the sequences that contain the term, with nothing to confirm.
+//! - apelido and nome: each folded field is cut into three-byte sequences (a field shorter than
+//!   three bytes is padded with NUL first), and each sequence lists (in a compressed bitmap) the
+//!   people whose fields contain it. A term of three bytes or more can only be inside the
+//!   fields of people listed under every one of its sequences, so a search walks the rarest
+//!   list, checks the others, and confirms each candidate on its fields. A term of one or two
+//!   bytes lies inside some sequence of every field that contains it, so such a search gathers
+//!   the people of the sequences that contain the term, with nothing to confirm.
 //! - the stack: items repeat (the contest uses 25 names), so each distinct item is stored once,
 //!   people hold its number, and each item lists the people who have it. The distinct items are
 //!   indexed by three-byte sequences in the same way, so that a search never reads them all.
@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use crate::domain::Pessoa;
 
-/// Pads every field before it is cut into sequences. No field holds it (validation rejects NUL),
-/// so no term that could match contains it, and no sequence spans two fields.
+/// Pads a field shorter than a sequence. No field holds it (validation rejects NUL), so no term
+/// that could match contains it.
 const PAD: u8 = 0;
 
 /// Marks a null stack in a packed record.
@@ -63,12 +63,12 @@ pub struct SearchIndex {
     ids: Vec<Uuid>,
     /// Where each person's packed record starts in `records`.
     offsets: Vec<u32>,
-    /// Per person: apelido and nome (each a length, then UTF-8), nascimento in three bytes, and
-    /// the stack as a count (0 for null, else items + 1) then item numbers, all varints.
-    records: Vec<u8>,
+    records: Records,
     /// Positions, found by the id at that position.
     by_id: HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// Reused for each record packed.
+    scratch: Vec<u8>,
     /// apelido and nome, by sequence; the ids are positions.
     text: Sequences,
     stack: StackItems,
@@ -80,10 +80,47 @@ struct StackItems {
     folded: Vec<Box<str>>,
     numbers: HashMap<Box<str>, u32>,
     /// For each item, the positions of the people who have it.
-    people: Vec<RoaringBitmap>,
-    people_bytes: usize,
+    people: Lists,
     /// The folded items, by sequence; the ids are item numbers.
     sequences: Sequences,
+}
+
+/// Per person: apelido and nome (each a length, then UTF-8), nascimento in three bytes, and the
+/// stack as a count (0 for null, else items + 1) then item numbers, all varints. Kept in chunks
+/// of [`Records::CHUNK`] bytes, so that the arena grows without ever copying itself.
+#[derive(Default)]
+struct Records {
+    chunks: Vec<Vec<u8>>,
+    /// The chunks' capacities, summed.
+    bytes: usize,
+}
+
+impl Records {
+    const CHUNK: usize = 1 << 20;
+
+    fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * size_of::<Vec<u8>>() + self.bytes
+    }
+
+    /// Stores `record` whole inside one chunk; returns where it starts.
+    fn push(&mut self, record: &[u8]) -> u32 {
+        let fits = |chunk: &Vec<u8>| chunk.len() + record.len() <= chunk.capacity();
+        if !self.chunks.last().is_some_and(fits) {
+            let chunk = Vec::with_capacity(Self::CHUNK.max(record.len()));
+            self.bytes += chunk.capacity();
+            self.chunks.push(chunk);
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let start = index * Self::CHUNK + chunk.len();
+        chunk.extend_from_slice(record);
+        u32::try_from(start).expect("records under 4 GiB")
+    }
+
+    fn at(&self, start: u32) -> &[u8] {
+        let start = start as usize;
+        &self.chunks[start / Self::CHUNK][start % Self::CHUNK..]
+    }
 }
 
 impl SearchIndex {
@@ -101,7 +138,7 @@ impl SearchIndex {
     pub fn heap_bytes(&self) -> usize {
         self.ids.capacity() * size_of::<Uuid>()
             + self.offsets.capacity() * size_of::<u32>()
-            + self.records.capacity()
+            + self.records.heap_bytes()
             + self.by_id.allocation_size()
             + self.text.heap_bytes()
             + self.stack.heap_bytes()
@@ -113,29 +150,28 @@ impl SearchIndex {
             return false;
         }
         let position = u32::try_from(self.ids.len()).expect("fewer than 2^32 people");
-        let offset = u32::try_from(self.records.len()).expect("records under 4 GiB");
-
         let apelido = fold(person.apelido);
         let nome = fold(person.nome);
         self.text.add(position, [&*apelido, &*nome]);
 
-        push_text(&mut self.records, person.apelido);
-        push_text(&mut self.records, person.nome);
-        self.records
-            .extend_from_slice(&pack_date(person.nascimento).to_le_bytes()[..3]);
+        let mut record = std::mem::take(&mut self.scratch);
+        record.clear();
+        push_text(&mut record, person.apelido);
+        push_text(&mut record, person.nome);
+        record.extend_from_slice(&pack_date(person.nascimento).to_le_bytes()[..3]);
         match &person.stack {
-            None => push_varint(&mut self.records, NULL_STACK),
+            None => push_varint(&mut record, NULL_STACK),
             Some(items) => {
-                push_varint(&mut self.records, items.len() as u64 + 1);
-                let mut numbers: Vec<u32> = Vec::with_capacity(items.len());
+                push_varint(&mut record, items.len() as u64 + 1);
                 for item in items {
                     let number = self.stack.number(item);
-                    push_varint(&mut self.records, u64::from(number));
-                    numbers.push(number);
+                    push_varint(&mut record, u64::from(number));
+                    self.stack.people.append(number, position);
                 }
-                self.stack.add_person(position, numbers);
             }
         }
+        self.offsets.push(self.records.push(&record));
+        self.scratch = record;
 
         let hasher = &self.hasher;
         let ids = &self.ids;
@@ -143,8 +179,23 @@ impl SearchIndex {
             hasher.hash_one(ids[p as usize])
         });
         self.ids.push(person.id);
-        self.offsets.push(offset);
         true
+    }
+
+    /// Files the people inserted since the last call under their sequences and stack items:
+    /// searches see them only then. Filing many at once is much faster than one by one, as
+    /// each list is then extended in one go.
+    pub fn flush(&mut self) {
+        self.text.lists.flush();
+        self.stack.people.flush();
+    }
+
+    /// Gives back the room kept for growth, after a large load.
+    pub fn shrink(&mut self) {
+        self.ids.shrink_to_fit();
+        self.offsets.shrink_to_fit();
+        self.text.lists.shrink();
+        self.stack.people.shrink();
     }
 
     /// The record of the person with this id, as `GET /pessoas/<id>` returns it.
@@ -204,7 +255,7 @@ impl SearchIndex {
                         return true;
                     }
                     items_seen.push(number);
-                    self.stack.people[number as usize]
+                    self.stack.people.lists[number as usize]
                         .iter()
                         .all(|position| take(position))
                 },
@@ -221,7 +272,7 @@ impl SearchIndex {
     }
 
     fn texts(&self, position: usize) -> (&str, &str) {
-        let mut cursor = &self.records[self.offsets[position] as usize..];
+        let mut cursor = self.records.at(self.offsets[position]);
         let apelido = take_text(&mut cursor);
         let nome = take_text(&mut cursor);
         (apelido, nome)
@@ -229,7 +280,7 @@ impl SearchIndex {
 
     /// Appends the person's record as JSON, the way `serde_json` writes a [`Pessoa`].
     fn render(&self, position: usize, out: &mut Vec<u8>) {
-        let mut cursor = &self.records[self.offsets[position] as usize..];
+        let mut cursor = self.records.at(self.offsets[position]);
         let apelido = take_text(&mut cursor);
         let nome = take_text(&mut cursor);
         let (date, rest) = cursor.split_at(3);
@@ -327,8 +378,7 @@ impl StackItems {
             + names * 2
             + folded
             + self.numbers.allocation_size()
-            + self.people.capacity() * size_of::<RoaringBitmap>()
-            + self.people_bytes
+            + self.people.heap_bytes()
             + self.sequences.heap_bytes()
     }
 
@@ -337,37 +387,120 @@ impl StackItems {
         if let Some(&number) = self.numbers.get(item) {
             return number;
         }
-        let number = u32::try_from(self.names.len()).expect("fewer than 2^32 stack items");
+        let number = self.people.new_list();
         let folded = fold(item);
         self.sequences.add(number, [&*folded]);
+        self.sequences.lists.flush();
         self.folded.push(folded.into());
         self.names.push(item.into());
         self.numbers.insert(item.into(), number);
-        self.people.push(RoaringBitmap::new());
         number
     }
+}
 
-    fn add_person(&mut self, position: u32, mut numbers: Vec<u32>) {
-        numbers.sort_unstable();
-        numbers.dedup();
-        for number in numbers {
-            push_position(
-                &mut self.people[number as usize],
-                position,
-                &mut self.people_bytes,
-            );
+/// Compressed lists of ids, each extended with ids larger than any it has, through a queue of
+/// appends that [`Lists::flush`] files list by list.
+#[derive(Default)]
+struct Lists {
+    lists: Vec<RoaringBitmap>,
+    /// As counted by [`Lists::append`] and [`Lists::shrink`].
+    list_bytes: usize,
+    /// (list, id) in the order given.
+    pending: Vec<(u32, u32)>,
+}
+
+impl Lists {
+    /// A container's own size, as `RoaringBitmap` keeps it in its vector of containers.
+    const CONTAINER_BYTES: usize = 48;
+
+    fn heap_bytes(&self) -> usize {
+        self.lists.capacity() * size_of::<RoaringBitmap>()
+            + self.list_bytes
+            + self.pending.capacity() * size_of::<(u32, u32)>()
+    }
+
+    fn new_list(&mut self) -> u32 {
+        self.lists.push(RoaringBitmap::new());
+        u32::try_from(self.lists.len() - 1).expect("fewer than 2^32 lists")
+    }
+
+    fn append(&mut self, list: u32, id: u32) {
+        self.pending.push((list, id));
+    }
+
+    /// Files every pending id in its list. Ids arrive in increasing order, so a stable order by
+    /// list keeps each list's new ids increasing; a counting sort gives it when there are many.
+    fn flush(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        if pending.len() < self.lists.len() {
+            pending.sort_by_key(|&(list, _)| list);
+            for &(list, id) in &pending {
+                self.push(list, id);
+            }
+        } else {
+            let mut starts = vec![0u32; self.lists.len() + 1];
+            for &(list, _) in &pending {
+                starts[list as usize + 1] += 1;
+            }
+            for i in 1..starts.len() {
+                starts[i] += starts[i - 1];
+            }
+            let mut ids = vec![0u32; pending.len()];
+            let mut next = starts.clone();
+            for &(list, id) in &pending {
+                ids[next[list as usize] as usize] = id;
+                next[list as usize] += 1;
+            }
+            for list in 0..self.lists.len() {
+                for &id in &ids[starts[list] as usize..starts[list + 1] as usize] {
+                    self.push(list as u32, id);
+                }
+            }
+        }
+        pending.clear();
+        self.pending = pending;
+    }
+
+    /// Appends `id` and counts the bytes that may take: a new container when it starts a new
+    /// block of 2^16 ids, and two bytes an entry, twice over for the array's doubling.
+    fn push(&mut self, list: u32, id: u32) {
+        let list = &mut self.lists[list as usize];
+        if list.max().is_none_or(|max| max >> 16 != id >> 16) {
+            self.list_bytes += Self::CONTAINER_BYTES;
+        }
+        if list.try_push(id).is_ok() {
+            self.list_bytes += 4;
+        }
+    }
+
+    /// Rebuilds every list at its exact size and counts its bytes anew.
+    fn shrink(&mut self) {
+        self.pending.shrink_to_fit();
+        let mut bytes = Vec::new();
+        self.list_bytes = 0;
+        for list in &mut self.lists {
+            bytes.clear();
+            list.serialize_into(&mut bytes)
+                .expect("serialising into memory");
+            *list = RoaringBitmap::deserialize_unchecked_from(&bytes[..])
+                .expect("what was just serialised");
+            let statistics = list.statistics();
+            self.list_bytes += statistics.n_containers as usize * Self::CONTAINER_BYTES
+                + statistics.n_values_array_containers as usize * 2
+                + statistics.n_bitset_containers as usize * 8192
+                + statistics.n_bytes_run_containers as usize;
         }
     }
 }
 
-/// Strings by their three-byte sequences: for each sequence of a NUL-padded string, the ids of
-/// the strings that contain it. Ids are added in increasing order.
+/// Strings by their three-byte sequences: for each sequence, the ids of the strings that contain
+/// it (a string shorter than a sequence is padded with NUL first). Ids are added in increasing
+/// order.
 #[derive(Default)]
 struct Sequences {
     slots: HashMap<[u8; 3], u32>,
     keys: Vec<[u8; 3]>,
-    lists: Vec<RoaringBitmap>,
-    list_bytes: usize,
+    lists: Lists,
     /// Reused for each string added.
     scratch: Vec<[u8; 3]>,
 }
@@ -376,33 +509,27 @@ impl Sequences {
     fn heap_bytes(&self) -> usize {
         self.slots.allocation_size()
             + self.keys.capacity() * 3
-            + self.lists.capacity() * size_of::<RoaringBitmap>()
-            + self.list_bytes
+            + self.lists.heap_bytes()
             + self.scratch.capacity() * 3
     }
 
+    /// Queues `id` under every sequence of `fields`; see [`Lists::flush`].
     fn add<'s>(&mut self, id: u32, fields: impl IntoIterator<Item = &'s str>) {
         self.scratch.clear();
         for field in fields {
-            let bytes = field.as_bytes();
-            let padded = |i: usize| {
-                if i == 0 || i > bytes.len() {
-                    PAD
-                } else {
-                    bytes[i - 1]
-                }
-            };
-            // The padded field has len + 2 bytes, so len sequences: `\0x\0` for a lone byte.
-            for start in 0..bytes.len() {
-                self.scratch
-                    .push([padded(start), padded(start + 1), padded(start + 2)]);
+            match *field.as_bytes() {
+                [] => {}
+                [a] => self.scratch.push([PAD, a, PAD]),
+                [a, b] => self.scratch.extend([[PAD, a, b], [a, b, PAD]]),
+                ref bytes => self
+                    .scratch
+                    .extend(bytes.windows(3).map(|w| [w[0], w[1], w[2]])),
             }
         }
         let Sequences {
             slots,
             keys,
             lists,
-            list_bytes,
             scratch,
         } = self;
         scratch.sort_unstable();
@@ -410,10 +537,9 @@ impl Sequences {
         for key in scratch.iter() {
             let slot = *slots.entry(*key).or_insert_with(|| {
                 keys.push(*key);
-                lists.push(RoaringBitmap::new());
-                (lists.len() - 1) as u32
+                lists.new_list()
             });
-            push_position(&mut lists[slot as usize], id, list_bytes);
+            lists.append(slot, id);
         }
     }
 
@@ -432,7 +558,7 @@ impl Sequences {
             // Every sequence that holds the term belongs only to strings that contain it.
             for (slot, key) in self.keys.iter().enumerate() {
                 if key.windows(term.len()).any(|window| window == term) {
-                    for id in &self.lists[slot] {
+                    for id in &self.lists.lists[slot] {
                         if !take(id) {
                             return false;
                         }
@@ -444,7 +570,7 @@ impl Sequences {
         let mut lists = Vec::with_capacity(term.len() - 2);
         for window in term.windows(3) {
             match self.slots.get(window) {
-                Some(&slot) => lists.push(&self.lists[slot as usize]),
+                Some(&slot) => lists.push(&self.lists.lists[slot as usize]),
                 // Nobody has this sequence, so nobody has the term.
                 None => return true,
             }
@@ -457,20 +583,6 @@ impl Sequences {
             }
         }
         true
-    }
-}
-
-/// Appends `id`, larger than any in `list`, and counts the bytes that may take: a new container
-/// when it starts a new block of 2^16 ids, and room for the array's growth.
-fn push_position(list: &mut RoaringBitmap, id: u32, bytes: &mut usize) {
-    /// A container's own size, as `RoaringBitmap` keeps it in its vector of containers.
-    const CONTAINER_BYTES: usize = 48;
-    if list.max().is_none_or(|max| max >> 16 != id >> 16) {
-        *bytes += CONTAINER_BYTES;
-    }
-    if list.try_push(id).is_ok() {
-        // Two bytes an entry, twice over for the array's doubling.
-        *bytes += 4;
     }
 }
 
@@ -545,6 +657,7 @@ mod tests {
         for pessoa in people {
             assert!(index.insert(&pessoa.into()));
         }
+        index.flush();
         index
     }
 

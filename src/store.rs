@@ -42,9 +42,9 @@ const FIND_SQL: &str = concat!("SELECT ", person_columns!(), " FROM pessoas WHER
 /// Public so tests can check its plan.
 pub const ADDED_SINCE_SQL: &str = concat!(
     "WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) ",
-    "SELECT snapshot.horizon, insert_xact, ",
+    "SELECT insert_xact, ",
     person_columns!(),
-    " FROM snapshot LEFT JOIN pessoas ON pessoas.insert_xact >= $1"
+    ", snapshot.horizon FROM snapshot LEFT JOIN pessoas ON pessoas.insert_xact >= $1"
 );
 
 /// One page of people in (insert_xact, id) order: those after `($1, $2)` and inserted by a
@@ -306,14 +306,15 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 /// transaction that inserted it.
 pub fn stored_person(row: &Row) -> Result<(i64, PersonRef<'_>), StoreError> {
     let read = || -> Result<(i64, PersonRef<'_>), tokio_postgres::Error> {
+        // Both queries start with insert_xact and the person's columns, in this order.
         let person = PersonRef {
-            id: row.try_get("id")?,
-            apelido: row.try_get("apelido")?,
-            nome: row.try_get("nome")?,
-            nascimento: row.try_get("nascimento")?,
-            stack: row.try_get("stack")?,
+            id: row.try_get(1)?,
+            apelido: row.try_get(2)?,
+            nome: row.try_get(3)?,
+            nascimento: row.try_get(4)?,
+            stack: row.try_get(5)?,
         };
-        Ok((row.try_get("insert_xact")?, person))
+        Ok((row.try_get(0)?, person))
     };
     read().map_err(unavailable)
 }
