@@ -134,14 +134,16 @@ impl SearchIndex {
         self.position(id).is_some()
     }
 
-    /// About how many bytes of memory the index holds; never much less than it really does.
+    /// About how many bytes of memory the index holds, as the allocator will have given them:
+    /// its size classes round each allocation up, by about 1/16 here.
     pub fn heap_bytes(&self) -> usize {
-        self.ids.capacity() * size_of::<Uuid>()
+        let counted = self.ids.capacity() * size_of::<Uuid>()
             + self.offsets.capacity() * size_of::<u32>()
             + self.records.heap_bytes()
             + self.by_id.allocation_size()
             + self.text.heap_bytes()
-            + self.stack.heap_bytes()
+            + self.stack.heap_bytes();
+        counted + counted / 16
     }
 
     /// Adds `person` unless a person with its id is already here; returns whether it was added.
@@ -434,11 +436,11 @@ impl Lists {
         let mut pending = std::mem::take(&mut self.pending);
         if pending.len() < self.lists.len() {
             pending.sort_by_key(|&(list, _)| list);
-            for &(list, id) in &pending {
-                self.push(list, id);
+            for run in pending.chunk_by(|a, b| a.0 == b.0) {
+                self.extend(run[0].0, run.iter().map(|&(_, id)| id));
             }
         } else {
-            let mut starts = vec![0u32; self.lists.len() + 1];
+            let mut starts = vec![0usize; self.lists.len() + 1];
             for &(list, _) in &pending {
                 starts[list as usize + 1] += 1;
             }
@@ -448,12 +450,13 @@ impl Lists {
             let mut ids = vec![0u32; pending.len()];
             let mut next = starts.clone();
             for &(list, id) in &pending {
-                ids[next[list as usize] as usize] = id;
+                ids[next[list as usize]] = id;
                 next[list as usize] += 1;
             }
             for list in 0..self.lists.len() {
-                for &id in &ids[starts[list] as usize..starts[list + 1] as usize] {
-                    self.push(list as u32, id);
+                let run = &ids[starts[list]..starts[list + 1]];
+                if !run.is_empty() {
+                    self.extend(list as u32, run.iter().copied());
                 }
             }
         }
@@ -461,16 +464,27 @@ impl Lists {
         self.pending = pending;
     }
 
-    /// Appends `id` and counts the bytes that may take: a new container when it starts a new
-    /// block of 2^16 ids, and two bytes an entry, twice over for the array's doubling.
-    fn push(&mut self, list: u32, id: u32) {
+    /// Appends increasing `ids` (repeats allowed) to a list, counting the bytes that may take:
+    /// a container for each new block of 2^16 ids, and two bytes an entry, twice over for the
+    /// array's doubling.
+    fn extend(&mut self, list: u32, ids: impl Iterator<Item = u32>) {
         let list = &mut self.lists[list as usize];
-        if list.max().is_none_or(|max| max >> 16 != id >> 16) {
-            self.list_bytes += Self::CONTAINER_BYTES;
-        }
-        if list.try_push(id).is_ok() {
-            self.list_bytes += 4;
-        }
+        // `max` is cheap once per run, while per id it would scan a dense container.
+        let mut last = list.max();
+        let bytes = &mut self.list_bytes;
+        let fresh = ids.filter(|&id| {
+            if last.is_some_and(|last| id <= last) {
+                return false;
+            }
+            if last.is_none_or(|last| last >> 16 != id >> 16) {
+                *bytes += Self::CONTAINER_BYTES;
+            }
+            *bytes += 4;
+            last = Some(id);
+            true
+        });
+        list.append(fresh)
+            .expect("ids are filtered into increasing order");
     }
 
     /// Rebuilds every list at its exact size and counts its bytes anew.

@@ -56,6 +56,9 @@ pub fn compose_down(args: &[String]) -> Result<(), String> {
 /// The replay is built along with the API's image.
 pub fn compose_stress(args: &[String]) -> Result<(), String> {
     let options = stress::Options::parse("compose-stress", args)?;
+    if options.preload > 0 {
+        return Err("--preload is for the native stack: cargo xtask stress --preload N".to_owned());
+    }
     let engine = Engine::detect()?;
     // A fresh stack: an empty database for the counts, new cgroups for the figures.
     stop(engine)?;

@@ -10,7 +10,7 @@ use nix::unistd::{Uid, User};
 
 /// Where Debian installs PostgreSQL 15's server programs; elsewhere they are looked up on PATH.
 const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
-const PROGRAMS: [&str; 4] = ["initdb", "postgres", "pg_isready", "createdb"];
+const PROGRAMS: [&str; 5] = ["initdb", "postgres", "pg_isready", "createdb", "psql"];
 /// The credentials the compose stacks use, so one DATABASE_URL shape serves every stack.
 pub const USER: &str = "postgres";
 pub const PASSWORD: &str = "postgres";
@@ -133,6 +133,44 @@ impl Postgres {
                 .arg(DATABASE)
                 .env("PGPASSWORD", PASSWORD),
         )
+    }
+
+    /// Applies the schema and fills the table with `count` generated people (the replay's
+    /// `people` command, through `COPY`), then gathers the planner's statistics, as a table
+    /// that grew over time would have them.
+    pub fn preload(&self, port: u16, schema: &Path, people: &mut Command, count: u64) -> Result<(), String> {
+        let psql = |sql: &str| {
+            let mut command = self.command("psql");
+            command
+                .args(["--quiet", "--no-psqlrc", "--set", "ON_ERROR_STOP=1"])
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--username", USER, "--dbname", DATABASE, "--command", sql])
+                .env("PGPASSWORD", PASSWORD);
+            command
+        };
+        let schema_sql = std::fs::read_to_string(schema)
+            .map_err(|error| format!("cannot read {}: {error}", schema.display()))?;
+        run_quietly(&mut psql(&schema_sql))?;
+        let mut generator = people
+            .arg("people")
+            .args(["--count", &count.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("cannot run the replay: {error}"))?;
+        let rows = generator.stdout.take().expect("piped");
+        let copied = psql("COPY pessoas (id, apelido, nome, nascimento, stack) FROM STDIN")
+            .stdin(rows)
+            .output()
+            .map_err(|error| format!("cannot run psql: {error}"))?;
+        let generated = generator.wait().map_err(|error| error.to_string())?;
+        if !copied.status.success() || !generated.success() {
+            return Err(format!(
+                "preloading {count} people failed (psql {}, replay {generated}): {}",
+                copied.status,
+                String::from_utf8_lossy(&copied.stderr)
+            ));
+        }
+        run_quietly(&mut psql("ANALYZE pessoas"))
     }
 
     /// `program` from the server's directory, run as the cluster's owner.

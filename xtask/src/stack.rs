@@ -69,7 +69,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         }
         None => {}
     }
-    let stack = Stack::start()?;
+    let stack = Stack::start(0)?;
     stack.print();
     println!("stop it with: cargo xtask down");
     Ok(())
@@ -195,7 +195,7 @@ impl Stack {
     }
 
     /// Builds the binaries and starts every service, stopping what it started if one fails.
-    pub fn start() -> Result<Stack, String> {
+    pub fn start(preload: u64) -> Result<Stack, String> {
         let prerequisites = Prerequisites::check()?;
         build_release()?;
         let mut stack = Stack {
@@ -203,7 +203,7 @@ impl Stack {
             database_port: prerequisites.database_port,
             services: Vec::new(),
         };
-        if let Err(error) = stack.launch(&prerequisites) {
+        if let Err(error) = stack.launch(&prerequisites, preload) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup}");
             }
@@ -212,7 +212,7 @@ impl Stack {
         Ok(stack)
     }
 
-    fn launch(&mut self, prerequisites: &Prerequisites) -> Result<(), String> {
+    fn launch(&mut self, prerequisites: &Prerequisites, preload: u64) -> Result<(), String> {
         std::fs::create_dir_all(logs_dir())
             .map_err(|error| format!("cannot create {}: {error}", logs_dir().display()))?;
         let postgres = &prerequisites.postgres;
@@ -229,6 +229,19 @@ impl Stack {
             postgres.is_ready(port)
         })?;
         postgres.create_database(port)?;
+        if preload > 0 {
+            let started = Instant::now();
+            postgres.preload(
+                port,
+                &repo_root().join("sql/schema.sql"),
+                &mut Command::new(release_binary("replay")),
+                preload,
+            )?;
+            println!(
+                "preloaded {preload} people in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
 
         for (name, port) in REPLICAS {
             let mut replica = Command::new(release_binary("rinha"));
@@ -311,9 +324,11 @@ impl Stack {
             cgroup,
         });
         self.save()?;
+        let started = Instant::now();
         wait_until_ready(name, &mut child, &log_path, &mut ready)?;
         println!(
-            "{name} is up (pid {}, {} CPU, {} MiB)",
+            "{name} is up after {:.1} s (pid {}, {} CPU, {} MiB)",
+            started.elapsed().as_secs_f64(),
             child.id(),
             limits.cpus,
             limits.memory_bytes >> 20

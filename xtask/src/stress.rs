@@ -1,5 +1,6 @@
-//! `cargo xtask stress [--scale F] [--out DIR] [--strict]`: the contest's stress test, replayed
-//! against a fresh native stack, with each service's CPU time and peak memory from its cgroup.
+//! `cargo xtask stress [--scale F] [--preload N] [--out DIR] [--strict]`: the contest's stress
+//! test, replayed against a fresh native stack (its table first filled with N generated people),
+//! with each service's CPU time and peak memory from its cgroup.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -14,10 +15,13 @@ use crate::stack::{self, NGINX_PORT, REPLICAS, Stack};
 const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
 const TERMS: &str = "gatling/resources/termos-busca.tsv";
 
-/// The options of the stress runs, `[--scale F] [--out DIR] [--strict]`, shared by every stack.
+/// The options of the stress runs, `[--scale F] [--preload N] [--out DIR] [--strict]`, shared by
+/// every stack.
 #[derive(Debug, PartialEq)]
 pub struct Options {
     pub scale: String,
+    /// People generated into the table before the replicas start.
+    pub preload: u64,
     pub out: PathBuf,
     /// Fail on any KO or any count that differs from the expected one (for CI).
     pub strict: bool,
@@ -27,8 +31,10 @@ impl Options {
     /// Parses the options of `cargo xtask COMMAND`; without `--out`, the run goes to
     /// `target/COMMAND/<seconds since 1970>`.
     pub fn parse(command: &str, args: &[String]) -> Result<Options, String> {
-        let usage = format!("usage: cargo xtask {command} [--scale F] [--out DIR] [--strict]");
+        let usage =
+            format!("usage: cargo xtask {command} [--scale F] [--preload N] [--out DIR] [--strict]");
         let mut scale = "1".to_owned();
+        let mut preload = 0;
         let mut out = None;
         let mut strict = false;
         let mut args = args.iter();
@@ -48,6 +54,12 @@ impl Options {
                         return Err(format!("--scale {scale:?} is not a positive number"));
                     }
                 }
+                "--preload" => {
+                    let count = value()?;
+                    preload = count
+                        .parse()
+                        .map_err(|_| format!("--preload {count:?} is not a whole number"))?;
+                }
                 "--out" => out = Some(PathBuf::from(value()?)),
                 "--strict" => strict = true,
                 other => return Err(format!("unknown {command} option {other:?}; {usage}")),
@@ -63,7 +75,12 @@ impl Options {
                 .join(command)
                 .join(stamp.to_string())
         });
-        Ok(Options { scale, out, strict })
+        Ok(Options {
+            scale,
+            preload,
+            out,
+            strict,
+        })
     }
 }
 
@@ -85,7 +102,7 @@ pub fn stress(args: &[String]) -> Result<(), String> {
         }
         None => false,
     };
-    let stack = Stack::start()?;
+    let stack = Stack::start(options.preload)?;
     let services: Vec<Measured> = stack
         .services
         .iter()
@@ -115,7 +132,9 @@ pub struct Measured<'a> {
 /// and peak memory over the run (the services were started for it, so their peaks are the
 /// run's). Under `--strict` a failed verdict is an error.
 pub fn replay_and_report(services: &[Measured], options: &Options) -> Result<(), String> {
-    let Options { scale, out, strict } = options;
+    let Options {
+        scale, out, strict, ..
+    } = options;
     let root = stack::repo_root();
     let payloads = root.join(PAYLOADS);
     if !payloads.exists() {
@@ -232,6 +251,9 @@ mod tests {
         let options = Options::parse("stress", &[]).unwrap();
         assert_eq!(options.scale, "1");
         assert!(!options.strict);
+        assert_eq!(options.preload, 0);
+        let options = Options::parse("stress", &args(&["--preload", "200000"])).unwrap();
+        assert_eq!(options.preload, 200_000);
         assert!(
             options
                 .out
@@ -246,6 +268,7 @@ mod tests {
             options,
             Options {
                 scale: "0.2".to_owned(),
+                preload: 0,
                 out: PathBuf::from("x"),
                 strict: true
             }
@@ -255,6 +278,7 @@ mod tests {
             &["--scale", "0"],
             &["--scale", "fast"],
             &["--quick"],
+            &["--preload", "-1"],
         ] {
             assert!(
                 Options::parse("stress", &args(bad)).is_err(),

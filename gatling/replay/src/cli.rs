@@ -10,6 +10,10 @@ pub const USAGE: &str = "\
 usage:
   replay payloads --out FILE [--count N] [--seed S]
       Write N creation payloads (default 100000) as a Gatling TSV feeder, seeded by S (default 2023).
+  replay people --count N [--seed S]
+      Write N people shaped like valid payloads, with apelidos that hold a digit (so no payload's
+      can equal them), to standard output as PostgreSQL COPY text for
+      `COPY pessoas (id, apelido, nome, nascimento, stack) FROM STDIN`.
   replay run --payloads FILE --terms FILE --out DIR [--base-url URL] [--scale F] [--seed S]
              [--metrics URL]... [--stack-json FILE] [--strict]
       Replay the simulation against URL (default http://localhost:9999), with every injection duration
@@ -26,6 +30,10 @@ pub enum Command {
     Help,
     Payloads {
         out: PathBuf,
+        count: usize,
+        seed: u64,
+    },
+    People {
         count: usize,
         seed: u64,
     },
@@ -75,6 +83,16 @@ pub fn parse(arguments: impl IntoIterator<Item = String>) -> Result<Command, Str
             count: flags
                 .count
                 .unwrap_or(payloads::DEFAULT_COUNT as i64)
+                .try_into()
+                .map_err(|_| "--count must not be negative")?,
+            seed: flags
+                .seed
+                .map_or(payloads::DEFAULT_SEED, |seed| seed as u64),
+        }),
+        "people" => Ok(Command::People {
+            count: flags
+                .count
+                .ok_or("people needs --count")?
                 .try_into()
                 .map_err(|_| "--count must not be negative")?,
             seed: flags

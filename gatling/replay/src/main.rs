@@ -1,4 +1,4 @@
-//! `replay payloads|run|report`: see `replay help`.
+//! `replay payloads|people|run|report`: see `replay help`.
 
 use std::process::ExitCode;
 
@@ -29,6 +29,16 @@ fn main() -> ExitCode {
                 }
                 Err(error) => {
                     eprintln!("{}: {error}", out.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::People { count, seed } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match payloads::write_people(&mut out, count, seed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("writing people: {error}");
                     ExitCode::from(2)
                 }
             }

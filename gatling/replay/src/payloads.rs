@@ -134,6 +134,52 @@ impl PayloadGenerator {
     }
 }
 
+/// Writes `count` people to `out` as PostgreSQL `COPY … FROM STDIN` text for the columns
+/// `(id, apelido, nome, nascimento, stack)`, shaped like the valid payloads: random UUIDv4 ids,
+/// letters, real dates and stacks from the contest's list. Each apelido ends in the person's
+/// number, so it is unique and, holding a digit, never equal to a payload's.
+pub fn write_people(out: &mut impl io::Write, count: usize, seed: u64) -> io::Result<()> {
+    let mut generator = PayloadGenerator::new(seed);
+    let mut line = String::with_capacity(512);
+    for number in 0..count {
+        let random = &mut generator.random;
+        line.clear();
+        let id = (u128::from(random.next_u64()) << 64) | u128::from(random.next_u64());
+        // Version 4 and the RFC 4122 variant.
+        let id = (id & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+        let hex = format!("{id:032x}");
+        let suffix = number.to_string();
+        let letters = generator.random.between(1, 32 - suffix.len() as u64) as usize;
+        let apelido = generator.text(LETTERS, letters);
+        let nome_length = generator.random.between(1, 100) as usize;
+        let nome = generator.text(LETTERS_AND_SPACE, nome_length);
+        let year = generator.random.between(1940, 2020);
+        let month = generator.random.between(1, 12);
+        let day = generator.random.between(1, 28);
+        write!(
+            line,
+            "{}-{}-{}-{}-{}\t{apelido}{suffix}\t{nome}\t{year}-{month:02}-{day:02}\t",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+        .expect("writing to a String cannot fail");
+        if generator.random.below(14) == 0 {
+            line.push_str("\\N");
+        } else {
+            let picks = generator.random.between(1, 26) as usize;
+            let names: Vec<&str> = (0..picks).map(|_| *generator.random.pick(STACKS)).collect();
+            // The contest's names need no quoting in an array literal.
+            write!(line, "{{{}}}", names.join(",")).expect("writing to a String cannot fail");
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    out.flush()
+}
+
 /// Writes `count` payloads as a one-column TSV feeder file, atomically (a half-written file is never left
 /// under the final name).
 pub fn write_payload_file(path: &Path, count: usize, seed: u64) -> io::Result<()> {

@@ -69,7 +69,8 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// A run passes with no KO, a count equal to the expected one, and one 201 per stored person.
+    /// A run passes with no KO, as many people stored during the run (the count after less the
+    /// count before) as expected, and one 201 per person stored.
     pub fn judge(
         requests: &BTreeMap<String, RequestStats>,
         created_201: u64,
@@ -82,10 +83,9 @@ impl Verdict {
         if all.ko > 0 {
             problems.push(format!("{} KO", all.ko));
         }
-        if let Some(before) = count_before.filter(|before| *before > 0) {
-            problems.push(format!("the database held {before} people before the run"));
-        }
-        match count_after {
+        let before = count_before.unwrap_or(0);
+        let stored = count_after.map(|after| after.saturating_sub(before));
+        match stored {
             None => problems.push("no count after the run".to_owned()),
             Some(count) if count != expected_count => {
                 problems.push(format!("count {count} != expected {expected_count}"))
@@ -96,11 +96,11 @@ impl Verdict {
             Some(_) => {}
         }
         let pass = problems.is_empty();
-        let count = count_after.map_or_else(|| "?".to_owned(), |count| count.to_string());
+        let count = stored.map_or_else(|| "?".to_owned(), |count| count.to_string());
         let line = format!(
             "{}: count {count} {} expected {expected_count}, {created_201} created (201), {} KO, p99 {:.2} ms{}",
             if pass { "PASS" } else { "FAIL" },
-            if count_after == Some(expected_count) {
+            if stored == Some(expected_count) {
                 "="
             } else {
                 "vs"
@@ -156,6 +156,15 @@ mod tests {
         assert_eq!(extra_201.problems, ["count 7 != 8 created (201)"]);
         assert!(!Verdict::judge(&requests(0), 7, Some(0), None, 7).pass);
         assert!(!Verdict::judge(&requests(0), 7, Some(3), Some(7), 7).pass);
+    }
+
+    #[test]
+    fn people_stored_before_the_run_are_not_counted() {
+        let verdict = Verdict::judge(&requests(0), 7, Some(1000), Some(1007), 7);
+        assert!(verdict.pass, "{:?}", verdict.problems);
+        assert!(verdict.line.starts_with("PASS: count 7 = expected 7"));
+        let short = Verdict::judge(&requests(0), 7, Some(1000), Some(1006), 7);
+        assert_eq!(short.problems, ["count 6 != expected 7"]);
     }
 
     #[test]
