@@ -87,7 +87,8 @@ struct StackItems {
 
 /// Per person: apelido and nome (each a length, then UTF-8), nascimento in three bytes, and the
 /// stack as a count (0 for null, else items + 1) then item numbers, all varints. Kept in chunks
-/// of [`Records::CHUNK`] bytes, so that the arena grows without ever copying itself.
+/// of [`Records::CHUNK`] bytes (a larger record gets a chunk of its own), so that the arena grows
+/// a little at a time and never copies itself.
 #[derive(Default)]
 struct Records {
     chunks: Vec<Vec<u8>>,
@@ -96,7 +97,7 @@ struct Records {
 }
 
 impl Records {
-    const CHUNK: usize = 1 << 20;
+    const CHUNK: usize = 64 << 10;
 
     fn heap_bytes(&self) -> usize {
         self.chunks.capacity() * size_of::<Vec<u8>>() + self.bytes

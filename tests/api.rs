@@ -338,8 +338,20 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
         .map(|row| row.get(0))
         .collect();
     let plan = plan.join("\n");
-    assert!(plan.contains("pessoas_insert_xact"), "{plan}");
+    assert!(plan.contains("pessoas_insert_xact_id"), "{plan}");
     assert!(!plan.contains("Seq Scan on pessoas"), "{plan}");
+    let plan: Vec<String> = db
+        .query(
+            &format!("EXPLAIN {}", rinha::store::PAGE_SQL),
+            &[&0i64, &uuid::Uuid::nil(), &horizon, &10_000i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("pessoas_insert_xact_id"), "a page is an index range: {plan}");
     let found: Vec<Value> = app.get("/pessoas?t=ap49999").await.json().await.unwrap();
     assert_eq!(
         found.len(),
@@ -347,6 +359,20 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
         "rows inserted behind the replica's back are searchable"
     );
     assert_eq!(app.count().await, 50_000);
+
+    // A replica starting now loads them in pages of 10,000.
+    let restarted = TestApp::spawn_on(&app.database_url).await;
+    let metrics = restarted.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("mirror_people 50000"), "{metrics}");
+    for term in ["ap1", "ap10000", "ap10001", "ap49999"] {
+        let found: Vec<Value> = restarted
+            .get(&format!("/pessoas?t={term}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(!found.is_empty(), "{term} after a paged load");
+    }
 }
 
 #[tokio::test]
@@ -384,6 +410,9 @@ async fn metrics_expose_requests_latency_batches_pool_mirror_and_process() {
         r#"db_pool_connections{state="in_use"}"#,
         r#"db_pool_connections{state="idle"}"#,
         "mirror_people 1",
+        "mirror_bytes ",
+        "mirror_budget_bytes ",
+        "mirror_full 0",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
     ] {

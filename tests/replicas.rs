@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{TestApp, fresh_database, pessoa};
+use support::{TestApp, db_client, fresh_database, pessoa, settings};
 
 #[tokio::test]
 async fn a_record_created_on_one_replica_is_readable_at_once_on_the_other() {
@@ -123,4 +123,92 @@ fn metric_value(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
         .parse()
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_replica_past_its_memory_budget_still_answers_every_route() {
+    let database = fresh_database().await;
+    let db = db_client(&database).await;
+    // Applies the schema.
+    let normal = TestApp::spawn_on(&database).await;
+    db.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+         SELECT gen_random_uuid(), 'cheio' || i, 'Nome ' || md5(i::text), '1990-01-01', \
+                ARRAY['Rust', 'Go'] \
+         FROM generate_series(1, 5000) AS i; \
+         INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+         VALUES (gen_random_uuid(), 'agulha', 'Rua Straße', '1990-01-01', ARRAY['ΟΔΟΣ']);",
+    )
+    .await
+    .unwrap();
+    // A mirror budget of 768 KiB: room for a fraction of these people.
+    let small = TestApp::spawn_with(rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&database)
+    })
+    .await;
+    let metrics = small.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("mirror_full 1"), "{metrics}");
+    let held: usize = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("mirror_people "))
+        .expect("mirror_people")
+        .parse()
+        .unwrap();
+    assert!(held > 0 && held < 2500, "{held} people held in 768 KiB");
+
+    for (term, expected) in [
+        ("agulha", vec!["agulha"]),
+        ("STRASSE", vec!["agulha"]),
+        ("οδος", vec!["agulha"]),
+        ("cheio4999", vec!["cheio4999"]),
+        ("zzzz", vec![]),
+    ] {
+        assert_eq!(search(&small, term).await, expected, "{term}");
+    }
+    let mut many = search(&small, "cheio").await;
+    assert_eq!(many.len(), 50);
+    many.sort();
+    many.dedup();
+    assert_eq!(many.len(), 50, "each person once");
+    assert_eq!(search(&small, "cheio123").await.len(), 11, "cheio123, cheio1230 to 1239");
+
+    // A record past the budget is read from the database.
+    let id: uuid::Uuid = db
+        .query_one("SELECT id FROM pessoas WHERE apelido = 'cheio5000'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let record: Value = small
+        .get(&format!("/pessoas/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["apelido"], "cheio5000");
+    assert_eq!(record["stack"], serde_json::json!(["Rust", "Go"]));
+
+    // Writes on either replica are seen at once by the other.
+    let on_normal = normal.create(&pessoa("novo-normal")).await;
+    assert_eq!(search(&small, "novo-normal").await, ["novo-normal"]);
+    assert_eq!(small.get(&on_normal).await.status(), 200);
+    let on_small = small.create(&pessoa("novo-pequeno")).await;
+    assert_eq!(search(&normal, "novo-pequeno").await, ["novo-pequeno"]);
+    assert_eq!(search(&small, "novo-pequeno").await, ["novo-pequeno"]);
+    assert_eq!(small.get(&on_small).await.status(), 200);
+    assert_eq!(small.post(&pessoa("cheio4999")).await.status(), 422);
+    assert_eq!(small.count().await, 5003);
+    assert_eq!(normal.count().await, 5003);
+}
+
+/// The apelidos a search on `app` returns, after checking it answers 200.
+async fn search(app: &TestApp, term: &str) -> Vec<String> {
+    let path = format!("/pessoas?t={term}");
+    let response = app.get(&path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    let found: Vec<Value> = response.json().await.unwrap();
+    found
+        .iter()
+        .map(|record| record["apelido"].as_str().unwrap().to_owned())
+        .collect()
 }
