@@ -64,7 +64,7 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
             )
         });
 
-    create
+    let routes = create
         .or(find)
         .unify()
         .or(search)
@@ -72,12 +72,29 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .or(count)
         .unify()
         .or(metrics_route)
-        .unify()
+        .unify();
+    exact_path()
+        .and(routes)
         .recover(answer_rejection)
         .unify()
         .with(warp::log::custom(move |info| {
             metrics.observe(info.method(), info.path(), info.status(), info.elapsed())
         }))
+}
+
+/// Lets through only paths without empty segments, so each resource has one path: warp's own
+/// matching would also accept `/metrics/`, `/contagem-pessoas/` or `//pessoas`.
+fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            let segments = path.as_str().strip_prefix('/').unwrap_or(path.as_str());
+            if segments.split('/').all(|segment| !segment.is_empty()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
 }
 
 async fn create(body: Bytes, state: AppState) -> Response {
