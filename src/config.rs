@@ -16,6 +16,12 @@ pub struct Settings {
     pub batch_max: usize,
     /// `DB_TIMEOUT_MS`: how long a request waits on the database before it is answered `503`.
     pub db_timeout: Duration,
+    /// `HEADER_TIMEOUT_MS`: how long a connection may take to send a request's head, idle time
+    /// before it included, before it is closed.
+    pub header_timeout: Duration,
+    /// `BODY_TIMEOUT_MS`: how long a client may take to send a request's body before it is
+    /// answered `408`.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -65,6 +71,12 @@ impl Settings {
             writers,
             batch_max: number("BATCH_MAX", 256, 1..=10_000)? as usize,
             db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", 5000, 1..=600_000)?),
+            header_timeout: Duration::from_millis(number(
+                "HEADER_TIMEOUT_MS",
+                10_000,
+                1..=600_000,
+            )?),
+            body_timeout: Duration::from_millis(number("BODY_TIMEOUT_MS", 10_000, 1..=600_000)?),
         })
     }
 }
@@ -90,6 +102,8 @@ mod tests {
         assert_eq!(s.writers, 4);
         assert_eq!(s.batch_max, 256);
         assert_eq!(s.db_timeout, Duration::from_secs(5));
+        assert_eq!(s.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.body_timeout, Duration::from_secs(10));
         assert!(s.database_url.starts_with("postgres://"));
     }
 
@@ -101,6 +115,8 @@ mod tests {
             ("DB_WRITERS", "2"),
             ("BATCH_MAX", "64"),
             ("DB_TIMEOUT_MS", "250"),
+            ("HEADER_TIMEOUT_MS", "300"),
+            ("BODY_TIMEOUT_MS", "400"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
         ])
         .unwrap();
@@ -109,6 +125,8 @@ mod tests {
         assert_eq!(s.writers, 2);
         assert_eq!(s.batch_max, 64);
         assert_eq!(s.db_timeout, Duration::from_millis(250));
+        assert_eq!(s.header_timeout, Duration::from_millis(300));
+        assert_eq!(s.body_timeout, Duration::from_millis(400));
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
     }
 

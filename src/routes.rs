@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -26,16 +27,19 @@ pub struct AppState {
     pub mirror: Arc<Mirror>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
 }
 
 pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
+    let body_timeout = state.body_timeout;
     let with_state = warp::any().map(move || state.clone());
 
     let create = warp::post()
         .and(warp::path("pessoas"))
         .and(warp::path::end())
-        .and(body_within(BODY_LIMIT_BYTES))
+        .and(body_within(BODY_LIMIT_BYTES, body_timeout))
         .and(with_state.clone())
         .then(create);
     let find = warp::get()
@@ -172,12 +176,25 @@ impl warp::reject::Reject for BodyTooLarge {}
 struct BodyUnreadable;
 impl warp::reject::Reject for BodyUnreadable {}
 
+#[derive(Debug)]
+struct BodyTooSlow;
+impl warp::reject::Reject for BodyTooSlow {}
+
 /// The request body, refused with `413` as soon as it is known to exceed `limit`: at once when
-/// `Content-Length` says so, otherwise as soon as the chunks read pass it.
-fn body_within(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// `Content-Length` says so, otherwise as soon as the chunks read pass it. A body not received
+/// whole within `timeout` gets `408`, so a client that stops sending cannot hold the
+/// connection.
+fn body_within(
+    limit: usize,
+    timeout: Duration,
+) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(move |declared, chunks| read_within(limit, declared, chunks))
+        .and_then(move |declared, chunks| async move {
+            tokio::time::timeout(timeout, read_within(limit, declared, chunks))
+                .await
+                .unwrap_or_else(|_| Err(warp::reject::custom(BodyTooSlow)))
+        })
 }
 
 async fn read_within(
@@ -206,6 +223,16 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> 
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
         )
+    } else if rejection.find::<BodyTooSlow>().is_some() {
+        let mut reply = error_reply(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body was not received in time",
+        );
+        // The rest of the body may still come, so the connection cannot serve another request.
+        reply
+            .headers_mut()
+            .insert(header::CONNECTION, "close".parse().expect("valid"));
+        reply
     } else if rejection.find::<BodyUnreadable>().is_some() {
         error_reply(StatusCode::BAD_REQUEST, "the body could not be read")
     } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {

@@ -6,8 +6,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -23,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_task: JoinHandle<()>,
+    header_timeout: Duration,
 }
 
 impl Application {
@@ -50,8 +54,10 @@ impl Application {
                 mirror,
                 writer,
                 metrics,
+                body_timeout: settings.body_timeout,
             },
             writer_task,
+            header_timeout: settings.header_timeout,
         })
     }
 
@@ -69,17 +75,71 @@ impl Application {
             listener,
             state,
             writer_task,
+            header_timeout,
         } = self;
-        warp::serve(api(state))
-            .incoming(listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        serve(listener, api(state), header_timeout, shutdown).await;
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
         if let Err(error) = writer_task.await {
             eprintln!("rinha: the writers stopped abnormally: {error}");
         }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then closes idle connections and
+/// waits for the others to finish their requests.
+///
+/// Through hyper rather than `warp::serve`, which sets no timer: with one, a connection that
+/// has not sent a whole request head within `header_timeout`, idle time included, is closed.
+async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            // A client that goes away or times out is no error of the server's.
+            let _ = connection.await;
+        });
+        // Forget finished connections as they go, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Waits out a failed accept. Errors of one connection are nothing to wait for; running out of
+/// descriptors or memory is, briefly, so the loop does not spin while it lasts.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if !matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        eprintln!("rinha: accepting a connection failed: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

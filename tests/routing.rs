@@ -31,6 +31,7 @@ async fn state() -> AppState {
         mirror,
         writer,
         metrics,
+        body_timeout: settings.body_timeout,
     }
 }
 

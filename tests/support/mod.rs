@@ -37,6 +37,8 @@ pub fn settings(database_url: &str) -> Settings {
         writers: 4,
         batch_max: 256,
         db_timeout: Duration::from_secs(2),
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
     }
 }
 
