@@ -22,6 +22,9 @@ pub struct Settings {
     /// `BODY_TIMEOUT_MS`: how long a client may take to send a request's body before it is
     /// answered `408`.
     pub body_timeout: Duration,
+    /// `SHUTDOWN_GRACE_MS`: how long a replica told to stop waits for its open requests before
+    /// it closes their connections.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -77,6 +80,7 @@ impl Settings {
                 1..=600_000,
             )?),
             body_timeout: Duration::from_millis(number("BODY_TIMEOUT_MS", 10_000, 1..=600_000)?),
+            shutdown_grace: Duration::from_millis(number("SHUTDOWN_GRACE_MS", 5000, 0..=600_000)?),
         })
     }
 }
@@ -104,6 +108,7 @@ mod tests {
         assert_eq!(s.db_timeout, Duration::from_secs(5));
         assert_eq!(s.header_timeout, Duration::from_secs(10));
         assert_eq!(s.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(5));
         assert!(s.database_url.starts_with("postgres://"));
     }
 
@@ -117,6 +122,7 @@ mod tests {
             ("DB_TIMEOUT_MS", "250"),
             ("HEADER_TIMEOUT_MS", "300"),
             ("BODY_TIMEOUT_MS", "400"),
+            ("SHUTDOWN_GRACE_MS", "500"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
         ])
         .unwrap();
@@ -127,6 +133,7 @@ mod tests {
         assert_eq!(s.db_timeout, Duration::from_millis(250));
         assert_eq!(s.header_timeout, Duration::from_millis(300));
         assert_eq!(s.body_timeout, Duration::from_millis(400));
+        assert_eq!(s.shutdown_grace, Duration::from_millis(500));
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
     }
 

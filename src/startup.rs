@@ -27,6 +27,7 @@ pub struct Application {
     state: AppState,
     writer_task: JoinHandle<()>,
     header_timeout: Duration,
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -58,6 +59,7 @@ impl Application {
             },
             writer_task,
             header_timeout: settings.header_timeout,
+            shutdown_grace: settings.shutdown_grace,
         })
     }
 
@@ -68,16 +70,22 @@ impl Application {
             .port()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
-    /// and returns once the writers have flushed their last batches.
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (closing the connections of those still open after the shutdown grace), and returns
+    /// once the writers have flushed their last batches.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Application {
             listener,
             state,
             writer_task,
             header_timeout,
+            shutdown_grace,
         } = self;
-        serve(listener, api(state), header_timeout, shutdown).await;
+        let limits = Limits {
+            header_timeout,
+            shutdown_grace,
+        };
+        serve(listener, api(state), limits, shutdown).await;
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
         if let Err(error) = writer_task.await {
@@ -86,15 +94,21 @@ impl Application {
     }
 }
 
+struct Limits {
+    header_timeout: Duration,
+    shutdown_grace: Duration,
+}
+
 /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then closes idle connections and
-/// waits for the others to finish their requests.
+/// waits for the others to finish their requests, for at most the shutdown grace: a client
+/// that stalls (one that never reads its answers, say) must not keep the replica from exiting.
 ///
 /// Through hyper rather than `warp::serve`, which sets no timer: with one, a connection that
-/// has not sent a whole request head within `header_timeout`, idle time included, is closed.
+/// has not sent a whole request head within the header timeout, idle time included, is closed.
 async fn serve<F>(
     listener: TcpListener,
     filter: F,
-    header_timeout: Duration,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) where
     F: warp::Filter + Clone + Send + Sync + 'static,
@@ -102,7 +116,7 @@ async fn serve<F>(
 {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(limits.header_timeout);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -127,7 +141,18 @@ async fn serve<F>(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "rinha: closing {} connections still open after the shutdown grace of {:?}",
+            connections.len(),
+            limits.shutdown_grace
+        );
+    }
+    // Ends the connections still open; their requests already queued are written all the same.
+    connections.shutdown().await;
 }
 
 /// Waits out a failed accept. Errors of one connection are nothing to wait for; running out of

@@ -189,3 +189,36 @@ async fn a_write_answered_503_for_being_slow_is_not_stored() {
         "and it can be sent again"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_client_delays_sigterm_by_at_most_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let database = fresh_database().await;
+    let mut app = AppProcess::start_with(
+        &database,
+        &[("BODY_TIMEOUT_MS", "60000"), ("SHUTDOWN_GRACE_MS", "1000")],
+    )
+    .await;
+    // A request whose body stops short: in flight until the client sends the rest.
+    let mut stalled = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"apelido\":",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    app.signal("TERM");
+    let status = app.wait(Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(900),
+        "the request had its grace: exited after {:?}",
+        signalled.elapsed()
+    );
+    drop(stalled);
+}

@@ -39,6 +39,7 @@ pub fn settings(database_url: &str) -> Settings {
         db_timeout: Duration::from_secs(2),
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(5),
     }
 }
 
@@ -157,6 +158,11 @@ pub struct AppProcess {
 
 impl AppProcess {
     pub async fn start(database_url: &str) -> AppProcess {
+        AppProcess::start_with(database_url, &[]).await
+    }
+
+    /// The binary with more environment variables, or different ones.
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> AppProcess {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -165,6 +171,7 @@ impl AppProcess {
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
             .env("DB_TIMEOUT_MS", "2000")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
