@@ -1,12 +1,15 @@
 //! Configuration from the environment, with defaults that work against a local PostgreSQL.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `DATABASE_URL`: a `postgres://` connection string.
     pub database_url: String,
-    /// `PORT`: the HTTP port, on all interfaces.
+    /// `HOST`: the address to listen on; every interface by default, as a container needs.
+    pub host: IpAddr,
+    /// `PORT`: the HTTP port.
     pub port: u16,
     /// `DB_POOL_SIZE`: connections per replica, shared by reads and the writers.
     pub pool_size: usize,
@@ -69,6 +72,12 @@ impl Settings {
         Ok(Settings {
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            host: match lookup("HOST") {
+                None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                Some(text) => text.trim().parse().map_err(|_| {
+                    ConfigError(format!("HOST={text:?} is not an IPv4 or IPv6 address"))
+                })?,
+            },
             port: number("PORT", 8080, 0..=65535)? as u16,
             pool_size,
             writers,
@@ -102,6 +111,7 @@ mod tests {
     fn defaults_without_environment() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.port, 8080);
+        assert_eq!(s.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(s.pool_size, 8);
         assert_eq!(s.writers, 4);
         assert_eq!(s.batch_max, 256);
@@ -116,6 +126,7 @@ mod tests {
     fn values_from_environment() {
         let s = settings(&[
             ("PORT", "9001"),
+            ("HOST", "127.0.0.1"),
             ("DB_POOL_SIZE", "4"),
             ("DB_WRITERS", "2"),
             ("BATCH_MAX", "64"),
@@ -127,6 +138,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.port, 9001);
+        assert_eq!(s.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(s.pool_size, 4);
         assert_eq!(s.writers, 2);
         assert_eq!(s.batch_max, 64);
@@ -143,6 +155,8 @@ mod tests {
         assert!(err.to_string().contains("PORT"));
         assert!(settings(&[("BATCH_MAX", "0")]).is_err());
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
+        let err = settings(&[("HOST", "localhost")]).unwrap_err();
+        assert!(err.to_string().contains("HOST"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,9 +38,10 @@ impl Application {
         let store = Store::new(settings)?;
         migrate_when_ready(&store).await?;
         let mirror = Arc::new(Mirror::load(store.clone()).await?);
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port)))
+        let address = SocketAddr::from((settings.host, settings.port));
+        let listener = TcpListener::bind(address)
             .await
-            .map_err(|e| format!("cannot listen on port {}: {e}", settings.port))?;
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
         let metrics = Arc::new(Metrics::new());
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
@@ -63,11 +64,10 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
+    pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-            .port()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish

@@ -222,3 +222,19 @@ async fn a_stalled_client_delays_sigterm_by_at_most_the_grace() {
     );
     drop(stalled);
 }
+
+#[tokio::test]
+async fn host_chooses_the_one_address_listened_on() {
+    let database = fresh_database().await;
+    let app = AppProcess::start_with(&database, &[("HOST", "127.0.0.2")]).await;
+    let port = app.address.rsplit(':').next().unwrap();
+    let other = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await;
+    assert!(other.is_err(), "127.0.0.1:{port} accepted a connection");
+    let healthcheck = std::process::Command::new(env!("CARGO_BIN_EXE_rinha"))
+        .arg("healthcheck")
+        .env("HOST", "127.0.0.2")
+        .env("PORT", port)
+        .status()
+        .unwrap();
+    assert!(healthcheck.success(), "the healthcheck probes HOST");
+}

@@ -32,6 +32,7 @@ pub async fn fresh_database() -> String {
 pub fn settings(database_url: &str) -> Settings {
     Settings {
         database_url: database_url.to_owned(),
+        host: std::net::Ipv4Addr::UNSPECIFIED.into(),
         port: 0,
         pool_size: 8,
         writers: 4,
@@ -64,7 +65,7 @@ impl TestApp {
 
     pub async fn spawn_with(settings: Settings) -> TestApp {
         let app = Application::build(&settings).await.expect("the app starts");
-        let address = format!("http://127.0.0.1:{}", app.port());
+        let address = format!("http://127.0.0.1:{}", app.local_addr().port());
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stop.await;
@@ -177,10 +178,14 @@ impl AppProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the rinha binary");
+        let host = env
+            .iter()
+            .find_map(|(name, value)| (*name == "HOST").then_some(*value))
+            .unwrap_or("127.0.0.1");
         // Owned from here on, so that dropping it (on any panic below) ends the process.
         let process = AppProcess {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: format!("http://{host}:{port}"),
         };
         let http = reqwest::Client::new();
         for _ in 0..200 {

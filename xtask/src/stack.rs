@@ -234,11 +234,14 @@ impl Stack {
             let mut replica = Command::new(release_binary("rinha"));
             replica
                 .envs(&prerequisites.services[name].environment)
+                // The replicas run on the host's own network: loopback only, behind nginx.
+                .env("HOST", "127.0.0.1")
                 .env("PORT", port.to_string())
                 .env("DATABASE_URL", self.database_url());
             self.start_service(name, replica, Signal::SIGTERM, prerequisites, || {
                 Command::new(release_binary("rinha"))
                     .arg("healthcheck")
+                    .env("HOST", "127.0.0.1")
                     .env("PORT", port.to_string())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
