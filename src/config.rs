@@ -19,6 +19,9 @@ pub struct Settings {
     pub batch_max: usize,
     /// `DB_TIMEOUT_MS`: how long a request waits on the database before it is answered `503`.
     pub db_timeout: Duration,
+    /// `MAX_CONNECTIONS`: the most connections a replica serves at once; more wait to be
+    /// accepted.
+    pub max_connections: usize,
     /// `HEADER_TIMEOUT_MS`: how long a connection may take to send a request's head, idle time
     /// before it included, before it is closed.
     pub header_timeout: Duration,
@@ -83,6 +86,7 @@ impl Settings {
             writers,
             batch_max: number("BATCH_MAX", 256, 1..=10_000)? as usize,
             db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", 5000, 1..=600_000)?),
+            max_connections: number("MAX_CONNECTIONS", 4096, 1..=1_000_000)? as usize,
             header_timeout: Duration::from_millis(number(
                 "HEADER_TIMEOUT_MS",
                 10_000,
@@ -119,6 +123,7 @@ mod tests {
         assert_eq!(s.header_timeout, Duration::from_secs(10));
         assert_eq!(s.body_timeout, Duration::from_secs(10));
         assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(s.max_connections, 4096);
         assert!(s.database_url.starts_with("postgres://"));
     }
 
@@ -134,6 +139,7 @@ mod tests {
             ("HEADER_TIMEOUT_MS", "300"),
             ("BODY_TIMEOUT_MS", "400"),
             ("SHUTDOWN_GRACE_MS", "500"),
+            ("MAX_CONNECTIONS", "16"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
         ])
         .unwrap();
@@ -146,6 +152,7 @@ mod tests {
         assert_eq!(s.header_timeout, Duration::from_millis(300));
         assert_eq!(s.body_timeout, Duration::from_millis(400));
         assert_eq!(s.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(s.max_connections, 16);
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
     }
 

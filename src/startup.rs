@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Settings;
@@ -26,8 +27,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_task: JoinHandle<()>,
-    header_timeout: Duration,
-    shutdown_grace: Duration,
+    limits: Limits,
 }
 
 impl Application {
@@ -59,8 +59,11 @@ impl Application {
                 body_timeout: settings.body_timeout,
             },
             writer_task,
-            header_timeout: settings.header_timeout,
-            shutdown_grace: settings.shutdown_grace,
+            limits: Limits {
+                max_connections: settings.max_connections,
+                header_timeout: settings.header_timeout,
+                shutdown_grace: settings.shutdown_grace,
+            },
         })
     }
 
@@ -78,13 +81,8 @@ impl Application {
             listener,
             state,
             writer_task,
-            header_timeout,
-            shutdown_grace,
+            limits,
         } = self;
-        let limits = Limits {
-            header_timeout,
-            shutdown_grace,
-        };
         serve(listener, api(state), limits, shutdown).await;
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
@@ -95,6 +93,7 @@ impl Application {
 }
 
 struct Limits {
+    max_connections: usize,
     header_timeout: Duration,
     shutdown_grace: Duration,
 }
@@ -119,8 +118,18 @@ async fn serve<F>(
         .header_read_timeout(limits.header_timeout);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    // A connection is accepted only with a permit, as tokio-rs/mini-redis does: at the cap,
+    // new clients wait in the listen backlog (and beyond it are refused by the kernel) instead
+    // of each costing the replica a task, buffers and a descriptor.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => {
+                permit.expect("the semaphore is never closed")
+            }
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -136,6 +145,7 @@ async fn serve<F>(
         connections.spawn(async move {
             // A client that goes away or times out is no error of the server's.
             let _ = connection.await;
+            drop(permit);
         });
         // Forget finished connections as they go, so the set holds only live ones.
         while connections.try_join_next().is_some() {}

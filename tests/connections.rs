@@ -79,3 +79,26 @@ async fn a_body_that_stops_short_gets_408() {
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     assert_eq!(app.count().await, 0);
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_to_be_accepted() {
+    let mut capped = settings(&fresh_database().await);
+    capped.max_connections = 2;
+    let app = TestApp::spawn_with(capped).await;
+
+    let idle = [connect(&app).await, connect(&app).await];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn({
+        let url = format!("{}/contagem-pessoas", app.address);
+        async move { reqwest::get(url).await.map(|response| response.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a third connection was served");
+    drop(idle);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a connection closes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}

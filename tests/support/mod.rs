@@ -38,6 +38,7 @@ pub fn settings(database_url: &str) -> Settings {
         writers: 4,
         batch_max: 256,
         db_timeout: Duration::from_secs(2),
+        max_connections: 4096,
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(5),
