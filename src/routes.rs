@@ -130,7 +130,10 @@ async fn create(body: Bytes, state: AppState) -> Response {
 }
 
 async fn find(id: String, state: AppState) -> Response {
-    let Ok(id) = id.parse::<uuid::Uuid>() else {
+    // The uuid crate also reads the simple, braced and URN forms; only the hyphenated form,
+    // the one in Location, names a person, so each has one path.
+    let hyphenated = id.len() == uuid::fmt::Hyphenated::LENGTH;
+    let Some(id) = hyphenated.then(|| id.parse::<uuid::Uuid>().ok()).flatten() else {
         return error_reply(StatusCode::NOT_FOUND, "no such person");
     };
     match state.mirror.find(id).await {
@@ -244,6 +247,32 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> 
         error_reply(StatusCode::NOT_FOUND, "not found")
     };
     Ok(reply)
+}
+
+/// A `501` for a request whose body comes in any transfer coding but chunked alone: hyper
+/// decodes only chunked and would pass, say, `gzip, chunked` on as if it were plain. nginx
+/// answers the same.
+pub fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(|coding| coding.trim_ascii());
+    match (codings.next(), codings.next()) {
+        (None, _) => None,
+        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => None,
+        _ => {
+            let mut reply = error_reply(
+                StatusCode::NOT_IMPLEMENTED,
+                "no transfer coding but chunked is accepted",
+            );
+            // The body was not read, so the connection cannot carry another request.
+            reply
+                .headers_mut()
+                .insert(header::CONNECTION, "close".parse().expect("valid"));
+            Some(reply)
+        }
+    }
 }
 
 fn unavailable(error: StoreError) -> Response {

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -16,7 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::routes::{AppState, api};
+use crate::routes::{AppState, api, refuse_transfer_codings};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
@@ -141,6 +143,12 @@ async fn serve<F>(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let service = hyper::service::service_fn(move |request| {
+            match refuse_transfer_codings(request.headers()) {
+                Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
+                None => Either::Right(service.call(request)),
+            }
+        });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             // A client that goes away or times out is no error of the server's.
