@@ -49,6 +49,7 @@ impl Application {
             store.clone(),
             settings.writers,
             settings.batch_max,
+            settings.db_timeout,
             metrics.clone(),
         );
         Ok(Application {

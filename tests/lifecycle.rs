@@ -238,3 +238,45 @@ async fn host_chooses_the_one_address_listened_on() {
         .unwrap();
     assert!(healthcheck.success(), "the healthcheck probes HOST");
 }
+
+#[tokio::test]
+async fn time_waiting_for_a_writer_counts_against_the_timeout_and_is_never_stored() {
+    let database = fresh_database().await;
+    let mut queued = settings(&database);
+    queued.db_timeout = Duration::from_millis(400);
+    queued.writers = 1;
+    queued.batch_max = 1;
+    let app = TestApp::spawn_with(queued).await;
+
+    // Every INSERT waits on this lock until the database cancels it, so the one writer takes
+    // 400 ms a job and the later jobs wait in its queue.
+    let mut blocker = db_client(&database).await;
+    let holding = blocker.transaction().await.unwrap();
+    holding
+        .batch_execute("LOCK TABLE pessoas IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let posts = (0..5).map(|i| {
+        let app = &app;
+        async move {
+            let status = app.post(&pessoa(&format!("fila{i}"))).await.status();
+            (status, started.elapsed())
+        }
+    });
+    let answered = futures_util::future::join_all(posts).await;
+    holding.rollback().await.unwrap();
+    for (status, took) in &answered {
+        assert_eq!(*status, 503, "{answered:?}");
+        // At most one whole INSERT waited for, then its own (no more than two timeouts).
+        assert!(*took < Duration::from_millis(1300), "{answered:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored: i64 = db_client(&database)
+        .await
+        .query_one("SELECT count(*) FROM pessoas", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "a write answered 503 was stored");
+}

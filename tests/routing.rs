@@ -24,6 +24,7 @@ async fn state() -> AppState {
         store.clone(),
         settings.writers,
         settings.batch_max,
+        settings.db_timeout,
         metrics.clone(),
     );
     AppState {
