@@ -280,3 +280,59 @@ async fn time_waiting_for_a_writer_counts_against_the_timeout_and_is_never_store
         .get(0);
     assert_eq!(stored, 0, "a write answered 503 was stored");
 }
+
+#[tokio::test]
+async fn a_migration_cut_off_by_the_timeout_leaves_no_lock_behind() {
+    use rinha::store::{SCHEMA_LOCK_KEY, Store};
+    let database = fresh_database().await;
+    let mut timed = settings(&database);
+    timed.db_timeout = Duration::from_secs(2);
+    let store = Store::new(&timed).unwrap();
+    store.migrate().await.unwrap();
+
+    // The migration waits 1.5 s for the schema lock, then its ALTER TABLE waits on a table
+    // lock until the database cancels it (2 s later): the replica gives up first (3 s in all),
+    // with the schema lock taken.
+    let other_replica = db_client(&database).await;
+    other_replica
+        .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK_KEY])
+        .await
+        .unwrap();
+    let mut reader = db_client(&database).await;
+    let reading = reader.transaction().await.unwrap();
+    reading
+        .batch_execute("LOCK TABLE pessoas IN SHARE MODE")
+        .await
+        .unwrap();
+    let migrating = tokio::spawn({
+        let store = store.clone();
+        async move { store.migrate().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    other_replica
+        .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK_KEY])
+        .await
+        .unwrap();
+    assert!(migrating.await.unwrap().is_err(), "the migration timed out");
+
+    let observer = db_client(&database).await;
+    let mut held = i64::MAX;
+    for _ in 0..50 {
+        held = observer
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held, 0, "a pooled connection still holds the schema lock");
+    reading.rollback().await.unwrap();
+    // Kept open until here: closing the pool would close the connection, and its lock with it.
+    drop(store);
+}
