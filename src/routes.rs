@@ -15,7 +15,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::domain::{Pessoa, RejectedPayload};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::writer::{Outcome, Writer};
 
 /// The largest `POST /pessoas` body read. A valid one is well under 8 KiB.
@@ -125,7 +125,7 @@ async fn create(body: Bytes, state: AppState) -> Response {
         Ok(Outcome::ApelidoTaken) => {
             error_reply(StatusCode::UNPROCESSABLE_ENTITY, "apelido: already taken")
         }
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -139,7 +139,7 @@ async fn find(id: String, state: AppState) -> Response {
     match state.mirror.find(id).await {
         Ok(Some(record)) => json(StatusCode::OK, record),
         Ok(None) => error_reply(StatusCode::NOT_FOUND, "no such person"),
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -154,7 +154,7 @@ async fn search(query: SearchQuery, state: AppState) -> Response {
     };
     match state.mirror.search(&term).await {
         Ok(records) => json(StatusCode::OK, records),
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -167,7 +167,7 @@ async fn count(state: AppState) -> Response {
                 .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
             response
         }
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -275,8 +275,8 @@ pub fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> 
     }
 }
 
-fn unavailable(error: StoreError) -> Response {
-    eprintln!("rinha: {error}");
+/// The store has logged the outage, once for all the requests it fails.
+fn unavailable() -> Response {
     let mut response = error_reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
     response
         .headers_mut()

@@ -8,7 +8,9 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
@@ -67,6 +69,51 @@ impl std::error::Error for StoreError {}
 pub struct Store {
     pool: Pool,
     timeout: Duration,
+    outage: Arc<Outage>,
+}
+
+/// Reports the database going away and coming back, once each, with the number of calls that
+/// failed meanwhile: a line per failed request would flood the log during an outage.
+#[derive(Default)]
+struct Outage {
+    /// Whether an outage is under way; read on every success, so kept apart from the lock.
+    ongoing: AtomicBool,
+    /// When it began and how many calls have failed since.
+    since: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Outage {
+    fn failed(&self, error: &StoreError) {
+        let mut since = self
+            .since
+            .lock()
+            .expect("never poisoned: no panics under it");
+        match &mut *since {
+            Some((_, failures)) => *failures += 1,
+            None => {
+                eprintln!("rinha: the database became unavailable: {error}");
+                *since = Some((Instant::now(), 1));
+                self.ongoing.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        if !self.ongoing.load(Ordering::Acquire) {
+            return;
+        }
+        let mut since = self
+            .since
+            .lock()
+            .expect("never poisoned: no panics under it");
+        if let Some((began, failures)) = since.take() {
+            self.ongoing.store(false, Ordering::Release);
+            eprintln!(
+                "rinha: the database is available again, after {:.1?} and {failures} failed calls",
+                began.elapsed()
+            );
+        }
+    }
 }
 
 impl Store {
@@ -99,6 +146,7 @@ impl Store {
         Ok(Store {
             pool,
             timeout: settings.db_timeout,
+            outage: Arc::default(),
         })
     }
 
@@ -231,7 +279,11 @@ impl Store {
 
     /// A pooled connection, waiting at most the database timeout for one.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(unavailable)
+        let client = self.pool.get().await.map_err(unavailable);
+        if let Err(error) = &client {
+            self.outage.failed(error);
+        }
+        client
     }
 
     /// Runs `operation`, giving up when the database has not answered shortly after its own
@@ -241,13 +293,18 @@ impl Store {
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.timeout + UNANSWERED_GRACE;
-        tokio::time::timeout(limit, operation)
+        let result = tokio::time::timeout(limit, operation)
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(format!(
                     "no answer within {limit:?}"
                 )))
-            })
+            });
+        match &result {
+            Ok(_) => self.outage.succeeded(),
+            Err(error) => self.outage.failed(error),
+        }
+        result
     }
 }
 

@@ -132,7 +132,6 @@ async fn write(store: &Store, batch: &mut Vec<Job>) {
             }
         }
         Err(error) => {
-            eprintln!("rinha: writing a batch of {} failed: {error}", batch.len());
             for job in batch.drain(..) {
                 let _ = job
                     .reply

@@ -336,3 +336,65 @@ async fn a_migration_cut_off_by_the_timeout_leaves_no_lock_behind() {
     // Kept open until here: closing the pool would close the connection, and its lock with it.
     drop(store);
 }
+
+#[tokio::test]
+async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
+    let cluster = Cluster::start_new();
+    {
+        let (admin, connection) =
+            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
+    }
+    let log_path = std::env::temp_dir().join(format!("rinha-{}.log", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut app = AppProcess::start_logging(&cluster.url("rinha"), &[], log.into()).await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| http.get(format!("{}{path}", app.address)).send();
+
+    cluster.stop();
+    for _ in 0..6 {
+        assert_eq!(get("/contagem-pessoas").await.unwrap().status(), 503);
+    }
+    let response = http
+        .post(format!("{}/pessoas", app.address))
+        .json(&pessoa("fora"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    cluster.start();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if get("/contagem-pessoas").await.unwrap().status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the replica recovers by itself");
+    app.signal("TERM");
+    assert!(app.wait(Duration::from_secs(10)).await.success());
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let outage: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("unavailable") || line.contains("available again"))
+        .collect();
+    assert_eq!(
+        outage.len(),
+        2,
+        "one line as it begins, one as it ends:\n{log}"
+    );
+    assert!(outage[0].contains("became unavailable"), "{log}");
+    let failures: u64 = outage[1]
+        .split_whitespace()
+        .rev()
+        .nth(2)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("a count of failures in {:?}", outage[1]));
+    assert!(failures >= 7, "{log}");
+}

@@ -165,6 +165,15 @@ impl AppProcess {
 
     /// The binary with more environment variables, or different ones.
     pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> AppProcess {
+        AppProcess::start_logging(database_url, env, Stdio::inherit()).await
+    }
+
+    /// The binary with its standard error sent to `stderr`.
+    pub async fn start_logging(
+        database_url: &str,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> AppProcess {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -176,7 +185,7 @@ impl AppProcess {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the rinha binary");
         let host = env
