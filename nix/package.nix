@@ -6,6 +6,7 @@
   clippy,
   rustfmt,
   postgresql_15,
+  nginx,
   rust-jemalloc-sys-unprefixed,
 }:
 let
@@ -118,6 +119,8 @@ in
       nativeCheckInputs = [
         postgresql_15
         postgresql_15.pg_config
+        # tests/nginx.rs runs docker/nginx.conf in front of two replicas.
+        nginx
       ];
     };
   };

@@ -1,12 +1,15 @@
 //! Configuration from the environment, with defaults that work against a local PostgreSQL.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `DATABASE_URL`: a `postgres://` connection string.
     pub database_url: String,
-    /// `PORT`: the HTTP port, on all interfaces.
+    /// `HOST`: the address to listen on; every interface by default, as a container needs.
+    pub host: IpAddr,
+    /// `PORT`: the HTTP port.
     pub port: u16,
     /// `DB_POOL_SIZE`: connections per replica, shared by reads and the writers.
     pub pool_size: usize,
@@ -18,6 +21,18 @@ pub struct Settings {
     pub db_timeout: Duration,
     /// `MEMORY_LIMIT_MB`: the replica's memory budget in MiB; without it, its cgroup's limit.
     pub memory_limit_bytes: Option<u64>,
+    /// `MAX_CONNECTIONS`: the most connections a replica serves at once; more wait to be
+    /// accepted.
+    pub max_connections: usize,
+    /// `HEADER_TIMEOUT_MS`: how long a connection may take to send a request's head, idle time
+    /// before it included, before it is closed.
+    pub header_timeout: Duration,
+    /// `BODY_TIMEOUT_MS`: how long a client may take to send a request's body before it is
+    /// answered `408`.
+    pub body_timeout: Duration,
+    /// `SHUTDOWN_GRACE_MS`: how long a replica told to stop waits for its open requests before
+    /// it closes their connections.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -62,6 +77,12 @@ impl Settings {
         Ok(Settings {
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            host: match lookup("HOST") {
+                None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                Some(text) => text.trim().parse().map_err(|_| {
+                    ConfigError(format!("HOST={text:?} is not an IPv4 or IPv6 address"))
+                })?,
+            },
             port: number("PORT", 8080, 0..=65535)? as u16,
             pool_size,
             writers,
@@ -71,6 +92,14 @@ impl Settings {
                 None => None,
                 Some(_) => Some(number("MEMORY_LIMIT_MB", 0, 1..=1 << 30)? << 20),
             },
+            max_connections: number("MAX_CONNECTIONS", 4096, 1..=1_000_000)? as usize,
+            header_timeout: Duration::from_millis(number(
+                "HEADER_TIMEOUT_MS",
+                10_000,
+                1..=600_000,
+            )?),
+            body_timeout: Duration::from_millis(number("BODY_TIMEOUT_MS", 10_000, 1..=600_000)?),
+            shutdown_grace: Duration::from_millis(number("SHUTDOWN_GRACE_MS", 5000, 0..=600_000)?),
         })
     }
 }
@@ -92,11 +121,16 @@ mod tests {
     fn defaults_without_environment() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.port, 8080);
+        assert_eq!(s.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(s.pool_size, 8);
         assert_eq!(s.writers, 4);
         assert_eq!(s.batch_max, 256);
         assert_eq!(s.db_timeout, Duration::from_secs(5));
         assert_eq!(s.memory_limit_bytes, None);
+        assert_eq!(s.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(s.max_connections, 4096);
         assert!(s.database_url.starts_with("postgres://"));
     }
 
@@ -104,20 +138,30 @@ mod tests {
     fn values_from_environment() {
         let s = settings(&[
             ("PORT", "9001"),
+            ("HOST", "127.0.0.1"),
             ("DB_POOL_SIZE", "4"),
             ("DB_WRITERS", "2"),
             ("BATCH_MAX", "64"),
             ("DB_TIMEOUT_MS", "250"),
             ("MEMORY_LIMIT_MB", "300"),
+            ("HEADER_TIMEOUT_MS", "300"),
+            ("BODY_TIMEOUT_MS", "400"),
+            ("SHUTDOWN_GRACE_MS", "500"),
+            ("MAX_CONNECTIONS", "16"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
         ])
         .unwrap();
         assert_eq!(s.port, 9001);
+        assert_eq!(s.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(s.pool_size, 4);
         assert_eq!(s.writers, 2);
         assert_eq!(s.batch_max, 64);
         assert_eq!(s.db_timeout, Duration::from_millis(250));
         assert_eq!(s.memory_limit_bytes, Some(300 << 20));
+        assert_eq!(s.header_timeout, Duration::from_millis(300));
+        assert_eq!(s.body_timeout, Duration::from_millis(400));
+        assert_eq!(s.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(s.max_connections, 16);
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
     }
 
@@ -128,6 +172,8 @@ mod tests {
         assert!(settings(&[("BATCH_MAX", "0")]).is_err());
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
         assert!(settings(&[("MEMORY_LIMIT_MB", "0")]).is_err());
+        let err = settings(&[("HOST", "localhost")]).unwrap_err();
+        assert!(err.to_string().contains("HOST"), "{err}");
     }
 
     #[test]

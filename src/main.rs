@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     };
     match std::env::args().nth(1).as_deref() {
         None => serve(settings),
-        Some("healthcheck") => match rinha::healthcheck::probe(settings.port) {
+        Some("healthcheck") => match rinha::healthcheck::probe(settings.host, settings.port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("rinha healthcheck: {error}");
@@ -60,9 +60,9 @@ fn serve(settings: Settings) -> ExitCode {
             }
         };
         eprintln!(
-            "rinha {} listening on 0.0.0.0:{} (pool {}, writers {}, batch max {})",
+            "rinha {} listening on {} (pool {}, writers {}, batch max {})",
             env!("CARGO_PKG_VERSION"),
-            app.port(),
+            app.local_addr(),
             settings.pool_size,
             settings.writers,
             settings.batch_max

@@ -31,7 +31,8 @@ fn limit_of(memberships: &str, root: &Path) -> Option<u64> {
     };
     for line in memberships.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };

@@ -132,7 +132,8 @@ impl Metrics {
         self.mirrored_people.set(mirror.count() as i64);
         let (bytes, budget) = mirror.memory();
         self.mirror_bytes.set(bytes as i64);
-        self.mirror_budget_bytes.set(i64::try_from(budget).unwrap_or(i64::MAX));
+        self.mirror_budget_bytes
+            .set(i64::try_from(budget).unwrap_or(i64::MAX));
         self.mirror_full.set(i64::from(mirror.is_full()));
         let status = store.pool_status();
         let in_use = status.size.saturating_sub(status.available);

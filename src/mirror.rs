@@ -166,9 +166,7 @@ impl Mirror {
                 for row in &rows {
                     let (insert_xact, person) = store::stored_person(row)?;
                     start = (insert_xact, person.id);
-                    if state.people.contains(&person.id)
-                        || !search_index::matches(&person, &term)
-                    {
+                    if state.people.contains(&person.id) || !search_index::matches(&person, &term) {
                         continue;
                     }
                     if array.len() > 1 {

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -14,7 +15,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::domain::{Pessoa, RejectedPayload};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::writer::{Outcome, Writer};
 
 /// The largest `POST /pessoas` body read. A valid one is well under 8 KiB.
@@ -26,16 +27,19 @@ pub struct AppState {
     pub mirror: Arc<Mirror>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
 }
 
 pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
+    let body_timeout = state.body_timeout;
     let with_state = warp::any().map(move || state.clone());
 
     let create = warp::post()
         .and(warp::path("pessoas"))
         .and(warp::path::end())
-        .and(body_within(BODY_LIMIT_BYTES))
+        .and(body_within(BODY_LIMIT_BYTES, body_timeout))
         .and(with_state.clone())
         .then(create);
     let find = warp::get()
@@ -64,7 +68,7 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
             )
         });
 
-    create
+    let routes = create
         .or(find)
         .unify()
         .or(search)
@@ -72,12 +76,29 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .or(count)
         .unify()
         .or(metrics_route)
-        .unify()
+        .unify();
+    exact_path()
+        .and(routes)
         .recover(answer_rejection)
         .unify()
         .with(warp::log::custom(move |info| {
             metrics.observe(info.method(), info.path(), info.status(), info.elapsed())
         }))
+}
+
+/// Lets through only paths without empty segments, so each resource has one path: warp's own
+/// matching would also accept `/metrics/`, `/contagem-pessoas/` or `//pessoas`.
+fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            let segments = path.as_str().strip_prefix('/').unwrap_or(path.as_str());
+            if segments.split('/').all(|segment| !segment.is_empty()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
 }
 
 async fn create(body: Bytes, state: AppState) -> Response {
@@ -104,18 +125,21 @@ async fn create(body: Bytes, state: AppState) -> Response {
         Ok(Outcome::ApelidoTaken) => {
             error_reply(StatusCode::UNPROCESSABLE_ENTITY, "apelido: already taken")
         }
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
 async fn find(id: String, state: AppState) -> Response {
-    let Ok(id) = id.parse::<uuid::Uuid>() else {
+    // The uuid crate also reads the simple, braced and URN forms; only the hyphenated form,
+    // the one in Location, names a person, so each has one path.
+    let hyphenated = id.len() == uuid::fmt::Hyphenated::LENGTH;
+    let Some(id) = hyphenated.then(|| id.parse::<uuid::Uuid>().ok()).flatten() else {
         return error_reply(StatusCode::NOT_FOUND, "no such person");
     };
     match state.mirror.find(id).await {
         Ok(Some(record)) => json(StatusCode::OK, record),
         Ok(None) => error_reply(StatusCode::NOT_FOUND, "no such person"),
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -130,7 +154,7 @@ async fn search(query: SearchQuery, state: AppState) -> Response {
     };
     match state.mirror.search(&term).await {
         Ok(records) => json(StatusCode::OK, records),
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -143,7 +167,7 @@ async fn count(state: AppState) -> Response {
                 .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
             response
         }
-        Err(error) => unavailable(error),
+        Err(_) => unavailable(),
     }
 }
 
@@ -155,12 +179,25 @@ impl warp::reject::Reject for BodyTooLarge {}
 struct BodyUnreadable;
 impl warp::reject::Reject for BodyUnreadable {}
 
+#[derive(Debug)]
+struct BodyTooSlow;
+impl warp::reject::Reject for BodyTooSlow {}
+
 /// The request body, refused with `413` as soon as it is known to exceed `limit`: at once when
-/// `Content-Length` says so, otherwise as soon as the chunks read pass it.
-fn body_within(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// `Content-Length` says so, otherwise as soon as the chunks read pass it. A body not received
+/// whole within `timeout` gets `408`, so a client that stops sending cannot hold the
+/// connection.
+fn body_within(
+    limit: usize,
+    timeout: Duration,
+) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(move |declared, chunks| read_within(limit, declared, chunks))
+        .and_then(move |declared, chunks| async move {
+            tokio::time::timeout(timeout, read_within(limit, declared, chunks))
+                .await
+                .unwrap_or_else(|_| Err(warp::reject::custom(BodyTooSlow)))
+        })
 }
 
 async fn read_within(
@@ -189,6 +226,16 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> 
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
         )
+    } else if rejection.find::<BodyTooSlow>().is_some() {
+        let mut reply = error_reply(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body was not received in time",
+        );
+        // The rest of the body may still come, so the connection cannot serve another request.
+        reply
+            .headers_mut()
+            .insert(header::CONNECTION, "close".parse().expect("valid"));
+        reply
     } else if rejection.find::<BodyUnreadable>().is_some() {
         error_reply(StatusCode::BAD_REQUEST, "the body could not be read")
     } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
@@ -202,8 +249,34 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> 
     Ok(reply)
 }
 
-fn unavailable(error: StoreError) -> Response {
-    eprintln!("rinha: {error}");
+/// A `501` for a request whose body comes in any transfer coding but chunked alone: hyper
+/// decodes only chunked and would pass, say, `gzip, chunked` on as if it were plain. nginx
+/// answers the same.
+pub fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(|coding| coding.trim_ascii());
+    match (codings.next(), codings.next()) {
+        (None, _) => None,
+        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => None,
+        _ => {
+            let mut reply = error_reply(
+                StatusCode::NOT_IMPLEMENTED,
+                "no transfer coding but chunked is accepted",
+            );
+            // The body was not read, so the connection cannot carry another request.
+            reply
+                .headers_mut()
+                .insert(header::CONNECTION, "close".parse().expect("valid"));
+            Some(reply)
+        }
+    }
+}
+
+/// The store has logged the outage, once for all the requests it fails.
+fn unavailable() -> Response {
     let mut response = error_reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
     response
         .headers_mut()

@@ -178,9 +178,10 @@ impl SearchIndex {
 
         let hasher = &self.hasher;
         let ids = &self.ids;
-        self.by_id.insert_unique(hasher.hash_one(person.id), position, |&p| {
-            hasher.hash_one(ids[p as usize])
-        });
+        self.by_id
+            .insert_unique(hasher.hash_one(person.id), position, |&p| {
+                hasher.hash_one(ids[p as usize])
+            });
         self.ids.push(person.id);
         true
     }
@@ -591,7 +592,9 @@ impl Sequences {
             }
         }
         lists.sort_unstable_by_key(|list| list.len());
-        let (rarest, others) = lists.split_first().expect("a term of 3 bytes has a sequence");
+        let (rarest, others) = lists
+            .split_first()
+            .expect("a term of 3 bytes has a sequence");
         for id in *rarest {
             if others.iter().all(|list| list.contains(id)) && confirm(id) && !take(id) {
                 return false;
@@ -725,7 +728,11 @@ mod tests {
         assert_eq!(apelidos(&index, "ΟΔΟΣ"), ["grego"]);
         assert_eq!(apelidos(&index, "οσ"), ["grego"]);
         assert_eq!(apelidos(&index, "σίσυφος"), ["grego"], "in a stack item");
-        assert_eq!(apelidos(&index, "KELVIN"), ["kelvin"], "the Kelvin sign folds to k");
+        assert_eq!(
+            apelidos(&index, "KELVIN"),
+            ["kelvin"],
+            "the Kelvin sign folds to k"
+        );
     }
 
     #[test]
@@ -771,7 +778,11 @@ mod tests {
 
     #[test]
     fn records_come_back_as_given() {
-        let zeca = pessoa("zeca \"o\" \\", "José\tda Silva", Some(&["Samba", "C#", "Samba"]));
+        let zeca = pessoa(
+            "zeca \"o\" \\",
+            "José\tda Silva",
+            Some(&["Samba", "C#", "Samba"]),
+        );
         let nobody = Pessoa {
             nascimento: "1999-12-31".to_owned(),
             stack: None,

@@ -2,18 +2,24 @@
 //! shutdown.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
+use hyper::service::Service;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::Settings;
 use crate::memory;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::routes::{AppState, api};
+use crate::routes::{AppState, api, refuse_transfer_codings};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
@@ -24,6 +30,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_task: JoinHandle<()>,
+    limits: Limits,
 }
 
 impl Application {
@@ -34,15 +41,18 @@ impl Application {
         let store = Store::new(settings)?;
         migrate_when_ready(&store).await?;
         let memory_limit = settings.memory_limit_bytes.or_else(memory::cgroup_limit);
-        let mirror = Arc::new(Mirror::load(store.clone(), memory::mirror_budget(memory_limit)).await?);
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port)))
+        let mirror =
+            Arc::new(Mirror::load(store.clone(), memory::mirror_budget(memory_limit)).await?);
+        let address = SocketAddr::from((settings.host, settings.port));
+        let listener = TcpListener::bind(address)
             .await
-            .map_err(|e| format!("cannot listen on port {}: {e}", settings.port))?;
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
         let metrics = Arc::new(Metrics::new());
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
             settings.writers,
             settings.batch_max,
+            settings.db_timeout,
             metrics.clone(),
         );
         Ok(Application {
@@ -52,36 +62,131 @@ impl Application {
                 mirror,
                 writer,
                 metrics,
+                body_timeout: settings.body_timeout,
             },
             writer_task,
+            limits: Limits {
+                max_connections: settings.max_connections,
+                header_timeout: settings.header_timeout,
+                shutdown_grace: settings.shutdown_grace,
+            },
         })
     }
 
-    pub fn port(&self) -> u16 {
+    pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-            .port()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish,
-    /// and returns once the writers have flushed their last batches.
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (closing the connections of those still open after the shutdown grace), and returns
+    /// once the writers have flushed their last batches.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Application {
             listener,
             state,
             writer_task,
+            limits,
         } = self;
-        warp::serve(api(state))
-            .incoming(listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        serve(listener, api(state), limits, shutdown).await;
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
         if let Err(error) = writer_task.await {
             eprintln!("rinha: the writers stopped abnormally: {error}");
         }
+    }
+}
+
+struct Limits {
+    max_connections: usize,
+    header_timeout: Duration,
+    shutdown_grace: Duration,
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then closes idle connections and
+/// waits for the others to finish their requests, for at most the shutdown grace: a client
+/// that stalls (one that never reads its answers, say) must not keep the replica from exiting.
+///
+/// Through hyper rather than `warp::serve`, which sets no timer: with one, a connection that
+/// has not sent a whole request head within the header timeout, idle time included, is closed.
+async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    // A connection is accepted only with a permit, as tokio-rs/mini-redis does: at the cap,
+    // new clients wait in the listen backlog (and beyond it are refused by the kernel) instead
+    // of each costing the replica a task, buffers and a descriptor.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => {
+                permit.expect("the semaphore is never closed")
+            }
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let service = hyper::service::service_fn(move |request| {
+            match refuse_transfer_codings(request.headers()) {
+                Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
+                None => Either::Right(service.call(request)),
+            }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            // A client that goes away or times out is no error of the server's.
+            let _ = connection.await;
+            drop(permit);
+        });
+        // Forget finished connections as they go, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "rinha: closing {} connections still open after the shutdown grace of {:?}",
+            connections.len(),
+            limits.shutdown_grace
+        );
+    }
+    // Ends the connections still open; their requests already queued are written all the same.
+    connections.shutdown().await;
+}
+
+/// Waits out a failed accept. Errors of one connection are nothing to wait for; running out of
+/// descriptors or memory is, briefly, so the loop does not spin while it lasts.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if !matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        eprintln!("rinha: accepting a connection failed: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

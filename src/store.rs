@@ -8,7 +8,9 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
@@ -21,8 +23,9 @@ use crate::search_index::PersonRef;
 /// The schema, embedded so the binary needs no files beside it.
 const SCHEMA: &str = include_str!("../sql/schema.sql");
 
-/// Any number works as long as every replica uses the same one.
-const SCHEMA_LOCK_KEY: i64 = 0x0072_696e_6861; // "rinha"
+/// Any number works as long as every replica uses the same one. Public so tests can contend
+/// for it.
+pub const SCHEMA_LOCK_KEY: i64 = 0x0072_696e_6861; // "rinha"
 
 /// How long past its statement timeout the database may take to report the cancellation.
 const UNANSWERED_GRACE: Duration = Duration::from_secs(1);
@@ -79,6 +82,51 @@ impl std::error::Error for StoreError {}
 pub struct Store {
     pool: Pool,
     timeout: Duration,
+    outage: Arc<Outage>,
+}
+
+/// Reports the database going away and coming back, once each, with the number of calls that
+/// failed meanwhile: a line per failed request would flood the log during an outage.
+#[derive(Default)]
+struct Outage {
+    /// Whether an outage is under way; read on every success, so kept apart from the lock.
+    ongoing: AtomicBool,
+    /// When it began and how many calls have failed since.
+    since: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Outage {
+    fn failed(&self, error: &StoreError) {
+        let mut since = self
+            .since
+            .lock()
+            .expect("never poisoned: no panics under it");
+        match &mut *since {
+            Some((_, failures)) => *failures += 1,
+            None => {
+                eprintln!("rinha: the database became unavailable: {error}");
+                *since = Some((Instant::now(), 1));
+                self.ongoing.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        if !self.ongoing.load(Ordering::Acquire) {
+            return;
+        }
+        let mut since = self
+            .since
+            .lock()
+            .expect("never poisoned: no panics under it");
+        if let Some((began, failures)) = since.take() {
+            self.ongoing.store(false, Ordering::Release);
+            eprintln!(
+                "rinha: the database is available again, after {:.1?} and {failures} failed calls",
+                began.elapsed()
+            );
+        }
+    }
 }
 
 impl Store {
@@ -111,6 +159,7 @@ impl Store {
         Ok(Store {
             pool,
             timeout: settings.db_timeout,
+            outage: Arc::default(),
         })
     }
 
@@ -119,20 +168,22 @@ impl Store {
     }
 
     /// Applies the schema. Replicas starting together serialise on an advisory lock, so
-    /// `CREATE … IF NOT EXISTS` never races with itself.
+    /// `CREATE … IF NOT EXISTS` never races with itself. The lock belongs to the transaction,
+    /// so it ends with it however the migration ends: a session lock taken and released by
+    /// two statements stayed held, on a pooled connection, when the timeout fell between them.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         self.bounded(async {
-            client
-                .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK_KEY])
+            let transaction = client.transaction().await.map_err(unavailable)?;
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
                 .await
                 .map_err(unavailable)?;
-            let applied = client.batch_execute(SCHEMA).await.map_err(unavailable);
-            client
-                .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK_KEY])
+            transaction
+                .batch_execute(SCHEMA)
                 .await
                 .map_err(unavailable)?;
-            applied
+            transaction.commit().await.map_err(unavailable)
         })
         .await
     }
@@ -278,7 +329,11 @@ impl Store {
 
     /// A pooled connection, waiting at most the database timeout for one.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(unavailable)
+        let client = self.pool.get().await.map_err(unavailable);
+        if let Err(error) = &client {
+            self.outage.failed(error);
+        }
+        client
     }
 
     /// Runs `operation`, giving up when the database has not answered shortly after its own
@@ -288,13 +343,18 @@ impl Store {
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.timeout + UNANSWERED_GRACE;
-        tokio::time::timeout(limit, operation)
+        let result = tokio::time::timeout(limit, operation)
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(format!(
                     "no answer within {limit:?}"
                 )))
-            })
+            });
+        match &result {
+            Ok(_) => self.outage.succeeded(),
+            Err(error) => self.outage.failed(error),
+        }
+        result
     }
 }
 

@@ -6,11 +6,16 @@
 //! batch gathers by itself: batches grow with load, with no timer anywhere. Each request is
 //! answered only after its batch has committed. Several INSERTs in flight, rather than one,
 //! keep a request from waiting for a whole earlier batch to commit before its own can start.
+//!
+//! Time in the queue counts against the database timeout: a job still queued at its deadline
+//! is answered `503` and never written, so a `503` still means "not stored".
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::domain::Pessoa;
 use crate::metrics::Metrics;
@@ -30,6 +35,8 @@ pub enum Outcome {
 struct Job {
     pessoa: Pessoa,
     reply: oneshot::Sender<Result<Outcome, StoreError>>,
+    /// When its batch must have started: the database timeout after it was queued.
+    deadline: Instant,
 }
 
 /// The handle requests use to reach the writers. The writers stop once every handle is gone and
@@ -37,15 +44,17 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    timeout: Duration,
 }
 
 impl Writer {
-    /// Starts `writers` writers over one queue. The task returned ends once they have drained
-    /// the queue.
+    /// Starts `writers` writers over one queue, where a job may wait at most `timeout` (the
+    /// database timeout). The task returned ends once they have drained the queue.
     pub fn spawn(
         store: Store,
         writers: usize,
         batch_max: usize,
+        timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> (Writer, JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
@@ -60,15 +69,21 @@ impl Writer {
                 }
             }
         });
-        (Writer { queue }, task)
+        (Writer { queue, timeout }, task)
     }
 
     pub async fn create(&self, pessoa: Pessoa) -> Result<Outcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the writers have stopped".to_owned());
-        self.queue
-            .send(Job { pessoa, reply })
+        let deadline = Instant::now() + self.timeout;
+        let job = Job {
+            pessoa,
+            reply,
+            deadline,
+        };
+        tokio::time::timeout_at(deadline, self.queue.send(job))
             .await
+            .map_err(|_| StoreError::Unavailable("the writers' queue stayed full".to_owned()))?
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -84,6 +99,15 @@ async fn run(
     // The lock is held only while waiting for jobs, so one idle writer waits at a time and the
     // others are writing.
     while jobs.lock().await.recv_many(&mut batch, batch_max).await > 0 {
+        let now = Instant::now();
+        for late in batch.extract_if(.., |job| job.deadline <= now) {
+            let _ = late.reply.send(Err(StoreError::Unavailable(
+                "waited for a writer past the database timeout".to_owned(),
+            )));
+        }
+        if batch.is_empty() {
+            continue;
+        }
         metrics.batch_size.observe(batch.len() as f64);
         write(&store, &mut batch).await;
     }
@@ -108,7 +132,6 @@ async fn write(store: &Store, batch: &mut Vec<Job>) {
             }
         }
         Err(error) => {
-            eprintln!("rinha: writing a batch of {} failed: {error}", batch.len());
             for job in batch.drain(..) {
                 let _ = job
                     .reply

@@ -351,7 +351,10 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
         .map(|row| row.get(0))
         .collect();
     let plan = plan.join("\n");
-    assert!(plan.contains("pessoas_insert_xact_id"), "a page is an index range: {plan}");
+    assert!(
+        plan.contains("pessoas_insert_xact_id"),
+        "a page is an index range: {plan}"
+    );
     let found: Vec<Value> = app.get("/pessoas?t=ap49999").await.json().await.unwrap();
     assert_eq!(
         found.len(),
@@ -448,4 +451,59 @@ fn urlencode(term: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test]
+async fn only_the_hyphenated_form_of_an_id_names_a_person() {
+    let app = TestApp::spawn().await;
+    let location = app.create(&pessoa("forma")).await;
+    let id: uuid::Uuid = location["/pessoas/".len()..].parse().unwrap();
+    assert_eq!(app.get(&location).await.status(), 200);
+    let hyphenated = id.hyphenated().to_string();
+    assert_eq!(
+        app.get(&format!("/pessoas/{}", hyphenated.to_uppercase()))
+            .await
+            .status(),
+        200,
+        "hex digits in either case"
+    );
+    for other in [
+        format!("{{{hyphenated}}}"),
+        format!("%7B{hyphenated}%7D"),
+        format!("urn:uuid:{hyphenated}"),
+        id.simple().to_string(),
+    ] {
+        let path = format!("/pessoas/{other}");
+        assert_eq!(app.get(&path).await.status(), 404, "GET {path}");
+    }
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_get_501() {
+    let app = TestApp::spawn().await;
+    let port = app.address.rsplit(':').next().unwrap();
+    let body = pessoa("codificada").to_string();
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    for codings in [
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity, chunked\r\n",
+    ] {
+        let request = format!(
+            "POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             {codings}Connection: close\r\n\r\n{chunked}"
+        );
+        let status_line = raw_exchange(port, request.as_bytes()).await;
+        assert!(
+            status_line.starts_with("HTTP/1.1 501"),
+            "{codings}: {status_line}"
+        );
+    }
+    assert_eq!(app.count().await, 0);
+    let request = format!(
+        "POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n{chunked}"
+    );
+    let status_line = raw_exchange(port, request.as_bytes()).await;
+    assert!(status_line.starts_with("HTTP/1.1 201"), "{status_line}");
 }

@@ -189,3 +189,212 @@ async fn a_write_answered_503_for_being_slow_is_not_stored() {
         "and it can be sent again"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_client_delays_sigterm_by_at_most_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let database = fresh_database().await;
+    let mut app = AppProcess::start_with(
+        &database,
+        &[("BODY_TIMEOUT_MS", "60000"), ("SHUTDOWN_GRACE_MS", "1000")],
+    )
+    .await;
+    // A request whose body stops short: in flight until the client sends the rest.
+    let mut stalled = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"apelido\":",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    app.signal("TERM");
+    let status = app.wait(Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(900),
+        "the request had its grace: exited after {:?}",
+        signalled.elapsed()
+    );
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn host_chooses_the_one_address_listened_on() {
+    let database = fresh_database().await;
+    let app = AppProcess::start_with(&database, &[("HOST", "127.0.0.2")]).await;
+    let port = app.address.rsplit(':').next().unwrap();
+    let other = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await;
+    assert!(other.is_err(), "127.0.0.1:{port} accepted a connection");
+    let healthcheck = std::process::Command::new(env!("CARGO_BIN_EXE_rinha"))
+        .arg("healthcheck")
+        .env("HOST", "127.0.0.2")
+        .env("PORT", port)
+        .status()
+        .unwrap();
+    assert!(healthcheck.success(), "the healthcheck probes HOST");
+}
+
+#[tokio::test]
+async fn time_waiting_for_a_writer_counts_against_the_timeout_and_is_never_stored() {
+    let database = fresh_database().await;
+    let mut queued = settings(&database);
+    queued.db_timeout = Duration::from_millis(400);
+    queued.writers = 1;
+    queued.batch_max = 1;
+    let app = TestApp::spawn_with(queued).await;
+
+    // Every INSERT waits on this lock until the database cancels it, so the one writer takes
+    // 400 ms a job and the later jobs wait in its queue.
+    let mut blocker = db_client(&database).await;
+    let holding = blocker.transaction().await.unwrap();
+    holding
+        .batch_execute("LOCK TABLE pessoas IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let posts = (0..5).map(|i| {
+        let app = &app;
+        async move {
+            let status = app.post(&pessoa(&format!("fila{i}"))).await.status();
+            (status, started.elapsed())
+        }
+    });
+    let answered = futures_util::future::join_all(posts).await;
+    holding.rollback().await.unwrap();
+    for (status, took) in &answered {
+        assert_eq!(*status, 503, "{answered:?}");
+        // At most one whole INSERT waited for, then its own (no more than two timeouts).
+        assert!(*took < Duration::from_millis(1300), "{answered:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored: i64 = db_client(&database)
+        .await
+        .query_one("SELECT count(*) FROM pessoas", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "a write answered 503 was stored");
+}
+
+#[tokio::test]
+async fn a_migration_cut_off_by_the_timeout_leaves_no_lock_behind() {
+    use rinha::store::{SCHEMA_LOCK_KEY, Store};
+    let database = fresh_database().await;
+    let mut timed = settings(&database);
+    timed.db_timeout = Duration::from_secs(2);
+    let store = Store::new(&timed).unwrap();
+    store.migrate().await.unwrap();
+
+    // The migration waits 1.5 s for the schema lock, then its ALTER TABLE waits on a table
+    // lock until the database cancels it (2 s later): the replica gives up first (3 s in all),
+    // with the schema lock taken.
+    let other_replica = db_client(&database).await;
+    other_replica
+        .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK_KEY])
+        .await
+        .unwrap();
+    let mut reader = db_client(&database).await;
+    let reading = reader.transaction().await.unwrap();
+    reading
+        .batch_execute("LOCK TABLE pessoas IN SHARE MODE")
+        .await
+        .unwrap();
+    let migrating = tokio::spawn({
+        let store = store.clone();
+        async move { store.migrate().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    other_replica
+        .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK_KEY])
+        .await
+        .unwrap();
+    assert!(migrating.await.unwrap().is_err(), "the migration timed out");
+
+    let observer = db_client(&database).await;
+    let mut held = i64::MAX;
+    for _ in 0..50 {
+        held = observer
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held, 0, "a pooled connection still holds the schema lock");
+    reading.rollback().await.unwrap();
+    // Kept open until here: closing the pool would close the connection, and its lock with it.
+    drop(store);
+}
+
+#[tokio::test]
+async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
+    let cluster = Cluster::start_new();
+    {
+        let (admin, connection) =
+            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
+    }
+    let log_path = std::env::temp_dir().join(format!("rinha-{}.log", uuid::Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut app = AppProcess::start_logging(&cluster.url("rinha"), &[], log.into()).await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| http.get(format!("{}{path}", app.address)).send();
+
+    cluster.stop();
+    for _ in 0..6 {
+        assert_eq!(get("/contagem-pessoas").await.unwrap().status(), 503);
+    }
+    let response = http
+        .post(format!("{}/pessoas", app.address))
+        .json(&pessoa("fora"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    cluster.start();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if get("/contagem-pessoas").await.unwrap().status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the replica recovers by itself");
+    app.signal("TERM");
+    assert!(app.wait(Duration::from_secs(10)).await.success());
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let outage: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("unavailable") || line.contains("available again"))
+        .collect();
+    assert_eq!(
+        outage.len(),
+        2,
+        "one line as it begins, one as it ends:\n{log}"
+    );
+    assert!(outage[0].contains("became unavailable"), "{log}");
+    let failures: u64 = outage[1]
+        .split_whitespace()
+        .rev()
+        .nth(2)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("a count of failures in {:?}", outage[1]));
+    assert!(failures >= 7, "{log}");
+}

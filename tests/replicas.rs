@@ -171,7 +171,11 @@ async fn a_replica_past_its_memory_budget_still_answers_every_route() {
     many.sort();
     many.dedup();
     assert_eq!(many.len(), 50, "each person once");
-    assert_eq!(search(&small, "cheio123").await.len(), 11, "cheio123, cheio1230 to 1239");
+    assert_eq!(
+        search(&small, "cheio123").await.len(),
+        11,
+        "cheio123, cheio1230 to 1239"
+    );
 
     // A record past the budget is read from the database.
     let id: uuid::Uuid = db

@@ -32,12 +32,17 @@ pub async fn fresh_database() -> String {
 pub fn settings(database_url: &str) -> Settings {
     Settings {
         database_url: database_url.to_owned(),
+        host: std::net::Ipv4Addr::UNSPECIFIED.into(),
         port: 0,
         pool_size: 8,
         writers: 4,
         batch_max: 256,
         db_timeout: Duration::from_secs(2),
         memory_limit_bytes: None,
+        max_connections: 4096,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(5),
     }
 }
 
@@ -62,7 +67,7 @@ impl TestApp {
 
     pub async fn spawn_with(settings: Settings) -> TestApp {
         let app = Application::build(&settings).await.expect("the app starts");
-        let address = format!("http://127.0.0.1:{}", app.port());
+        let address = format!("http://127.0.0.1:{}", app.local_addr().port());
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stop.await;
@@ -156,6 +161,20 @@ pub struct AppProcess {
 
 impl AppProcess {
     pub async fn start(database_url: &str) -> AppProcess {
+        AppProcess::start_with(database_url, &[]).await
+    }
+
+    /// The binary with more environment variables, or different ones.
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> AppProcess {
+        AppProcess::start_logging(database_url, env, Stdio::inherit()).await
+    }
+
+    /// The binary with its standard error sent to `stderr`.
+    pub async fn start_logging(
+        database_url: &str,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> AppProcess {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -164,15 +183,20 @@ impl AppProcess {
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
             .env("DB_TIMEOUT_MS", "2000")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the rinha binary");
+        let host = env
+            .iter()
+            .find_map(|(name, value)| (*name == "HOST").then_some(*value))
+            .unwrap_or("127.0.0.1");
         // Owned from here on, so that dropping it (on any panic below) ends the process.
         let process = AppProcess {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: format!("http://{host}:{port}"),
         };
         let http = reqwest::Client::new();
         for _ in 0..200 {

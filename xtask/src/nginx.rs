@@ -192,7 +192,7 @@ http {
         let derived = derive_config(shared, Path::new("/run/nginx")).unwrap();
         assert!(derived.contains("127.0.0.1:8081") && derived.contains("127.0.0.1:8082"));
         assert!(
-            derived.contains("location = /metrics"),
+            derived.contains("location /metrics {"),
             "/metrics must stay hidden"
         );
     }

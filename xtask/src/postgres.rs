@@ -138,7 +138,13 @@ impl Postgres {
     /// Applies the schema and fills the table with `count` generated people (the replay's
     /// `people` command, through `COPY`), then gathers the planner's statistics, as a table
     /// that grew over time would have them.
-    pub fn preload(&self, port: u16, schema: &Path, people: &mut Command, count: u64) -> Result<(), String> {
+    pub fn preload(
+        &self,
+        port: u16,
+        schema: &Path,
+        people: &mut Command,
+        count: u64,
+    ) -> Result<(), String> {
         let psql = |sql: &str| {
             let mut command = self.command("psql");
             command

@@ -26,7 +26,7 @@ pub const NGINX_PORT: u16 = 9999;
 pub const REPLICAS: [(&str, u16); 2] = [("api1", 8081), ("api2", 8082)];
 /// PostgreSQL takes the first free port from 5432, the compose stacks' port.
 const DATABASE_PORTS: std::ops::RangeInclusive<u16> = 5432..=5499;
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Long enough for PostgreSQL's fast shutdown to write its checkpoint.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -247,11 +247,14 @@ impl Stack {
             let mut replica = Command::new(release_binary("rinha"));
             replica
                 .envs(&prerequisites.services[name].environment)
+                // The replicas run on the host's own network: loopback only, behind nginx.
+                .env("HOST", "127.0.0.1")
                 .env("PORT", port.to_string())
                 .env("DATABASE_URL", self.database_url());
             self.start_service(name, replica, Signal::SIGTERM, prerequisites, || {
                 Command::new(release_binary("rinha"))
                     .arg("healthcheck")
+                    .env("HOST", "127.0.0.1")
                     .env("PORT", port.to_string())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

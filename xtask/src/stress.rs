@@ -31,8 +31,9 @@ impl Options {
     /// Parses the options of `cargo xtask COMMAND`; without `--out`, the run goes to
     /// `target/COMMAND/<seconds since 1970>`.
     pub fn parse(command: &str, args: &[String]) -> Result<Options, String> {
-        let usage =
-            format!("usage: cargo xtask {command} [--scale F] [--preload N] [--out DIR] [--strict]");
+        let usage = format!(
+            "usage: cargo xtask {command} [--scale F] [--preload N] [--out DIR] [--strict]"
+        );
         let mut scale = "1".to_owned();
         let mut preload = 0;
         let mut out = None;
