@@ -261,7 +261,7 @@ impl SearchIndex {
                     items_seen.push(number);
                     self.stack.people.lists[number as usize]
                         .iter()
-                        .all(|position| take(position))
+                        .all(&mut take)
                 },
             );
         }

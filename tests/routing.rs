@@ -18,7 +18,11 @@ async fn state() -> AppState {
     let settings = settings(&fresh_database().await);
     let store = Store::new(&settings).expect("a valid URL");
     store.migrate().await.expect("the schema applies");
-    let mirror = Arc::new(Mirror::load(store.clone()).await.expect("the mirror loads"));
+    let mirror = Arc::new(
+        Mirror::load(store.clone(), usize::MAX)
+            .await
+            .expect("the mirror loads"),
+    );
     let metrics = Arc::new(Metrics::new());
     let (writer, _writers) = Writer::spawn(
         store.clone(),
