@@ -50,6 +50,8 @@ struct State {
     /// Set once the budget is reached: rows inserted by this transaction or later may be
     /// missing, and the mirror no longer grows.
     frontier: Option<i64>,
+    /// How many people the mirror held when it last gave back its room to grow.
+    shrunk_at: usize,
 }
 
 impl State {
@@ -57,6 +59,11 @@ impl State {
     fn admit(&mut self, person: &search_index::PersonRef, budget: usize, frontier: i64) -> bool {
         if self.frontier.is_some() {
             return false;
+        }
+        if self.people.heap_bytes() >= budget && self.people.count() >= self.shrunk_at * 17 / 16 {
+            // Lists keep room to grow; giving it back may make room for many more people.
+            self.people.shrink();
+            self.shrunk_at = self.people.count();
         }
         if self.people.heap_bytes() >= budget {
             eprintln!(

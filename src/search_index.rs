@@ -194,10 +194,10 @@ impl SearchIndex {
         self.stack.people.flush();
     }
 
-    /// Gives back the room kept for growth, after a large load.
+    /// Gives back the room the lists keep for growth: after a large load, or before deciding
+    /// that the budget is reached. (The vectors by position keep theirs: giving it back would
+    /// only have the next person double them again.)
     pub fn shrink(&mut self) {
-        self.ids.shrink_to_fit();
-        self.offsets.shrink_to_fit();
         self.text.lists.shrink();
         self.stack.people.shrink();
     }
