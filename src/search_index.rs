@@ -79,6 +79,9 @@ struct StackItems {
     names: Vec<Box<str>>,
     folded: Vec<Box<str>>,
     numbers: HashMap<Box<str>, u32>,
+    /// The bytes of every name, held twice, and of every folded name: counted as they come,
+    /// since the budget is checked for every person.
+    text_bytes: usize,
     /// For each item, the positions of the people who have it.
     people: Lists,
     /// The folded items, by sequence; the ids are item numbers.
@@ -236,16 +239,13 @@ impl SearchIndex {
             }
             found.len() < limit
         };
-        let mut folded = String::new();
         let more = self.text.search(
             term,
             |position| {
                 let (apelido, nome) = self.texts(position as usize);
-                [apelido, nome].into_iter().any(|field| {
-                    folded.clear();
-                    folded.push_str(&fold(field));
-                    folded.contains(term)
-                })
+                [apelido, nome]
+                    .into_iter()
+                    .any(|field| fold(field).contains(term))
             },
             &mut take,
         );
@@ -374,13 +374,10 @@ pub fn fold(text: &str) -> Cow<'_, str> {
 
 impl StackItems {
     fn heap_bytes(&self) -> usize {
-        let names: usize = self.names.iter().map(|name| name.len()).sum();
-        let folded: usize = self.folded.iter().map(|name| name.len()).sum();
         // Each name is held twice (as a key and in `names`), each with its own allocation.
         self.names.capacity() * size_of::<Box<str>>() * 2
             + self.folded.capacity() * size_of::<Box<str>>()
-            + names * 2
-            + folded
+            + self.text_bytes
             + self.numbers.allocation_size()
             + self.people.heap_bytes()
             + self.sequences.heap_bytes()
@@ -395,6 +392,7 @@ impl StackItems {
         let folded = fold(item);
         self.sequences.add(number, [&*folded]);
         self.sequences.lists.flush();
+        self.text_bytes += item.len() * 2 + folded.len();
         self.folded.push(folded.into());
         self.names.push(item.into());
         self.numbers.insert(item.into(), number);

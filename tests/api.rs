@@ -327,30 +327,15 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
         .await
         .unwrap()
         .get(0);
-    let plan: Vec<String> = db
-        .query(
-            &format!("EXPLAIN {}", rinha::store::ADDED_SINCE_SQL),
-            &[&horizon],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = explain(&db, rinha::store::ADDED_SINCE_SQL, &[&horizon]).await;
     assert!(plan.contains("pessoas_insert_xact_id"), "{plan}");
     assert!(!plan.contains("Seq Scan on pessoas"), "{plan}");
-    let plan: Vec<String> = db
-        .query(
-            &format!("EXPLAIN {}", rinha::store::PAGE_SQL),
-            &[&0i64, &uuid::Uuid::nil(), &horizon, &10_000i64],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = explain(
+        &db,
+        rinha::store::PAGE_SQL,
+        &[&0i64, &uuid::Uuid::nil(), &horizon, &10_000i64],
+    )
+    .await;
     assert!(
         plan.contains("pessoas_insert_xact_id"),
         "a page is an index range: {plan}"
@@ -442,6 +427,19 @@ async fn anything_else_gets_404() {
         .await
         .unwrap();
     assert_eq!(put.status(), 404);
+}
+
+/// PostgreSQL's plan for `sql` with `params`, one line of it per line.
+async fn explain(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let rows = db.query(&format!("EXPLAIN {sql}"), params).await.unwrap();
+    rows.iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn urlencode(term: &str) -> String {

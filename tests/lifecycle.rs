@@ -107,15 +107,7 @@ async fn a_killed_replica_loses_nothing_it_acknowledged() {
 
 #[tokio::test]
 async fn a_database_restart_gives_quick_503s_then_recovers() {
-    let cluster = Cluster::start_new();
-    {
-        let (admin, connection) =
-            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
-    }
+    let cluster = cluster_with_database().await;
     let app = TestApp::spawn_with(settings(&cluster.url("rinha"))).await;
     let location = app.create(&pessoa("antes")).await;
 
@@ -339,15 +331,7 @@ async fn a_migration_cut_off_by_the_timeout_leaves_no_lock_behind() {
 
 #[tokio::test]
 async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
-    let cluster = Cluster::start_new();
-    {
-        let (admin, connection) =
-            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
-    }
+    let cluster = cluster_with_database().await;
     let log_path = std::env::temp_dir().join(format!("rinha-{}.log", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut app = AppProcess::start_logging(&cluster.url("rinha"), &[], log.into()).await;
@@ -397,4 +381,17 @@ async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
         .and_then(|count| count.parse().ok())
         .unwrap_or_else(|| panic!("a count of failures in {:?}", outage[1]));
     assert!(failures >= 7, "{log}");
+}
+
+/// A PostgreSQL cluster of the test's own (so that it may be stopped) with an empty `rinha`
+/// database.
+async fn cluster_with_database() -> Cluster {
+    let cluster = Cluster::start_new();
+    let (admin, connection) =
+        tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
+    cluster
 }
