@@ -409,6 +409,9 @@ struct Lists {
     list_bytes: usize,
     /// (list, id) in the order given.
     pending: Vec<(u32, u32)>,
+    /// Reused by each flush: where each list's ids start in `sorted`, and the ids by list.
+    starts: Vec<usize>,
+    sorted: Vec<u32>,
 }
 
 impl Lists {
@@ -419,6 +422,8 @@ impl Lists {
         self.lists.capacity() * size_of::<RoaringBitmap>()
             + self.list_bytes
             + self.pending.capacity() * size_of::<(u32, u32)>()
+            + self.starts.capacity() * size_of::<usize>()
+            + self.sorted.capacity() * size_of::<u32>()
     }
 
     fn new_list(&mut self) -> u32 {
@@ -440,25 +445,33 @@ impl Lists {
                 self.extend(run[0].0, run.iter().map(|&(_, id)| id));
             }
         } else {
-            let mut starts = vec![0usize; self.lists.len() + 1];
+            let mut starts = std::mem::take(&mut self.starts);
+            starts.clear();
+            starts.resize(self.lists.len() + 1, 0);
             for &(list, _) in &pending {
                 starts[list as usize + 1] += 1;
             }
             for i in 1..starts.len() {
                 starts[i] += starts[i - 1];
             }
-            let mut ids = vec![0u32; pending.len()];
-            let mut next = starts.clone();
+            let mut sorted = std::mem::take(&mut self.sorted);
+            sorted.clear();
+            sorted.resize(pending.len(), 0);
+            // Each list's next free place, advanced as its ids are placed; afterwards each
+            // holds the start of the next list.
+            let mut next = starts[..self.lists.len()].to_vec();
             for &(list, id) in &pending {
-                ids[next[list as usize]] = id;
+                sorted[next[list as usize]] = id;
                 next[list as usize] += 1;
             }
             for list in 0..self.lists.len() {
-                let run = &ids[starts[list]..starts[list + 1]];
+                let run = &sorted[starts[list]..starts[list + 1]];
                 if !run.is_empty() {
                     self.extend(list as u32, run.iter().copied());
                 }
             }
+            self.starts = starts;
+            self.sorted = sorted;
         }
         pending.clear();
         self.pending = pending;
@@ -490,6 +503,8 @@ impl Lists {
     /// Rebuilds every list at its exact size and counts its bytes anew.
     fn shrink(&mut self) {
         self.pending.shrink_to_fit();
+        self.starts = Vec::new();
+        self.sorted = Vec::new();
         let mut bytes = Vec::new();
         self.list_bytes = 0;
         for list in &mut self.lists {
@@ -546,8 +561,7 @@ impl Sequences {
             lists,
             scratch,
         } = self;
-        scratch.sort_unstable();
-        scratch.dedup();
+        // A sequence may repeat: the list files the id once (see `Lists::extend`).
         for key in scratch.iter() {
             let slot = *slots.entry(*key).or_insert_with(|| {
                 keys.push(*key);

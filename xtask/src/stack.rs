@@ -53,10 +53,15 @@ pub struct Service {
     pub cgroup: Cgroup,
 }
 
+/// `cargo xtask up [--preload N]`.
 pub fn up(args: &[String]) -> Result<(), String> {
-    if let Some(extra) = args.first() {
-        return Err(format!("up takes no arguments, got {extra:?}"));
-    }
+    let preload = match args {
+        [] => 0,
+        [flag, count] if flag == "--preload" => count
+            .parse()
+            .map_err(|_| format!("--preload {count:?} is not a whole number"))?,
+        _ => return Err(format!("usage: cargo xtask up [--preload N], got {args:?}")),
+    };
     match Stack::load()? {
         Some(stack) if stack.is_running()? => {
             println!("the stack is already up");
@@ -69,7 +74,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         }
         None => {}
     }
-    let stack = Stack::start(0)?;
+    let stack = Stack::start(preload)?;
     stack.print();
     println!("stop it with: cargo xtask down");
     Ok(())
