@@ -56,8 +56,10 @@ pub fn compose_down(args: &[String]) -> Result<(), String> {
 /// The replay is built along with the API's image.
 pub fn compose_stress(args: &[String]) -> Result<(), String> {
     let options = stress::Options::parse("compose-stress", args)?;
-    if options.preload > 0 {
-        return Err("--preload is for the native stack: cargo xtask stress --preload N".to_owned());
+    if options.preload > 0 || options.fault.is_some() {
+        return Err(
+            "--preload and --fault are for the native stack: cargo xtask stress".to_owned(),
+        );
     }
     let engine = Engine::detect()?;
     // A fresh stack: an empty database for the counts, new cgroups for the figures.
@@ -68,12 +70,12 @@ pub fn compose_stress(args: &[String]) -> Result<(), String> {
             .containers
             .iter()
             .map(|container| Measured {
-                name: &container.service,
-                cgroup: &container.cgroup,
+                name: container.service.clone(),
+                cgroup: container.cgroup.clone(),
                 limits: container.limits,
             })
             .collect();
-        let outcome = stress::replay_and_report(&services, &options);
+        let outcome = stress::replay_and_report(&services, &options, None);
         if outcome.is_err() {
             stack.save_logs(&options.out);
         }

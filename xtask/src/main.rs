@@ -5,6 +5,7 @@ mod compose;
 mod containers;
 mod delivery;
 mod engine;
+mod fault;
 mod images;
 mod nginx;
 mod postgres;

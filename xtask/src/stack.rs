@@ -2,7 +2,6 @@
 //! PostgreSQL, two replicas and nginx each run in their own cgroup, with the CPU and memory
 //! limits `docker/compose.yml` gives them. What is running is recorded in `.stack/state.json`.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -228,11 +227,9 @@ impl Stack {
             data_dir.display()
         );
         postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
-        let server = postgres.server(&data_dir, self.database_port, &self.run_dir.join("db"));
+        let (server, ready) = self.command("db", &prerequisites.services)?;
+        self.start_service("db", server, Signal::SIGINT, prerequisites, ready)?;
         let port = self.database_port;
-        self.start_service("db", server, Signal::SIGINT, prerequisites, || {
-            postgres.is_ready(port)
-        })?;
         postgres.create_database(port)?;
         if preload > 0 {
             let started = Instant::now();
@@ -248,24 +245,9 @@ impl Stack {
             );
         }
 
-        for (name, port) in REPLICAS {
-            let mut replica = Command::new(release_binary("rinha"));
-            replica
-                .envs(&prerequisites.services[name].environment)
-                // The replicas run on the host's own network: loopback only, behind nginx.
-                .env("HOST", "127.0.0.1")
-                .env("PORT", port.to_string())
-                .env("DATABASE_URL", self.database_url());
-            self.start_service(name, replica, Signal::SIGTERM, prerequisites, || {
-                Command::new(release_binary("rinha"))
-                    .arg("healthcheck")
-                    .env("HOST", "127.0.0.1")
-                    .env("PORT", port.to_string())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|status| status.success())
-            })?;
+        for (name, _) in REPLICAS {
+            let (replica, ready) = self.command(name, &prerequisites.services)?;
+            self.start_service(name, replica, Signal::SIGTERM, prerequisites, ready)?;
         }
 
         let nginx_dir = self.run_dir.join("nginx");
@@ -292,32 +274,55 @@ impl Stack {
         }
     }
 
+    /// The command that runs the database or a replica, and the check that it is ready.
+    fn command(
+        &self,
+        name: &str,
+        services: &std::collections::BTreeMap<String, compose::Service>,
+    ) -> Result<(Command, ReadyCheck), String> {
+        if name == "db" {
+            let postgres = Postgres::locate()?;
+            let db_dir = self.run_dir.join("db");
+            let server = postgres.server(&db_dir.join("data"), self.database_port, &db_dir);
+            let port = self.database_port;
+            return Ok((server, Box::new(move || postgres.is_ready(port))));
+        }
+        let (_, port) = REPLICAS
+            .into_iter()
+            .find(|(replica, _)| *replica == name)
+            .ok_or_else(|| format!("no command for service {name}"))?;
+        let mut replica = Command::new(release_binary("rinha"));
+        replica
+            .envs(&services[name].environment)
+            // The replicas run on the host's own network: loopback only, behind nginx.
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", self.database_url());
+        let ready = move || {
+            Command::new(release_binary("rinha"))
+                .arg("healthcheck")
+                .env("HOST", "127.0.0.1")
+                .env("PORT", port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        Ok((replica, Box::new(ready)))
+    }
+
     /// Starts `command` in the service's own cgroup, records it, and waits until `ready`.
     fn start_service(
         &mut self,
         name: &str,
-        mut command: Command,
+        command: Command,
         stop_signal: Signal,
         prerequisites: &Prerequisites,
         mut ready: impl FnMut() -> bool,
     ) -> Result<(), String> {
         let limits = prerequisites.limits(name);
         let cgroup = Cgroup::create(name, &limits)?;
-        let log_path = logs_dir().join(format!("{name}.log"));
-        let spawned = cgroup.attach_on_exec(&mut command).and_then(|()| {
-            let log = File::create(&log_path)
-                .map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
-            let log_copy = log.try_clone().map_err(|error| error.to_string())?;
-            command
-                .stdin(Stdio::null())
-                .stdout(log_copy)
-                .stderr(log)
-                // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
-                .process_group(0)
-                .spawn()
-                .map_err(|error| format!("cannot start {name}: {error}"))
-        });
-        let mut child = match spawned {
+        let mut child = match spawn(name, &cgroup, command, false) {
             Ok(child) => child,
             Err(error) => {
                 let _ = cgroup.remove();
@@ -333,7 +338,7 @@ impl Stack {
         });
         self.save()?;
         let started = Instant::now();
-        wait_until_ready(name, &mut child, &log_path, &mut ready)?;
+        wait_until_ready(name, &mut child, &log_path(name), &mut ready)?;
         println!(
             "{name} is up after {:.1} s (pid {}, {} CPU, {} MiB)",
             started.elapsed().as_secs_f64(),
@@ -342,6 +347,40 @@ impl Stack {
             limits.memory_bytes >> 20
         );
         Ok(())
+    }
+
+    /// Stops the database or a replica with `signal`, waits `pause`, and starts it again in
+    /// the same cgroup (so its CPU time and peak memory keep counting), until it is ready.
+    pub fn restart(&mut self, name: &str, signal: Signal, pause: Duration) -> Result<(), String> {
+        let index = self.index_of(name)?;
+        self.signal(name, signal)?;
+        if !self.services[index].wait_until_empty(STOP_TIMEOUT)? {
+            return Err(format!(
+                "{name} did not stop within {} s of {signal}",
+                STOP_TIMEOUT.as_secs()
+            ));
+        }
+        sleep(pause);
+        let services = compose::read(&repo_root().join("docker/compose.yml"))?;
+        let (command, mut ready) = self.command(name, &services)?;
+        let mut child = spawn(name, &self.services[index].cgroup, command, true)?;
+        self.services[index].pid = child.id() as i32;
+        self.save()?;
+        wait_until_ready(name, &mut child, &log_path(name), &mut ready)
+    }
+
+    /// Sends `signal` to the service's own process.
+    pub fn signal(&self, name: &str, signal: Signal) -> Result<(), String> {
+        let service = &self.services[self.index_of(name)?];
+        kill(Pid::from_raw(service.pid), signal)
+            .map_err(|error| format!("cannot send {signal} to {name}: {error}"))
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize, String> {
+        self.services
+            .iter()
+            .position(|service| service.name == name)
+            .ok_or_else(|| format!("the stack has no service {name}"))
     }
 
     pub fn database_url(&self) -> String {
@@ -536,6 +575,36 @@ fn wait_until_ready(
         }
         sleep(POLL_INTERVAL);
     }
+}
+
+/// Tells whether a service just started answers yet.
+type ReadyCheck = Box<dyn FnMut() -> bool>;
+
+fn log_path(name: &str) -> PathBuf {
+    logs_dir().join(format!("{name}.log"))
+}
+
+/// Spawns `command` into `cgroup`, in its own process group, its output going to the service's
+/// log (appended to when the service is started again).
+fn spawn(name: &str, cgroup: &Cgroup, mut command: Command, append: bool) -> Result<Child, String> {
+    cgroup.attach_on_exec(&mut command)?;
+    let path = log_path(name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(&path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let log_copy = log.try_clone().map_err(|error| error.to_string())?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log_copy)
+        .stderr(log)
+        // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
+        .process_group(0)
+        .spawn()
+        .map_err(|error| format!("cannot start {name}: {error}"))
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing sensible answers.

@@ -1,6 +1,7 @@
-//! `cargo xtask stress [--scale F] [--preload N] [--out DIR] [--strict]`: the contest's stress
-//! test, replayed against a fresh native stack (its table first filled with N generated people),
-//! with each service's CPU time and peak memory from its cgroup.
+//! `cargo xtask stress [--scale F] [--preload N] [--fault KIND[@S]] [--out DIR] [--strict]`: the
+//! contest's stress test, replayed against a fresh native stack (its table first filled with N
+//! generated people, one fault injected during the run), with each service's CPU time and peak
+//! memory from its cgroup.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -10,18 +11,20 @@ use serde_json::json;
 
 use crate::cgroup::{Cgroup, Throttling};
 use crate::compose::Limits;
+use crate::fault::Fault;
 use crate::stack::{self, NGINX_PORT, REPLICAS, Stack};
 
 const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
 const TERMS: &str = "gatling/resources/termos-busca.tsv";
 
-/// The options of the stress runs, `[--scale F] [--preload N] [--out DIR] [--strict]`, shared by
-/// every stack.
+/// The options of the stress runs, shared by every stack.
 #[derive(Debug, PartialEq)]
 pub struct Options {
     pub scale: String,
     /// People generated into the table before the replicas start.
     pub preload: u64,
+    /// One fault injected into the stack during the replay.
+    pub fault: Option<Fault>,
     pub out: PathBuf,
     /// Fail on any KO or any count that differs from the expected one (for CI).
     pub strict: bool,
@@ -36,6 +39,7 @@ impl Options {
         );
         let mut scale = "1".to_owned();
         let mut preload = 0;
+        let mut fault = None;
         let mut out = None;
         let mut strict = false;
         let mut args = args.iter();
@@ -61,6 +65,7 @@ impl Options {
                         .parse()
                         .map_err(|_| format!("--preload {count:?} is not a whole number"))?;
                 }
+                "--fault" => fault = Some(Fault::parse(&value()?)?),
                 "--out" => out = Some(PathBuf::from(value()?)),
                 "--strict" => strict = true,
                 other => return Err(format!("unknown {command} option {other:?}; {usage}")),
@@ -79,6 +84,7 @@ impl Options {
         Ok(Options {
             scale,
             preload,
+            fault,
             out,
             strict,
         })
@@ -103,17 +109,18 @@ pub fn stress(args: &[String]) -> Result<(), String> {
         }
         None => false,
     };
-    let stack = Stack::start(options.preload)?;
+    let mut stack = Stack::start(options.preload)?;
     let services: Vec<Measured> = stack
         .services
         .iter()
         .map(|service| Measured {
-            name: &service.name,
-            cgroup: &service.cgroup,
+            name: service.name.clone(),
+            cgroup: service.cgroup.clone(),
             limits: service.limits,
         })
         .collect();
-    let outcome = replay_and_report(&services, &options);
+    let fault = options.fault.map(|fault| (fault, &mut stack));
+    let outcome = replay_and_report(&services, &options, fault);
     // The stack is left as it was found, so that the verdict stays the last line.
     if !was_up {
         stack.stop()?;
@@ -122,17 +129,23 @@ pub fn stress(args: &[String]) -> Result<(), String> {
 }
 
 /// A service whose cgroup a run measures.
-pub struct Measured<'a> {
-    pub name: &'a str,
-    pub cgroup: &'a Cgroup,
+pub struct Measured {
+    pub name: String,
+    pub cgroup: Cgroup,
     pub limits: Limits,
 }
 
 /// Replays the stress test against nginx on :9999 at the options' scale into their output
 /// directory, then has the replay report it again with each service's CPU time, CPU throttling
 /// and peak memory over the run (the services were started for it, so their peaks are the
-/// run's). Under `--strict` a failed verdict is an error.
-pub fn replay_and_report(services: &[Measured], options: &Options) -> Result<(), String> {
+/// run's). With a fault, it strikes `stack` during the replay and the run is judged by the
+/// fault's own target (see `fault.rs`), recorded as `fault` in `summary.json`. Under `--strict`
+/// a failed verdict is an error.
+pub fn replay_and_report(
+    services: &[Measured],
+    options: &Options,
+    fault: Option<(Fault, &mut Stack)>,
+) -> Result<(), String> {
     let Options {
         scale, out, strict, ..
     } = options;
@@ -164,7 +177,32 @@ pub fn replay_and_report(services: &[Measured], options: &Options) -> Result<(),
         load.arg("--metrics")
             .arg(format!("http://127.0.0.1:{port}/metrics"));
     }
-    run_replay(&mut load)?;
+    let window = match fault {
+        None => {
+            run_replay(&mut load)?;
+            None
+        }
+        Some((fault, stack)) => {
+            let mut replay = load
+                .spawn()
+                .map_err(|error| format!("cannot run the replay: {error}"))?;
+            let scale: f64 = scale.parse().expect("checked by Options::parse");
+            std::thread::sleep(fault.delay(scale));
+            println!("injecting {}", fault.name());
+            let struck = fault.inject(stack);
+            let status = replay.wait().map_err(|error| error.to_string())?;
+            let window = struck?;
+            println!(
+                "{} took {:.1} s to repair",
+                fault.name(),
+                window.1 - window.0
+            );
+            if !status.success() {
+                return Err(format!("the replay failed ({status})"));
+            }
+            Some((fault, window))
+        }
+    };
     let after = cpu_figures(services)?;
 
     let mut figures = serde_json::Map::new();
@@ -210,10 +248,48 @@ pub fn replay_and_report(services: &[Measured], options: &Options) -> Result<(),
         .arg(out)
         .arg("--stack-json")
         .arg(&stack_json);
-    if *strict {
-        report.arg("--strict");
+    let Some((fault, window)) = window else {
+        if *strict {
+            report.arg("--strict");
+        }
+        return run_replay(&mut report);
+    };
+    run_replay(&mut report)?;
+    let read = |name: &str| -> Result<serde_json::Value, String> {
+        let path = out.join(name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
+    };
+    let mut summary = read("summary.json")?;
+    let (figures, problems) = fault.judge(window, &summary, &read("series.json")?);
+    println!(
+        "fault {}: injected at {} s, repaired at {} s; KO before {}, during {}, after {}",
+        fault.name(),
+        figures["injected_at_s"],
+        figures["restored_at_s"],
+        figures["ko_before"],
+        figures["ko_during"],
+        figures["ko_after"]
+    );
+    summary["fault"] = figures;
+    let path = out.join("summary.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&summary).expect("JSON values serialise"),
+    )
+    .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    if problems.is_empty() {
+        println!("FAULT PASS: {}", fault.name());
+        Ok(())
+    } else {
+        println!("FAULT FAIL: {}: {}", fault.name(), problems.join("; "));
+        if *strict {
+            Err("the run failed its fault target (see above)".to_owned())
+        } else {
+            Ok(())
+        }
     }
-    run_replay(&mut report)
 }
 
 fn replay() -> Command {
@@ -255,6 +331,8 @@ mod tests {
         assert_eq!(options.preload, 0);
         let options = Options::parse("stress", &args(&["--preload", "200000"])).unwrap();
         assert_eq!(options.preload, 200_000);
+        let options = Options::parse("stress", &args(&["--fault", "pause-db@20"])).unwrap();
+        assert_eq!(options.fault, Some(Fault::parse("pause-db@20").unwrap()));
         assert!(
             options
                 .out
@@ -270,6 +348,7 @@ mod tests {
             Options {
                 scale: "0.2".to_owned(),
                 preload: 0,
+                fault: None,
                 out: PathBuf::from("x"),
                 strict: true
             }
@@ -280,6 +359,7 @@ mod tests {
             &["--scale", "fast"],
             &["--quick"],
             &["--preload", "-1"],
+            &["--fault", "reboot"],
         ] {
             assert!(
                 Options::parse("stress", &args(bad)).is_err(),

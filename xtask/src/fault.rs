@@ -1,0 +1,265 @@
+//! `cargo xtask stress --fault KIND[@SECONDS]`: one fault injected into the running native
+//! stack during the replay, its window, and the KOs before, during and after it.
+//!
+//! The replay counts each request in the second it started, so a request is "during" the fault
+//! when it started from one second before the fault to one second after the stack was whole
+//! again: a request in flight when the fault struck, or sent just as a service came back, is
+//! the fault's.
+
+use std::thread::sleep;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use crate::stack::{REPLICAS, Stack};
+
+/// How long `kill-replica` leaves api1 down, and `pause-db` the database stopped.
+const KILLED_FOR: Duration = Duration::from_secs(2);
+const PAUSED_FOR: Duration = Duration::from_secs(3);
+/// The margin around the fault's window, in seconds.
+const MARGIN: f64 = 1.0;
+/// The middle of the full profile (about 205 s), scaled like it.
+const MIDDLE_SECONDS: f64 = 102.0;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// SIGTERM api1, start it again, wait until healthy; then api2: a rolling deploy.
+    RestartReplicas,
+    /// SIGKILL api1, start it again 2 s later.
+    KillReplica,
+    /// A fast shutdown of PostgreSQL, then a start.
+    RestartDb,
+    /// SIGSTOP PostgreSQL for 3 s, then SIGCONT.
+    PauseDb,
+}
+
+const KINDS: [(&str, Kind); 4] = [
+    ("restart-replicas", Kind::RestartReplicas),
+    ("kill-replica", Kind::KillReplica),
+    ("restart-db", Kind::RestartDb),
+    ("pause-db", Kind::PauseDb),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    pub kind: Kind,
+    /// Seconds after the replay starts; by default the middle of the run.
+    pub at_seconds: Option<f64>,
+}
+
+impl Fault {
+    pub fn parse(text: &str) -> Result<Fault, String> {
+        let (name, at) = match text.split_once('@') {
+            Some((name, at)) => (name, Some(at)),
+            None => (text, None),
+        };
+        let kind = KINDS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| {
+                let names: Vec<&str> = KINDS.iter().map(|(name, _)| *name).collect();
+                format!("unknown fault {name:?}: one of {}", names.join(", "))
+            })?;
+        let at_seconds = at
+            .map(|at| {
+                at.parse::<f64>()
+                    .ok()
+                    .filter(|seconds| *seconds >= 0.0 && seconds.is_finite())
+                    .ok_or_else(|| format!("--fault {text:?}: {at:?} is not a number of seconds"))
+            })
+            .transpose()?;
+        Ok(Fault { kind, at_seconds })
+    }
+
+    pub fn name(&self) -> &'static str {
+        KINDS
+            .iter()
+            .find(|(_, kind)| *kind == self.kind)
+            .map(|(name, _)| *name)
+            .expect("every kind is named")
+    }
+
+    /// When to strike, in seconds after the replay starts, for a run at `scale`.
+    pub fn delay(&self, scale: f64) -> Duration {
+        Duration::from_secs_f64(self.at_seconds.unwrap_or(MIDDLE_SECONDS * scale))
+    }
+
+    /// Strikes the stack, brings it back, and returns when both happened (Unix seconds).
+    pub fn inject(&self, stack: &mut Stack) -> Result<(f64, f64), String> {
+        let injected = now();
+        match self.kind {
+            Kind::RestartReplicas => {
+                for (name, _) in REPLICAS {
+                    stack.restart(name, Signal::SIGTERM, Duration::ZERO)?;
+                }
+            }
+            Kind::KillReplica => stack.restart(REPLICAS[0].0, Signal::SIGKILL, KILLED_FOR)?,
+            Kind::RestartDb => stack.restart("db", Signal::SIGINT, Duration::ZERO)?,
+            Kind::PauseDb => {
+                stack.signal("db", Signal::SIGSTOP)?;
+                sleep(PAUSED_FOR);
+                stack.signal("db", Signal::SIGCONT)?;
+            }
+        }
+        Ok((injected, now()))
+    }
+
+    /// The `fault` object of `summary.json`, from the window and the run's KOs per second,
+    /// and whether the run met this kind's target.
+    pub fn judge(
+        &self,
+        window: (f64, f64),
+        summary: &Value,
+        series: &Value,
+    ) -> (Value, Vec<String>) {
+        let started = summary["started_at_unix_seconds"].as_f64().unwrap_or(0.0);
+        let (injected_at, restored_at) = (window.0 - started, window.1 - started);
+        let first = (injected_at - MARGIN).floor().max(0.0) as usize;
+        let last = (restored_at + MARGIN).ceil() as usize;
+        let kos: Vec<u64> = series["timeline"]["ko_per_second"]
+            .as_array()
+            .map(|seconds| seconds.iter().map(|ko| ko.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
+        let sum = |range: std::ops::Range<usize>| -> u64 {
+            kos.iter()
+                .skip(range.start)
+                .take(range.end.saturating_sub(range.start))
+                .sum()
+        };
+        let (before, during, after) = (
+            sum(0..first),
+            sum(first..last + 1),
+            sum(last + 1..kos.len()),
+        );
+        let created = summary["created_201"].as_u64().unwrap_or(0);
+        let expected = summary["expected_count"].as_u64().unwrap_or(0);
+        let stored = summary["count_after"]
+            .as_u64()
+            .map(|after| after.saturating_sub(summary["count_before"].as_u64().unwrap_or(0)));
+
+        let mut problems = Vec::new();
+        if before > 0 || after > 0 {
+            problems.push(format!("{before} KO before the fault, {after} after it"));
+        }
+        match stored {
+            None => problems.push("no count after the run".to_owned()),
+            Some(stored) if stored < created => problems.push(format!(
+                "{stored} people stored but {created} acknowledged (201): some were lost"
+            )),
+            Some(_) => {}
+        }
+        // A deploy and a paused database must cost nothing; a killed replica or a restarted
+        // database may fail the requests they held.
+        if matches!(self.kind, Kind::RestartReplicas | Kind::PauseDb) {
+            if during > 0 {
+                problems.push(format!("{during} KO during the fault"));
+            }
+            if stored != Some(expected) {
+                problems.push(format!("count {stored:?} != expected {expected}"));
+            }
+        }
+        let fault = json!({
+            "kind": self.name(),
+            "injected_at_s": round(injected_at),
+            "restored_at_s": round(restored_at),
+            "ko_before": before,
+            "ko_during": during,
+            "ko_after": after,
+            "created_201": created,
+            "stored": stored,
+            "expected": expected,
+            "pass": problems.is_empty(),
+            "problems": problems,
+        });
+        (fault, problems)
+    }
+}
+
+fn round(seconds: f64) -> f64 {
+    (seconds * 100.0).round() / 100.0
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kinds_and_times() {
+        assert_eq!(
+            Fault::parse("kill-replica").unwrap(),
+            Fault {
+                kind: Kind::KillReplica,
+                at_seconds: None
+            }
+        );
+        let fault = Fault::parse("pause-db@25").unwrap();
+        assert_eq!(fault.kind, Kind::PauseDb);
+        assert_eq!(fault.delay(1.0), Duration::from_secs(25));
+        assert_eq!(
+            Fault::parse("restart-db").unwrap().delay(0.2),
+            Duration::from_secs_f64(20.4)
+        );
+        assert_eq!(
+            Fault::parse("restart-replicas").unwrap().name(),
+            "restart-replicas"
+        );
+        for bad in ["reboot", "pause-db@", "pause-db@-1", "kill-replica@soon"] {
+            assert!(Fault::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    fn run(kos: &[u64], created: u64, before: u64, after: u64, expected: u64) -> (Value, Value) {
+        let summary = json!({
+            "started_at_unix_seconds": 1000,
+            "created_201": created,
+            "count_before": before,
+            "count_after": after,
+            "expected_count": expected,
+        });
+        let series = json!({"timeline": {"ko_per_second": kos}});
+        (summary, series)
+    }
+
+    #[test]
+    fn counts_kos_by_window_and_applies_each_kinds_target() {
+        // Struck at 5.5 s, whole again at 7.2 s: the window is seconds 4 to 9.
+        let window = (1005.5, 1007.2);
+        let kos = [0, 0, 0, 1, 2, 0, 3, 0, 0, 1, 0, 0];
+        let (summary, series) = run(&kos, 10, 100, 111, 11);
+        let kill = Fault::parse("kill-replica").unwrap();
+        let (fault, problems) = kill.judge(window, &summary, &series);
+        assert_eq!(fault["ko_before"], 1);
+        assert_eq!(fault["ko_during"], 6);
+        assert_eq!(fault["ko_after"], 0);
+        assert_eq!(fault["injected_at_s"], 5.5);
+        assert_eq!(problems, ["1 KO before the fault, 0 after it"]);
+
+        let (summary, series) = run(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10, 100, 109, 10);
+        let (_, problems) = kill.judge(window, &summary, &series);
+        assert_eq!(
+            problems,
+            ["9 people stored but 10 acknowledged (201): some were lost"]
+        );
+
+        let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 10, 10);
+        let (_, problems) = Fault::parse("restart-replicas")
+            .unwrap()
+            .judge(window, &summary, &series);
+        assert_eq!(problems, ["1 KO during the fault"]);
+        let (summary, series) = run(&[0; 10], 10, 0, 10, 10);
+        let (fault, problems) = Fault::parse("pause-db")
+            .unwrap()
+            .judge(window, &summary, &series);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(fault["pass"], true);
+    }
+}
