@@ -33,6 +33,10 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE_MS`: how long a replica told to stop waits for its open requests before
     /// it closes their connections.
     pub shutdown_grace: Duration,
+    /// `DRAIN_MS`: how long a replica told to stop goes on serving, closing each connection
+    /// after its answer, before it stops accepting; longer than nginx keeps an idle upstream
+    /// connection, so that nginx never sends a request down one the replica is closing.
+    pub drain: Duration,
 }
 
 #[derive(Debug)]
@@ -100,6 +104,7 @@ impl Settings {
             )?),
             body_timeout: Duration::from_millis(number("BODY_TIMEOUT_MS", 10_000, 1..=600_000)?),
             shutdown_grace: Duration::from_millis(number("SHUTDOWN_GRACE_MS", 5000, 0..=600_000)?),
+            drain: Duration::from_millis(number("DRAIN_MS", 3000, 0..=600_000)?),
         })
     }
 }
@@ -130,6 +135,7 @@ mod tests {
         assert_eq!(s.header_timeout, Duration::from_secs(10));
         assert_eq!(s.body_timeout, Duration::from_secs(10));
         assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(s.drain, Duration::from_secs(3));
         assert_eq!(s.max_connections, 4096);
         assert!(s.database_url.starts_with("postgres://"));
     }
@@ -147,6 +153,7 @@ mod tests {
             ("HEADER_TIMEOUT_MS", "300"),
             ("BODY_TIMEOUT_MS", "400"),
             ("SHUTDOWN_GRACE_MS", "500"),
+            ("DRAIN_MS", "600"),
             ("MAX_CONNECTIONS", "16"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
         ])
@@ -161,6 +168,7 @@ mod tests {
         assert_eq!(s.header_timeout, Duration::from_millis(300));
         assert_eq!(s.body_timeout, Duration::from_millis(400));
         assert_eq!(s.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(s.drain, Duration::from_millis(600));
         assert_eq!(s.max_connections, 16);
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
     }

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::Either;
@@ -14,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
+use warp::http::{HeaderValue, header};
 
 use crate::config::Settings;
 use crate::memory;
@@ -69,6 +71,7 @@ impl Application {
                 max_connections: settings.max_connections,
                 header_timeout: settings.header_timeout,
                 shutdown_grace: settings.shutdown_grace,
+                drain: settings.drain,
             },
         })
     }
@@ -102,11 +105,16 @@ struct Limits {
     max_connections: usize,
     header_timeout: Duration,
     shutdown_grace: Duration,
+    drain: Duration,
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then closes idle connections and
-/// waits for the others to finish their requests, for at most the shutdown grace: a client
-/// that stalls (one that never reads its answers, say) must not keep the replica from exiting.
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes; drains for the drain time (still
+/// accepting, but closing each connection after its next answer), so that a proxy holding idle
+/// connections to this replica uses each once more or drops it, instead of sending a request
+/// down one the replica closes (a POST sent so is not retried: the client would get a 502);
+/// then closes idle connections and waits for the others to finish their requests, for at most
+/// the shutdown grace: a client that stalls (one that never reads its answers, say) must not
+/// keep the replica from exiting.
 ///
 /// Through hyper rather than `warp::serve`, which sets no timer: with one, a connection that
 /// has not sent a whole request head within the header timeout, idle time included, is closed.
@@ -128,7 +136,13 @@ async fn serve<F>(
     // new clients wait in the listen backlog (and beyond it are refused by the kernel) instead
     // of each costing the replica a task, buffers and a descriptor.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut shutdown = std::pin::pin!(shutdown);
+    let draining = Arc::new(AtomicBool::new(false));
+    let drained = async {
+        shutdown.await;
+        draining.store(true, Ordering::Relaxed);
+        tokio::time::sleep(limits.drain).await;
+    };
+    let mut shutdown = std::pin::pin!(drained);
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => {
@@ -147,10 +161,21 @@ async fn serve<F>(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let draining = draining.clone();
         let service = hyper::service::service_fn(move |request| {
-            match refuse_transfer_codings(request.headers()) {
+            let answer = match refuse_transfer_codings(request.headers()) {
                 Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
                 None => Either::Right(service.call(request)),
+            };
+            let draining = draining.clone();
+            async move {
+                let mut response = answer.await?;
+                if draining.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

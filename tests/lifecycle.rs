@@ -395,3 +395,56 @@ async fn cluster_with_database() -> Cluster {
     admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
     cluster
 }
+
+#[tokio::test]
+async fn a_replica_told_to_stop_answers_on_open_connections_while_it_drains() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Sends one request and reads what comes back until the server closes the connection or
+    /// falls silent.
+    async fn exchange(stream: &mut TcpStream) -> String {
+        stream
+            .write_all(b"GET /contagem-pessoas HTTP/1.1\r\nHost: rinha\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(Ok(read)) =
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buffer)).await
+        {
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8_lossy(&answer).to_lowercase()
+    }
+
+    let mut app = TestApp::spawn_with(rinha::config::Settings {
+        drain: Duration::from_millis(1500),
+        ..settings(&fresh_database().await)
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // An idle keep-alive connection, as nginx keeps to each replica.
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    let first = exchange(&mut idle).await;
+    assert!(first.starts_with("http/1.1 200"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+
+    app.begin_stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let draining = exchange(&mut idle).await;
+    assert!(
+        draining.starts_with("http/1.1 200") && draining.contains("connection: close"),
+        "a request on an idle connection while draining is answered, and the connection then \
+         closed: {draining:?}"
+    );
+    let mut fresh = TcpStream::connect(&address).await.unwrap();
+    let fresh_answer = exchange(&mut fresh).await;
+    assert!(
+        fresh_answer.starts_with("http/1.1 200"),
+        "new connections are still served while draining: {fresh_answer:?}"
+    );
+}

@@ -43,6 +43,8 @@ pub fn settings(database_url: &str) -> Settings {
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(5),
+        // Tests stop their replicas at once unless they test the drain.
+        drain: Duration::ZERO,
     }
 }
 
@@ -122,6 +124,13 @@ impl TestApp {
             .unwrap()
             .parse()
             .expect("a whole number")
+    }
+
+    /// Tells the replica to stop, as SIGTERM does, without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
     }
 
     /// Stops the replica gracefully and waits until it has.

@@ -30,7 +30,7 @@ pub enum Kind {
     KillReplica,
     /// A fast shutdown of PostgreSQL, then a start.
     RestartDb,
-    /// SIGSTOP PostgreSQL for 3 s, then SIGCONT.
+    /// SIGSTOP every PostgreSQL process for 3 s, then SIGCONT.
     PauseDb,
 }
 
@@ -98,9 +98,9 @@ impl Fault {
             Kind::KillReplica => stack.restart(REPLICAS[0].0, Signal::SIGKILL, KILLED_FOR)?,
             Kind::RestartDb => stack.restart("db", Signal::SIGINT, Duration::ZERO)?,
             Kind::PauseDb => {
-                stack.signal("db", Signal::SIGSTOP)?;
+                stack.signal_every("db", Signal::SIGSTOP)?;
                 sleep(PAUSED_FOR);
-                stack.signal("db", Signal::SIGCONT)?;
+                stack.signal_every("db", Signal::SIGCONT)?;
             }
         }
         Ok((injected, now()))

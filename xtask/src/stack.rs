@@ -376,6 +376,17 @@ impl Stack {
             .map_err(|error| format!("cannot send {signal} to {name}: {error}"))
     }
 
+    /// Sends `signal` to every process of the service (PostgreSQL's backends too), as a
+    /// container pause would reach them all.
+    pub fn signal_every(&self, name: &str, signal: Signal) -> Result<(), String> {
+        let service = &self.services[self.index_of(name)?];
+        for pid in service.cgroup.pids()? {
+            kill(Pid::from_raw(pid), signal)
+                .map_err(|error| format!("cannot send {signal} to {name} ({pid}): {error}"))?;
+        }
+        Ok(())
+    }
+
     fn index_of(&self, name: &str) -> Result<usize, String> {
         self.services
             .iter()
