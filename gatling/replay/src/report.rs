@@ -329,7 +329,7 @@ mod tests {
             terms_file: "t.tsv".to_owned(),
             scale: 0.1,
             seed: 1,
-            started_at_unix_seconds: 0,
+            started_at_unix_seconds: 0.0,
             duration_seconds: 3.0,
             creation_sessions: 3,
             valid_search_sessions: 0,

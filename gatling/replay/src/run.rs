@@ -147,7 +147,7 @@ struct Observed {
     recorder: Recorder,
     scrapes: Vec<Scrape>,
     duration: Duration,
-    started_at_unix_seconds: u64,
+    started_at_unix_seconds: f64,
     count_before: Option<u64>,
     count_after: Option<u64>,
     cpu_seconds: f64,
@@ -170,7 +170,7 @@ async fn drive(
     let cpu_before = rusage::cpu_seconds();
     let started_at_unix_seconds = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
+        .map_or(0.0, |since| since.as_secs_f64());
     let started = Instant::now();
     let (stop, stopped) = watch::channel(false);
 

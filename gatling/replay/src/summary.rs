@@ -14,7 +14,8 @@ pub struct Summary {
     pub terms_file: String,
     pub scale: f64,
     pub seed: i64,
-    pub started_at_unix_seconds: u64,
+    /// To the microsecond, so that a fault's window can be placed in the run's seconds.
+    pub started_at_unix_seconds: f64,
     pub duration_seconds: f64,
     pub creation_sessions: u64,
     pub valid_search_sessions: u64,
