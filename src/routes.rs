@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use warp::http::{StatusCode, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -68,6 +68,23 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
             )
         });
 
+    // A known path asked with a method it does not offer: 405, naming the ones it does.
+    let not_allowed = warp::path("pessoas")
+        .and(warp::path::end())
+        .and(other_method_than(&[Method::GET, Method::POST]))
+        .map(|| method_not_allowed("GET, POST"))
+        .or(warp::path!("pessoas" / String)
+            .and(other_method_than(&[Method::GET]))
+            .map(|_| method_not_allowed("GET")))
+        .unify()
+        .or(warp::path("contagem-pessoas")
+            .or(warp::path("metrics"))
+            .unify()
+            .and(warp::path::end())
+            .and(other_method_than(&[Method::GET]))
+            .map(|| method_not_allowed("GET")))
+        .unify();
+
     let routes = create
         .or(find)
         .unify()
@@ -76,6 +93,8 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .or(count)
         .unify()
         .or(metrics_route)
+        .unify()
+        .or(not_allowed)
         .unify();
     exact_path()
         .and(routes)
@@ -88,6 +107,30 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
 
 /// Lets through only paths without empty segments, so each resource has one path: warp's own
 /// matching would also accept `/metrics/`, `/contagem-pessoas/` or `//pessoas`.
+/// Passes requests whose method is none of `served`, so that a route's own rejections (a body
+/// too large, a bad query) are never taken for a wrong method.
+fn other_method_than(
+    served: &'static [Method],
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and_then(move |method: Method| async move {
+            if served.contains(&method) {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
 fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(|path: warp::path::FullPath| async move {

@@ -409,24 +409,28 @@ async fn metrics_expose_requests_latency_batches_pool_mirror_and_process() {
 }
 
 #[tokio::test]
-async fn anything_else_gets_404() {
+async fn unknown_paths_get_404_and_methods_a_path_does_not_offer_405() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/").await.status(), 404);
     assert_eq!(app.get("/pessoa").await.status(), 404);
-    let delete = app
-        .http
-        .delete(format!("{}/pessoas", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(delete.status(), 404);
-    let put = app
-        .http
-        .put(format!("{}/contagem-pessoas", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 404);
+    let id = uuid::Uuid::now_v7();
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/pessoas".to_owned(), "GET, POST"),
+        (reqwest::Method::PATCH, "/pessoas".to_owned(), "GET, POST"),
+        (reqwest::Method::PUT, format!("/pessoas/{id}"), "GET"),
+        (reqwest::Method::POST, format!("/pessoas/{id}"), "GET"),
+        (reqwest::Method::PUT, "/contagem-pessoas".to_owned(), "GET"),
+        (reqwest::Method::DELETE, "/metrics".to_owned(), "GET"),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
 }
 
 /// PostgreSQL's plan for `sql` with `params`, one line of it per line.
