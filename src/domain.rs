@@ -1,104 +1,94 @@
-//! The person record: parsing a request body into a value that is valid by construction.
+//! The person record and its fields, each a type that can only hold a valid value: the rules
+//! are checked once, where a value is parsed, and a [`Pessoa`] cannot be built otherwise.
 //!
 //! Two kinds of bad input are told apart, because the API answers them differently:
 //! a body that is not the expected JSON shape (malformed, not an object, wrong types) is a
 //! [`RejectedPayload::Malformed`] (400); a well-typed body that breaks a rule (a required field
-//! null or missing, a length exceeded, an impossible date) is [`RejectedPayload::Invalid`] (422).
+//! null or missing, a length exceeded, an impossible date) is [`RejectedPayload::Invalid`] (422),
+//! with every broken rule reported at once, field by field, by `validator`.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use validator::{Validate, ValidationError};
+use validator::{ValidateLength, ValidationError, ValidationErrors};
 
-pub const APELIDO_MAX_CHARS: u64 = 32;
-pub const NOME_MAX_CHARS: u64 = 100;
-pub const STACK_ITEM_MAX_CHARS: u64 = 32;
+/// A text field with a bound: from 1 to `$max` characters (not bytes), and no NUL, which
+/// PostgreSQL text cannot hold.
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+        pub struct $name(String);
 
-/// The body of `POST /pessoas` as it arrives: every field optional so that a null or missing
-/// field is a rule violation (422) rather than a shape error (400).
-#[derive(Debug, Deserialize, Validate)]
-pub struct PessoaPayload {
-    #[validate(required, length(min = 1, max = APELIDO_MAX_CHARS), custom(function = "validate_text"))]
-    apelido: Option<String>,
-    #[validate(required, length(min = 1, max = NOME_MAX_CHARS), custom(function = "validate_text"))]
-    nome: Option<String>,
-    #[validate(required, custom(function = "validate_nascimento"))]
-    nascimento: Option<String>,
-    #[validate(custom(function = "validate_stack"))]
-    stack: Option<Vec<String>>,
-}
+        impl $name {
+            pub const MAX_CHARS: u64 = $max;
 
-/// A person that passed every rule, ready to be stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Pessoa {
-    pub id: Uuid,
-    pub apelido: String,
-    pub nome: String,
-    /// Always a real calendar date in `YYYY-MM-DD` form.
-    pub nascimento: String,
-    pub stack: Option<Vec<String>>,
-}
+            pub fn parse(text: String) -> Result<$name, ValidationError> {
+                check_text(&text, Self::MAX_CHARS)?;
+                Ok($name(text))
+            }
+        }
 
-#[derive(Debug)]
-pub enum RejectedPayload {
-    Malformed(serde_json::Error),
-    Invalid(validator::ValidationErrors),
-}
-
-impl Pessoa {
-    /// Parses a raw `POST /pessoas` body into a new person with a fresh, time-ordered id
-    /// (UUIDv7 keeps the primary-key index append-mostly).
-    pub fn parse(body: &[u8]) -> Result<Pessoa, RejectedPayload> {
-        let payload: PessoaPayload =
-            serde_json::from_slice(body).map_err(RejectedPayload::Malformed)?;
-        payload.validate().map_err(RejectedPayload::Invalid)?;
-        // `validate` has checked that the required fields are present.
-        let (Some(apelido), Some(nome), Some(nascimento)) =
-            (payload.apelido, payload.nome, payload.nascimento)
-        else {
-            unreachable!("required fields are checked by validate()")
-        };
-        Ok(Pessoa {
-            id: Uuid::now_v7(),
-            apelido,
-            nome,
-            nascimento,
-            stack: payload.stack,
-        })
-    }
-}
-
-/// PostgreSQL text cannot hold NUL, so a value with one could never be stored.
-fn validate_text(text: &str) -> Result<(), ValidationError> {
-    if text.contains('\0') {
-        Err(ValidationError::new("nul_character"))
-    } else {
-        Ok(())
-    }
-}
-
-fn validate_stack(stack: &[String]) -> Result<(), ValidationError> {
-    let within_limit = |item: &String| {
-        let chars = item.chars().count() as u64;
-        (1..=STACK_ITEM_MAX_CHARS).contains(&chars) && !item.contains('\0')
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
     };
-    if stack.iter().all(within_limit) {
-        Ok(())
-    } else {
-        Err(ValidationError::new("stack_item_length"))
+}
+
+bounded_text!(
+    /// A person's nickname; the database keeps it unique.
+    Apelido,
+    max = 32
+);
+bounded_text!(
+    /// A person's name.
+    Nome,
+    max = 100
+);
+bounded_text!(
+    /// One technology of a person's stack.
+    StackItem,
+    max = 32
+);
+
+/// The errors `validator`'s derive reports for a length, and a code of ours for NUL.
+fn check_text(text: &str, max_chars: u64) -> Result<(), ValidationError> {
+    if !text.validate_length(Some(1), Some(max_chars), None) {
+        let mut error = ValidationError::new("length");
+        error.add_param("min".into(), &1);
+        error.add_param("max".into(), &max_chars);
+        error.add_param("value".into(), &text);
+        return Err(error);
+    }
+    if text.contains('\0') {
+        return Err(ValidationError::new("nul_character"));
+    }
+    Ok(())
+}
+
+/// A date of birth: exactly `YYYY-MM-DD`, naming a day that exists (leap years included), in
+/// years 0001 to 9999.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Nascimento(String);
+
+impl Nascimento {
+    pub fn parse(text: String) -> Result<Nascimento, ValidationError> {
+        if is_calendar_date(&text) {
+            Ok(Nascimento(text))
+        } else {
+            Err(ValidationError::new("calendar_date"))
+        }
     }
 }
 
-fn validate_nascimento(nascimento: &str) -> Result<(), ValidationError> {
-    if is_calendar_date(nascimento) {
-        Ok(())
-    } else {
-        Err(ValidationError::new("calendar_date"))
+impl AsRef<str> for Nascimento {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
-/// True when `text` is exactly `YYYY-MM-DD` and names a day that exists (leap years included),
-/// in years 0001 to 9999.
-pub fn is_calendar_date(text: &str) -> bool {
+fn is_calendar_date(text: &str) -> bool {
     let bytes = text.as_bytes();
     if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return false;
@@ -122,6 +112,130 @@ pub fn is_calendar_date(text: &str) -> bool {
         _ => return false,
     };
     year >= 1 && (1..=days_in_month).contains(&day)
+}
+
+/// A stack: its items in the order given, repeats kept.
+fn parse_stack(items: Vec<String>) -> Result<Vec<StackItem>, ValidationError> {
+    items
+        .into_iter()
+        .map(StackItem::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| ValidationError::new("stack_item_length"))
+}
+
+/// A person whose every field passed its rules. Serialised, it is the API's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pessoa {
+    id: Uuid,
+    apelido: Apelido,
+    nome: Nome,
+    nascimento: Nascimento,
+    stack: Option<Vec<StackItem>>,
+}
+
+/// A person's fields as they arrive, unchecked: the body of `POST /pessoas`, or a stored row.
+/// Every field is optional so that a null or missing field is a rule violation (422) rather
+/// than a shape error (400).
+#[derive(Debug, Deserialize)]
+pub struct PessoaPayload {
+    pub apelido: Option<String>,
+    pub nome: Option<String>,
+    pub nascimento: Option<String>,
+    pub stack: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub enum RejectedPayload {
+    Malformed(serde_json::Error),
+    Invalid(ValidationErrors),
+}
+
+impl Pessoa {
+    /// Parses a raw `POST /pessoas` body into a new person with a fresh, time-ordered id
+    /// (UUIDv7 keeps the primary-key index append-mostly).
+    pub fn parse(body: &[u8]) -> Result<Pessoa, RejectedPayload> {
+        let payload: PessoaPayload =
+            serde_json::from_slice(body).map_err(RejectedPayload::Malformed)?;
+        Pessoa::try_from((Uuid::now_v7(), payload)).map_err(RejectedPayload::Invalid)
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub fn apelido(&self) -> &Apelido {
+        &self.apelido
+    }
+
+    pub fn nome(&self) -> &Nome {
+        &self.nome
+    }
+
+    pub fn nascimento(&self) -> &Nascimento {
+        &self.nascimento
+    }
+
+    pub fn stack(&self) -> Option<&[StackItem]> {
+        self.stack.as_deref()
+    }
+}
+
+/// A person with this id and these fields, or every rule they break; the store reads stored
+/// rows through it too, so a row that breaks a rule is never served as a person.
+impl TryFrom<(Uuid, PessoaPayload)> for Pessoa {
+    type Error = ValidationErrors;
+
+    fn try_from((id, payload): (Uuid, PessoaPayload)) -> Result<Pessoa, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let apelido = noted(
+            &mut errors,
+            "apelido",
+            required(payload.apelido).and_then(Apelido::parse),
+        );
+        let nome = noted(
+            &mut errors,
+            "nome",
+            required(payload.nome).and_then(Nome::parse),
+        );
+        let nascimento = noted(
+            &mut errors,
+            "nascimento",
+            required(payload.nascimento).and_then(Nascimento::parse),
+        );
+        let stack = noted(
+            &mut errors,
+            "stack",
+            payload.stack.map(parse_stack).transpose(),
+        );
+        match (apelido, nome, nascimento, stack) {
+            (Some(apelido), Some(nome), Some(nascimento), Some(stack)) => Ok(Pessoa {
+                id,
+                apelido,
+                nome,
+                nascimento,
+                stack,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A required field's value, or the error `validator`'s derive reports for it.
+fn required(value: Option<String>) -> Result<String, ValidationError> {
+    value.ok_or_else(|| {
+        let mut error = ValidationError::new("required");
+        error.add_param("value".into(), &());
+        error
+    })
+}
+
+/// The value parsed, or `None` with the reason added to `errors` under `field`.
+fn noted<T>(
+    errors: &mut ValidationErrors,
+    field: &'static str,
+    parsed: Result<T, ValidationError>,
+) -> Option<T> {
+    parsed.map_err(|error| errors.add(field, error)).ok()
 }
 
 #[cfg(test)]
@@ -152,49 +266,69 @@ mod tests {
             r#"{"apelido":"josé","nome":"José Roberto","nascimento":"2000-10-01","stack":["C#","Node"]}"#,
         )
         .unwrap();
-        assert_eq!(pessoa.apelido, "josé");
-        assert_eq!(pessoa.nome, "José Roberto");
-        assert_eq!(pessoa.nascimento, "2000-10-01");
-        assert_eq!(pessoa.stack, Some(vec!["C#".into(), "Node".into()]));
+        assert_eq!(pessoa.apelido().as_ref(), "josé");
+        assert_eq!(pessoa.nome().as_ref(), "José Roberto");
+        assert_eq!(pessoa.nascimento().as_ref(), "2000-10-01");
+        let stack: Vec<&str> = pessoa.stack().unwrap().iter().map(AsRef::as_ref).collect();
+        assert_eq!(stack, ["C#", "Node"]);
+        assert_eq!(
+            serde_json::to_value(&pessoa).unwrap(),
+            serde_json::json!({
+                "id": pessoa.id(),
+                "apelido": "josé",
+                "nome": "José Roberto",
+                "nascimento": "2000-10-01",
+                "stack": ["C#", "Node"],
+            }),
+            "the record the API serves"
+        );
     }
 
     #[test]
     fn stack_may_be_null_or_missing() {
         let base = r#""apelido":"ana","nome":"Ana","nascimento":"1985-09-23""#;
-        assert_eq!(
-            parse(&format!("{{{base},\"stack\":null}}")).unwrap().stack,
-            None
-        );
-        assert_eq!(parse(&format!("{{{base}}}")).unwrap().stack, None);
-        assert_eq!(
-            parse(&format!("{{{base},\"stack\":[]}}")).unwrap().stack,
-            Some(vec![])
-        );
+        let stack = |json: String| parse(&json).unwrap().stack().map(<[StackItem]>::len);
+        assert_eq!(stack(format!("{{{base},\"stack\":null}}")), None);
+        assert_eq!(stack(format!("{{{base}}}")), None);
+        assert_eq!(stack(format!("{{{base},\"stack\":[]}}")), Some(0));
     }
 
     #[test]
     fn lengths_count_characters_not_bytes() {
+        assert!(Apelido::parse("é".repeat(32)).is_ok());
+        assert!(Apelido::parse("é".repeat(33)).is_err());
+        assert!(Nome::parse("ç".repeat(100)).is_ok());
+        assert!(Nome::parse("ç".repeat(101)).is_err());
+        assert!(StackItem::parse("ã".repeat(32)).is_ok());
+        assert!(StackItem::parse("ã".repeat(33)).is_err());
         let apelido = "é".repeat(32);
         let ok = format!(r#"{{"apelido":"{apelido}","nome":"x","nascimento":"2000-01-01"}}"#);
-        assert_eq!(parse(&ok).unwrap().apelido.chars().count(), 32);
-        let apelido = "é".repeat(33);
-        assert_invalid(&format!(
-            r#"{{"apelido":"{apelido}","nome":"x","nascimento":"2000-01-01"}}"#
-        ));
-        let nome = "ç".repeat(100);
-        assert!(
-            parse(&format!(
-                r#"{{"apelido":"a","nome":"{nome}","nascimento":"2000-01-01"}}"#
-            ))
-            .is_ok()
-        );
-        let item = "ã".repeat(32);
-        assert!(
-            parse(&format!(
-                r#"{{"apelido":"a","nome":"b","nascimento":"2000-01-01","stack":["{item}"]}}"#
-            ))
-            .is_ok()
-        );
+        assert_eq!(parse(&ok).unwrap().apelido().as_ref(), apelido);
+    }
+
+    #[test]
+    fn text_is_neither_empty_nor_holds_nul() {
+        for text in ["", "a\0", "\0"] {
+            assert!(Apelido::parse(text.to_owned()).is_err(), "{text:?}");
+            assert!(Nome::parse(text.to_owned()).is_err(), "{text:?}");
+            assert!(StackItem::parse(text.to_owned()).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported_by_field() {
+        let Err(RejectedPayload::Invalid(errors)) =
+            parse(r#"{"apelido":"","nascimento":"2000-02-30","stack":["ok",""]}"#)
+        else {
+            panic!("expected 422");
+        };
+        let mut fields: Vec<_> = errors.field_errors().into_keys().collect();
+        fields.sort();
+        assert_eq!(fields, ["apelido", "nascimento", "nome", "stack"]);
+        let text = errors.to_string();
+        for code in ["length", "required", "calendar_date", "stack_item_length"] {
+            assert!(text.contains(code), "{code} in {text}");
+        }
     }
 
     #[test]
@@ -257,7 +391,7 @@ mod tests {
             "0001-01-01",
             "2020-04-30",
         ] {
-            assert!(is_calendar_date(good), "{good}");
+            assert!(Nascimento::parse(good.to_owned()).is_ok(), "{good}");
         }
         for bad in [
             "1900-02-29",
@@ -275,7 +409,7 @@ mod tests {
             "2000-01-0a",
             "２０００-01-01",
         ] {
-            assert!(!is_calendar_date(bad), "{bad}");
+            assert!(Nascimento::parse(bad.to_owned()).is_err(), "{bad}");
         }
     }
 }

@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use rinha::config::Settings;
@@ -23,10 +24,11 @@ struct MallocConf(*const std::ffi::c_char);
 unsafe impl Sync for MallocConf {}
 
 fn main() -> ExitCode {
+    init_logging();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("rinha: {error}");
+            tracing::error!("{error}");
             return ExitCode::from(2);
         }
     };
@@ -35,12 +37,12 @@ fn main() -> ExitCode {
         Some("healthcheck") => match rinha::healthcheck::probe(settings.host, settings.port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("rinha healthcheck: {error}");
+                tracing::error!("healthcheck: {error}");
                 ExitCode::FAILURE
             }
         },
         Some(other) => {
-            eprintln!("usage: rinha [healthcheck] (unknown argument {other:?})");
+            tracing::error!("usage: rinha [healthcheck] (unknown argument {other:?})");
             ExitCode::from(2)
         }
     }
@@ -55,11 +57,11 @@ fn serve(settings: Settings) -> ExitCode {
         let app = match Application::build(&settings).await {
             Ok(app) => app,
             Err(error) => {
-                eprintln!("rinha: cannot start: {error}");
+                tracing::error!(error = &*error, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!(
+        tracing::info!(
             "rinha {} listening on {} (pool {}, writers {}, batch max {})",
             env!("CARGO_PKG_VERSION"),
             app.local_addr(),
@@ -70,6 +72,19 @@ fn serve(settings: Settings) -> ExitCode {
         app.run_until(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Logs go to standard error, as lines of text (colour only on a terminal), filtered by
+/// `RUST_LOG` (`info` when unset).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .compact()
+        .init();
 }
 
 /// Completes on the first SIGTERM or SIGINT.

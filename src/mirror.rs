@@ -66,8 +66,8 @@ impl State {
             self.shrunk_at = self.people.count();
         }
         if self.people.heap_bytes() >= budget {
-            eprintln!(
-                "rinha: the mirror reached its memory budget of {} MiB with {} people; searches \
+            tracing::warn!(
+                "the mirror reached its memory budget of {} MiB with {} people; searches \
                  that find fewer than {SEARCH_LIMIT} people in memory now also read the rows \
                  inserted from transaction {frontier} on from the database",
                 budget >> 20,
@@ -191,11 +191,9 @@ impl Mirror {
             }
         };
         let limit = self.store.timeout();
-        tokio::time::timeout(limit, scan).await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "a search past the mirror took over {limit:?}"
-            )))
-        })
+        tokio::time::timeout(limit, scan)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(limit)))
     }
 
     /// The record of the person with this id, as JSON. People are never changed or removed,

@@ -15,8 +15,8 @@ use warp::{Filter, Rejection, Reply};
 use crate::domain::{Pessoa, RejectedPayload};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::store::Store;
-use crate::writer::{Outcome, Writer};
+use crate::store::{Store, StoreError};
+use crate::writer::{Outcome, WriteError, Writer};
 
 /// The largest `POST /pessoas` body read. A valid one is well under 8 KiB.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -154,7 +154,7 @@ async fn create(body: Bytes, state: AppState) -> Response {
             return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &errors.to_string());
         }
     };
-    let location = format!("/pessoas/{}", pessoa.id);
+    let location = format!("/pessoas/{}", pessoa.id());
     let record = serde_json::to_vec(&pessoa).expect("a person serialises");
     match state.writer.create(pessoa).await {
         Ok(Outcome::Created) => {
@@ -168,6 +168,7 @@ async fn create(body: Bytes, state: AppState) -> Response {
         Ok(Outcome::ApelidoTaken) => {
             error_reply(StatusCode::UNPROCESSABLE_ENTITY, "apelido: already taken")
         }
+        Err(WriteError::Store(error)) => store_failed(&error),
         Err(_) => unavailable(),
     }
 }
@@ -182,7 +183,7 @@ async fn find(id: String, state: AppState) -> Response {
     match state.mirror.find(id).await {
         Ok(Some(record)) => json(StatusCode::OK, record),
         Ok(None) => error_reply(StatusCode::NOT_FOUND, "no such person"),
-        Err(_) => unavailable(),
+        Err(error) => store_failed(&error),
     }
 }
 
@@ -197,7 +198,7 @@ async fn search(query: SearchQuery, state: AppState) -> Response {
     };
     match state.mirror.search(&term).await {
         Ok(records) => json(StatusCode::OK, records),
-        Err(_) => unavailable(),
+        Err(error) => store_failed(&error),
     }
 }
 
@@ -210,7 +211,7 @@ async fn count(state: AppState) -> Response {
                 .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
             response
         }
-        Err(_) => unavailable(),
+        Err(error) => store_failed(&error),
     }
 }
 
@@ -318,7 +319,19 @@ pub fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> 
     }
 }
 
-/// The store has logged the outage, once for all the requests it fails.
+/// A `503` while the database is out of reach or too slow, which the store logs once for all
+/// the requests it fails; a `500` for a bug, logged with its cause each time.
+fn store_failed(error: &StoreError) -> Response {
+    if error.is_outage() {
+        return unavailable();
+    }
+    tracing::error!(
+        error = error as &dyn std::error::Error,
+        "a request failed on a bug"
+    );
+    error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
 fn unavailable() -> Response {
     let mut response = error_reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
     response

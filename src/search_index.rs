@@ -46,14 +46,13 @@ pub struct PersonRef<'a> {
 impl<'a> From<&'a Pessoa> for PersonRef<'a> {
     fn from(pessoa: &'a Pessoa) -> Self {
         PersonRef {
-            id: pessoa.id,
-            apelido: &pessoa.apelido,
-            nome: &pessoa.nome,
-            nascimento: &pessoa.nascimento,
+            id: pessoa.id(),
+            apelido: pessoa.apelido().as_ref(),
+            nome: pessoa.nome().as_ref(),
+            nascimento: pessoa.nascimento().as_ref(),
             stack: pessoa
-                .stack
-                .as_ref()
-                .map(|items| items.iter().map(String::as_str).collect()),
+                .stack()
+                .map(|items| items.iter().map(AsRef::as_ref).collect()),
         }
     }
 }
@@ -673,13 +672,17 @@ mod tests {
     use super::*;
 
     fn pessoa(apelido: &str, nome: &str, stack: Option<&[&str]>) -> Pessoa {
-        Pessoa {
-            id: Uuid::new_v4(),
-            apelido: apelido.to_owned(),
-            nome: nome.to_owned(),
-            nascimento: "2000-01-01".to_owned(),
+        born(apelido, nome, "2000-01-01", stack)
+    }
+
+    fn born(apelido: &str, nome: &str, nascimento: &str, stack: Option<&[&str]>) -> Pessoa {
+        let fields = crate::domain::PessoaPayload {
+            apelido: Some(apelido.to_owned()),
+            nome: Some(nome.to_owned()),
+            nascimento: Some(nascimento.to_owned()),
             stack: stack.map(|items| items.iter().map(|s| s.to_string()).collect()),
-        }
+        };
+        Pessoa::try_from((Uuid::new_v4(), fields)).expect("a valid person")
     }
 
     fn index_of(people: &[Pessoa]) -> SearchIndex {
@@ -795,18 +798,14 @@ mod tests {
             "José\tda Silva",
             Some(&["Samba", "C#", "Samba"]),
         );
-        let nobody = Pessoa {
-            nascimento: "1999-12-31".to_owned(),
-            stack: None,
-            ..pessoa("ninguém", "N", None)
-        };
+        let nobody = born("ninguém", "N", "1999-12-31", None);
         let empty = pessoa("vazio", "V", Some(&[]));
         let mut index = index_of(&[zeca.clone(), nobody.clone(), empty.clone()]);
         assert!(!index.insert(&(&zeca).into()), "already present");
         assert_eq!(index.count(), 3);
         for pessoa in [&zeca, &nobody, &empty] {
             assert_eq!(
-                index.get(&pessoa.id).unwrap(),
+                index.get(&pessoa.id()).unwrap(),
                 serde_json::to_vec(pessoa).unwrap(),
                 "{pessoa:?}"
             );

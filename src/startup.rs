@@ -96,7 +96,7 @@ impl Application {
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
         if let Err(error) = writer_task.await {
-            eprintln!("rinha: the writers stopped abnormally: {error}");
+            tracing::error!(%error, "the writers stopped abnormally");
         }
     }
 }
@@ -192,8 +192,8 @@ async fn serve<F>(
         .await
         .is_err()
     {
-        eprintln!(
-            "rinha: closing {} connections still open after the shutdown grace of {:?}",
+        tracing::warn!(
+            "closing {} connections still open after the shutdown grace of {:?}",
             connections.len(),
             limits.shutdown_grace
         );
@@ -210,7 +210,7 @@ async fn accept_failed(error: std::io::Error) {
         error.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset
     ) {
-        eprintln!("rinha: accepting a connection failed: {error}");
+        tracing::warn!(%error, "accepting a connection failed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -221,7 +221,10 @@ async fn migrate_when_ready(store: &Store) -> Result<(), StoreError> {
         match store.migrate().await {
             Ok(()) => return Ok(()),
             Err(error) if started.elapsed() < DATABASE_WAIT => {
-                eprintln!("rinha: waiting for the database: {error}");
+                tracing::info!(
+                    error = &error as &dyn std::error::Error,
+                    "waiting for the database"
+                );
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => return Err(error),

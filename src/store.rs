@@ -1,7 +1,8 @@
 //! PostgreSQL access: the connection pool, the schema, and the queries.
 //!
 //! Every call is bounded by the configured database timeout, so a database that is down or
-//! stuck turns into a quick [`StoreError::Unavailable`] (a `503`), never a hung request. The
+//! stuck turns into a quick [`StoreError`] that [is an outage](StoreError::is_outage) (a
+//! `503`), never a hung request. The
 //! database itself cancels a statement that runs past the timeout (`statement_timeout`), so a
 //! write answered `503` for being slow was rolled back, not committed behind the client's back;
 //! the client gives up on its own only a moment later, when the database does not answer at all.
@@ -17,7 +18,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::domain::Pessoa;
+use crate::domain::{Pessoa, PessoaPayload};
 use crate::search_index::PersonRef;
 
 /// The schema, embedded so the binary needs no files beside it.
@@ -62,21 +63,38 @@ pub const PAGE_SQL: &str = concat!(
 /// Where a page of [`Store::page`] starts: after this (insert_xact, id).
 pub type PageStart = (i64, Uuid);
 
-#[derive(Debug)]
+/// Why a call to the database failed, with the error that caused it as its `source()`.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database did not answer in time, refused the connection, or dropped it.
-    Unavailable(String),
+    #[error("DATABASE_URL is not a PostgreSQL connection string")]
+    InvalidUrl(#[source] tokio_postgres::Error),
+    /// The pool had no connection to give within the timeout: the database refused one, is
+    /// not there, or every connection stayed busy.
+    #[error("database unavailable: no connection")]
+    NoConnection(#[from] deadpool_postgres::PoolError),
+    /// The connection was lost, or the database failed or cancelled the statement (it does
+    /// past `statement_timeout`).
+    #[error("database unavailable: a statement failed")]
+    Statement(#[from] tokio_postgres::Error),
+    #[error("database unavailable: no answer within {0:?}")]
+    TimedOut(Duration),
+    /// A row does not read as what the query is meant to return: the code and the schema
+    /// disagree, or a row breaks the rules (written behind the API's back). Not an outage.
+    #[error("a stored row cannot be read")]
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Unavailable(why) => write!(f, "database unavailable: {why}"),
-        }
+impl StoreError {
+    /// Whether the database is out of reach or too slow, which passes (a `503`, worth
+    /// retrying), rather than the code being wrong about the data (a bug: a `500`).
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, StoreError::Decode(_) | StoreError::InvalidUrl(_))
     }
 }
 
-impl std::error::Error for StoreError {}
+fn decode(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::Decode(error.into())
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -104,7 +122,10 @@ impl Outage {
         match &mut *since {
             Some((_, failures)) => *failures += 1,
             None => {
-                eprintln!("rinha: the database became unavailable: {error}");
+                tracing::warn!(
+                    error = error as &dyn std::error::Error,
+                    "the database became unavailable"
+                );
                 *since = Some((Instant::now(), 1));
                 self.ongoing.store(true, Ordering::Release);
             }
@@ -121,8 +142,8 @@ impl Outage {
             .expect("never poisoned: no panics under it");
         if let Some((began, failures)) = since.take() {
             self.ongoing.store(false, Ordering::Release);
-            eprintln!(
-                "rinha: the database is available again, after {:.1?} and {failures} failed calls",
+            tracing::info!(
+                "the database is available again, after {:.1?} and {failures} failed calls",
                 began.elapsed()
             );
         }
@@ -134,7 +155,7 @@ impl Store {
         let mut pg_config: tokio_postgres::Config = settings
             .database_url
             .parse()
-            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
+            .map_err(StoreError::InvalidUrl)?;
         pg_config.connect_timeout(settings.db_timeout);
         pg_config.options(format!(
             "-c statement_timeout={}",
@@ -155,7 +176,7 @@ impl Store {
             .create_timeout(Some(settings.db_timeout))
             .recycle_timeout(Some(settings.db_timeout))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .expect("a runtime is set, all a pool with timeouts needs");
         Ok(Store {
             pool,
             timeout: settings.db_timeout,
@@ -174,16 +195,12 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         self.bounded(async {
-            let transaction = client.transaction().await.map_err(unavailable)?;
+            let transaction = client.transaction().await?;
             transaction
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
-                .await
-                .map_err(unavailable)?;
-            transaction
-                .batch_execute(SCHEMA)
-                .await
-                .map_err(unavailable)?;
-            transaction.commit().await.map_err(unavailable)
+                .await?;
+            transaction.batch_execute(SCHEMA).await?;
+            Ok(transaction.commit().await?)
         })
         .await
     }
@@ -191,11 +208,8 @@ impl Store {
     pub async fn find(&self, id: Uuid) -> Result<Option<Pessoa>, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
-            let statement = client.prepare_cached(FIND_SQL).await.map_err(unavailable)?;
-            let row = client
-                .query_opt(&statement, &[&id])
-                .await
-                .map_err(unavailable)?;
+            let statement = client.prepare_cached(FIND_SQL).await?;
+            let row = client.query_opt(&statement, &[&id]).await?;
             row.map(pessoa_from_row).transpose()
         })
         .await
@@ -210,9 +224,8 @@ impl Store {
                     "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
                     &[],
                 )
-                .await
-                .map_err(unavailable)?;
-            row.try_get(0).map_err(unavailable)
+                .await?;
+            row.try_get(0).map_err(decode)
         })
         .await
     }
@@ -222,19 +235,13 @@ impl Store {
     pub async fn added_since(&self, horizon: i64) -> Result<(i64, Vec<Row>), StoreError> {
         let client = self.client().await?;
         self.bounded(async {
-            let statement = client
-                .prepare_cached(ADDED_SINCE_SQL)
-                .await
-                .map_err(unavailable)?;
-            let mut rows = client
-                .query(&statement, &[&horizon])
-                .await
-                .map_err(unavailable)?;
+            let statement = client.prepare_cached(ADDED_SINCE_SQL).await?;
+            let mut rows = client.query(&statement, &[&horizon]).await?;
             let next: i64 = rows
                 .first()
-                .ok_or_else(|| unavailable("no snapshot horizon"))?
+                .ok_or_else(|| decode("no row holds the snapshot's horizon"))?
                 .try_get("horizon")
-                .map_err(unavailable)?;
+                .map_err(decode)?;
             rows.retain(|row| matches!(row.try_get::<_, Option<Uuid>>("id"), Ok(Some(_))));
             Ok((next, rows))
         })
@@ -251,11 +258,11 @@ impl Store {
     ) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
-            let statement = client.prepare_cached(PAGE_SQL).await.map_err(unavailable)?;
+            let statement = client.prepare_cached(PAGE_SQL).await?;
             client
                 .query(&statement, &[&start.0, &start.1, &before, &limit])
                 .await
-                .map_err(unavailable)
+                .map_err(StoreError::from)
         })
         .await
     }
@@ -270,13 +277,9 @@ impl Store {
         self.bounded(async {
             let statement = client
                 .prepare_cached("SELECT count(*) FROM pessoas")
-                .await
-                .map_err(unavailable)?;
-            let row = client
-                .query_one(&statement, &[])
-                .await
-                .map_err(unavailable)?;
-            Ok(row.get::<_, i64>(0))
+                .await?;
+            let row = client.query_one(&statement, &[]).await?;
+            row.try_get(0).map_err(decode)
         })
         .await
     }
@@ -284,18 +287,17 @@ impl Store {
     /// Inserts `batch` in one statement and one transaction, skipping people whose apelido is
     /// taken (by an earlier row or by another row of the same batch). Returns the ids inserted.
     pub async fn insert_batch(&self, batch: &[&Pessoa]) -> Result<HashSet<Uuid>, StoreError> {
-        let ids: Vec<Uuid> = batch.iter().map(|p| p.id).collect();
-        let apelidos: Vec<&str> = batch.iter().map(|p| p.apelido.as_str()).collect();
-        let nomes: Vec<&str> = batch.iter().map(|p| p.nome.as_str()).collect();
-        let nascimentos: Vec<&str> = batch.iter().map(|p| p.nascimento.as_str()).collect();
+        let ids: Vec<Uuid> = batch.iter().map(|p| p.id()).collect();
+        let apelidos: Vec<&str> = batch.iter().map(|p| p.apelido().as_ref()).collect();
+        let nomes: Vec<&str> = batch.iter().map(|p| p.nome().as_ref()).collect();
+        let nascimentos: Vec<&str> = batch.iter().map(|p| p.nascimento().as_ref()).collect();
         // A batch of arrays cannot travel as a two-dimensional array (rows differ in length and
         // unnest would flatten it), so each stack travels as JSON text.
         let stacks: Vec<Option<String>> = batch
             .iter()
             .map(|p| {
-                p.stack
-                    .as_ref()
-                    .map(|s| serde_json::Value::from(s.clone()).to_string())
+                p.stack()
+                    .map(|items| serde_json::to_string(items).expect("text serialises"))
             })
             .collect();
         let client = self.client().await?;
@@ -313,23 +315,23 @@ impl Store {
                      ON CONFLICT (apelido) DO NOTHING \
                      RETURNING id",
                 )
-                .await
-                .map_err(unavailable)?;
+                .await?;
             let rows = client
                 .query(
                     &statement,
                     &[&ids, &apelidos, &nomes, &nascimentos, &stacks],
                 )
-                .await
-                .map_err(unavailable)?;
-            Ok(rows.iter().map(|row| row.get::<_, Uuid>(0)).collect())
+                .await?;
+            rows.iter()
+                .map(|row| row.try_get(0).map_err(decode))
+                .collect()
         })
         .await
     }
 
     /// A pooled connection, waiting at most the database timeout for one.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable);
+        let client = self.pool.get().await.map_err(StoreError::from);
         if let Err(error) = &client {
             self.outage.failed(error);
         }
@@ -345,21 +347,14 @@ impl Store {
         let limit = self.timeout + UNANSWERED_GRACE;
         let result = tokio::time::timeout(limit, operation)
             .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "no answer within {limit:?}"
-                )))
-            });
+            .unwrap_or(Err(StoreError::TimedOut(limit)));
         match &result {
-            Ok(_) => self.outage.succeeded(),
-            Err(error) => self.outage.failed(error),
+            Err(error) if error.is_outage() => self.outage.failed(error),
+            // The database answered, even when the code could not read the answer.
+            _ => self.outage.succeeded(),
         }
         result
     }
-}
-
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
 }
 
 /// The person in a row of [`Store::added_since`] or [`Store::page`], borrowing its text, and the
@@ -376,18 +371,19 @@ pub fn stored_person(row: &Row) -> Result<(i64, PersonRef<'_>), StoreError> {
         };
         Ok((row.try_get(0)?, person))
     };
-    read().map_err(unavailable)
+    read().map_err(decode)
 }
 
+/// The person in a row of [`FIND_SQL`], checked against the rules as a new one would be.
 fn pessoa_from_row(row: Row) -> Result<Pessoa, StoreError> {
-    let read = || -> Result<Pessoa, tokio_postgres::Error> {
-        Ok(Pessoa {
-            id: row.try_get("id")?,
+    let read = || -> Result<(Uuid, PessoaPayload), tokio_postgres::Error> {
+        let fields = PessoaPayload {
             apelido: row.try_get("apelido")?,
             nome: row.try_get("nome")?,
             nascimento: row.try_get("nascimento")?,
             stack: row.try_get("stack")?,
-        })
+        };
+        Ok((row.try_get("id")?, fields))
     };
-    read().map_err(unavailable)
+    Pessoa::try_from(read().map_err(decode)?).map_err(decode)
 }

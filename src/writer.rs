@@ -32,9 +32,23 @@ pub enum Outcome {
     ApelidoTaken,
 }
 
+/// Why a person was not written. Each is a `503`, but for a batch failed by a bug in the code.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the writers' queue stayed full past the database timeout")]
+    QueueFull,
+    #[error("waited for a writer past the database timeout")]
+    WaitedTooLong,
+    #[error("the writers have stopped")]
+    Stopped,
+    /// The INSERT of the person's batch failed; every request in it gets the same error.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
 struct Job {
     pessoa: Pessoa,
-    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+    reply: oneshot::Sender<Result<Outcome, WriteError>>,
     /// When its batch must have started: the database timeout after it was queued.
     deadline: Instant,
 }
@@ -65,16 +79,15 @@ impl Writer {
         let task = tokio::spawn(async move {
             for writer in writers {
                 if let Err(error) = writer.await {
-                    eprintln!("rinha: a writer stopped abnormally: {error}");
+                    tracing::error!(%error, "a writer stopped abnormally");
                 }
             }
         });
         (Writer { queue, timeout }, task)
     }
 
-    pub async fn create(&self, pessoa: Pessoa) -> Result<Outcome, StoreError> {
+    pub async fn create(&self, pessoa: Pessoa) -> Result<Outcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable("the writers have stopped".to_owned());
         let deadline = Instant::now() + self.timeout;
         let job = Job {
             pessoa,
@@ -83,9 +96,9 @@ impl Writer {
         };
         tokio::time::timeout_at(deadline, self.queue.send(job))
             .await
-            .map_err(|_| StoreError::Unavailable("the writers' queue stayed full".to_owned()))?
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .map_err(|_| WriteError::QueueFull)?
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
@@ -101,9 +114,7 @@ async fn run(
     while jobs.lock().await.recv_many(&mut batch, batch_max).await > 0 {
         let now = Instant::now();
         for late in batch.extract_if(.., |job| job.deadline <= now) {
-            let _ = late.reply.send(Err(StoreError::Unavailable(
-                "waited for a writer past the database timeout".to_owned(),
-            )));
+            let _ = late.reply.send(Err(WriteError::WaitedTooLong));
         }
         if batch.is_empty() {
             continue;
@@ -117,12 +128,12 @@ async fn run(
 async fn write(store: &Store, batch: &mut Vec<Job>) {
     // Batches insert in the same (apelido) order, so two of them racing for the same apelidos,
     // from one replica or two, wait on each other instead of deadlocking.
-    batch.sort_unstable_by(|a, b| a.pessoa.apelido.cmp(&b.pessoa.apelido));
+    batch.sort_unstable_by(|a, b| a.pessoa.apelido().cmp(b.pessoa.apelido()));
     let pessoas: Vec<&Pessoa> = batch.iter().map(|job| &job.pessoa).collect();
     match store.insert_batch(&pessoas).await {
         Ok(inserted) => {
             for job in batch.drain(..) {
-                let outcome = if inserted.contains(&job.pessoa.id) {
+                let outcome = if inserted.contains(&job.pessoa.id()) {
                     Outcome::Created
                 } else {
                     Outcome::ApelidoTaken
@@ -132,10 +143,9 @@ async fn write(store: &Store, batch: &mut Vec<Job>) {
             }
         }
         Err(error) => {
+            let error = Arc::new(error);
             for job in batch.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Unavailable(error.to_string())));
+                let _ = job.reply.send(Err(WriteError::Store(error.clone())));
             }
         }
     }
