@@ -1,12 +1,12 @@
-//! Connections that misbehave: clients that stall, and more clients than a replica takes.
-
-mod support;
+//! What needs a real socket: clients that stall, more clients than a replica takes, and
+//! bodies in transfer codings.
 
 use std::time::{Duration, Instant};
 
-use support::{TestApp, fresh_database, settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::{TestApp, fresh_database, pessoa, settings};
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.address.trim_start_matches("http://"))
@@ -101,4 +101,64 @@ async fn connections_past_the_cap_wait_to_be_accepted() {
         .unwrap()
         .unwrap();
     assert_eq!(status, 200);
+}
+
+/// Sends `request` on a new connection and returns the start of the answer.
+async fn exchange(app: &TestApp, request: &[u8]) -> String {
+    let mut stream = connect(app).await;
+    // The server may answer and close before reading everything: ignore write errors.
+    let _ = stream.write_all(request).await;
+    let mut answer = vec![0; 64];
+    let read = stream.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_read_only_up_to_the_limit() {
+    let app = TestApp::spawn().await;
+    let huge = format!(
+        r#"{{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":["{}"]}}"#,
+        "x".repeat(70 * 1024)
+    );
+    // Without Content-Length, the size is known only as the body is read.
+    let mut request = format!(
+        "POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        huge.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(huge.as_bytes());
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let status_line = exchange(&app, &request).await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    assert_eq!(app.count().await, 0);
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_get_501() {
+    let app = TestApp::spawn().await;
+    let body = pessoa("codificada").to_string();
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    for codings in [
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity, chunked\r\n",
+    ] {
+        let request = format!(
+            "POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             {codings}Connection: close\r\n\r\n{chunked}"
+        );
+        let status_line = exchange(&app, request.as_bytes()).await;
+        assert!(
+            status_line.starts_with("HTTP/1.1 501"),
+            "{codings}: {status_line}"
+        );
+    }
+    assert_eq!(app.count().await, 0);
+    let request = format!(
+        "POST /pessoas HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n{chunked}"
+    );
+    let status_line = exchange(&app, request.as_bytes()).await;
+    assert!(status_line.starts_with("HTTP/1.1 201"), "{status_line}");
 }

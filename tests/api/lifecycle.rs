@@ -1,11 +1,9 @@
 //! The process as it runs in production: signals, crashes, and a database that goes away.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{
-    AppProcess, TestApp, db_client, fresh_database, pessoa, postgres::Cluster, settings,
+use crate::support::{
+    AppProcess, TestApp, db_client, fresh_database, pessoa, set_reachable, settings,
 };
 
 /// Sends `count` creations at once and returns the statuses and locations of those answered.
@@ -106,12 +104,11 @@ async fn a_killed_replica_loses_nothing_it_acknowledged() {
 }
 
 #[tokio::test]
-async fn a_database_restart_gives_quick_503s_then_recovers() {
-    let cluster = cluster_with_database().await;
-    let app = TestApp::spawn_with(settings(&cluster.url("rinha"))).await;
+async fn a_database_out_of_reach_gives_quick_503s_then_recovers() {
+    let app = TestApp::spawn().await;
     let location = app.create(&pessoa("antes")).await;
 
-    cluster.stop();
+    set_reachable(&app.database_url, false).await;
     for path in [location.as_str(), "/contagem-pessoas", "/pessoas?t=ant"] {
         let started = Instant::now();
         let response = app.get(path).await;
@@ -125,7 +122,7 @@ async fn a_database_restart_gives_quick_503s_then_recovers() {
     assert_eq!(app.post(&pessoa("durante")).await.status(), 503);
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    cluster.start();
+    set_reachable(&app.database_url, true).await;
     let mut recovered = false;
     for _ in 0..100 {
         if app.get("/contagem-pessoas").await.status() == 200 {
@@ -331,14 +328,14 @@ async fn a_migration_cut_off_by_the_timeout_leaves_no_lock_behind() {
 
 #[tokio::test]
 async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
-    let cluster = cluster_with_database().await;
+    let database = fresh_database().await;
     let log_path = std::env::temp_dir().join(format!("rinha-{}.log", uuid::Uuid::new_v4()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut app = AppProcess::start_logging(&cluster.url("rinha"), &[], log.into()).await;
+    let mut app = AppProcess::start_logging(&database, &[], log.into()).await;
     let http = reqwest::Client::new();
     let get = |path: &'static str| http.get(format!("{}{path}", app.address)).send();
 
-    cluster.stop();
+    set_reachable(&database, false).await;
     for _ in 0..6 {
         assert_eq!(get("/contagem-pessoas").await.unwrap().status(), 503);
     }
@@ -349,7 +346,7 @@ async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
-    cluster.start();
+    set_reachable(&database, true).await;
     let mut recovered = false;
     for _ in 0..100 {
         if get("/contagem-pessoas").await.unwrap().status() == 200 {
@@ -381,19 +378,6 @@ async fn an_outage_is_logged_when_it_begins_and_ends_not_per_request() {
         .and_then(|count| count.parse().ok())
         .unwrap_or_else(|| panic!("a count of failures in {:?}", outage[1]));
     assert!(failures >= 7, "{log}");
-}
-
-/// A PostgreSQL cluster of the test's own (so that it may be stopped) with an empty `rinha`
-/// database.
-async fn cluster_with_database() -> Cluster {
-    let cluster = Cluster::start_new();
-    let (admin, connection) =
-        tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    admin.batch_execute("CREATE DATABASE rinha").await.unwrap();
-    cluster
 }
 
 #[tokio::test]

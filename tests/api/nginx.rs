@@ -1,13 +1,11 @@
 //! `docker/nginx.conf` in front of two in-process replicas: what one hostile request through
 //! the public entry point can and cannot do. Needs nginx (`apt-get install -y nginx-light`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{TestApp, fresh_database};
+use crate::support::{TestApp, fresh_database};
 
 /// nginx running `docker/nginx.conf` with the replicas' and its own ports swapped in, and its
 /// scratch files in a directory of its own.

@@ -1,9 +1,8 @@
 //! Two replicas over one database, and writes racing for the same apelido.
 
-mod support;
-
 use serde_json::Value;
-use support::{TestApp, db_client, fresh_database, pessoa, settings};
+
+use crate::support::{TestApp, db_client, fresh_database, pessoa, settings};
 
 #[tokio::test]
 async fn a_record_created_on_one_replica_is_readable_at_once_on_the_other() {
@@ -99,7 +98,7 @@ async fn a_search_sees_a_row_committed_after_newer_ones() {
         }
     };
     // An older transaction inserts and stays open...
-    let mut early = support::db_client(&app.database_url).await;
+    let mut early = db_client(&app.database_url).await;
     let early = early.transaction().await.unwrap();
     early
         .batch_execute(

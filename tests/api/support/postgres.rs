@@ -1,7 +1,7 @@
 //! Throwaway PostgreSQL clusters for the tests.
 //!
-//! With `DATABASE_URL` set, tests create their databases on that server. Without it, each
-//! test process starts its own cluster (initdb in a temporary directory, as the `postgres` user
+//! With `DATABASE_URL` set, tests create their databases on that server. Without it, the
+//! test process starts one cluster of its own (initdb in a temporary directory, as the `postgres` user
 //! when run as root, since PostgreSQL refuses to run as root) on a free loopback port. A small
 //! watchdog stops the cluster and deletes its directory once the test process has exited,
 //! because Rust tests have no hook that runs after the last test.
@@ -10,24 +10,18 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub struct Cluster {
+struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
-    pub port: u16,
+    port: u16,
 }
 
 impl Cluster {
     /// Creates and starts a new cluster, stopped and deleted when this process exits.
-    pub fn start_new() -> Cluster {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
+    fn start_new() -> Cluster {
         let bin = postgres_bin_dir();
-        let dir = std::env::temp_dir().join(format!(
-            "rinha-test-pg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(format!("rinha-test-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the cluster directory");
         if running_as_root() {
@@ -49,7 +43,7 @@ impl Cluster {
         cluster
     }
 
-    pub fn start(&self) {
+    fn start(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 \
              -c fsync=off -c full_page_writes=off",
@@ -65,15 +59,7 @@ impl Cluster {
             .args(["--wait", "--options", &options, "start"]));
     }
 
-    /// Stops the server at once, as a crash or an operator restart would.
-    pub fn stop(&self) {
-        run(as_postgres(&self.bin.join("pg_ctl"))
-            .arg("--pgdata")
-            .arg(self.dir.join("data"))
-            .args(["--wait", "--mode=immediate", "stop"]));
-    }
-
-    pub fn url(&self, database: &str) -> String {
+    fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 

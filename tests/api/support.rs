@@ -1,7 +1,5 @@
 //! Spawning the app against a fresh database, in-process or as the real binary.
 
-#![allow(dead_code)] // each test file uses its own part of the support code
-
 pub mod postgres;
 
 use std::process::{Child, Command, Stdio};
@@ -11,22 +9,48 @@ use rinha::config::Settings;
 use rinha::startup::Application;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A new, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
-    let template = postgres::server_url_template();
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let (admin, connection) =
-        tokio_postgres::connect(&template.replace("{db}", "postgres"), tokio_postgres::NoTls)
-            .await
-            .expect("connect to the test server");
-    tokio::spawn(connection);
-    admin
+    server_admin()
+        .await
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create a test database");
-    template.replace("{db}", &name)
+    postgres::server_url_template().replace("{db}", &name)
+}
+
+/// A connection to the test server's `postgres` database, to manage the tests' databases.
+async fn server_admin() -> tokio_postgres::Client {
+    db_client(&postgres::server_url_template().replace("{db}", "postgres")).await
+}
+
+/// Makes the database of `database_url` refuse connections and ends those it has, as a
+/// database that goes down does; or lets it accept them again. The server stays up for the
+/// other tests' databases.
+pub async fn set_reachable(database_url: &str, reachable: bool) {
+    let name = database_url
+        .rsplit('/')
+        .next()
+        .and_then(|tail| tail.split('?').next())
+        .expect("a database name in the URL");
+    let admin = server_admin().await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}"
+        ))
+        .await
+        .expect("change whether the database accepts connections");
+    if !reachable {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .expect("end the database's connections");
+    }
 }
 
 pub fn settings(database_url: &str) -> Settings {
@@ -54,7 +78,6 @@ pub struct TestApp {
     pub database_url: String,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -71,7 +94,7 @@ impl TestApp {
         let app = Application::build(&settings).await.expect("the app starts");
         let address = format!("http://127.0.0.1:{}", app.local_addr().port());
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
+        tokio::spawn(app.run_until(async {
             let _ = stop.await;
         }));
         TestApp {
@@ -79,7 +102,6 @@ impl TestApp {
             database_url: settings.database_url,
             http: reqwest::Client::new(),
             shutdown: Some(shutdown),
-            server: Some(server),
         }
     }
 
@@ -130,16 +152,6 @@ impl TestApp {
     pub fn begin_stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
-        }
-    }
-
-    /// Stops the replica gracefully and waits until it has.
-    pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("the server stops cleanly");
         }
     }
 }

@@ -1,0 +1,10 @@
+//! The integration tests, one binary: each module one concern, all of them over one throwaway
+//! PostgreSQL cluster (see `support::postgres`), each test in a database of its own.
+
+mod connections;
+mod contract;
+mod lifecycle;
+mod nginx;
+mod replicas;
+mod routing;
+mod support;
