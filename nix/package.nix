@@ -119,7 +119,7 @@ in
       nativeCheckInputs = [
         postgresql_15
         postgresql_15.pg_config
-        # tests/nginx.rs runs docker/nginx.conf in front of two replicas.
+        # tests/api/nginx.rs runs docker/nginx.conf in front of two replicas.
         nginx
       ];
     };

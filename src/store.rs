@@ -387,3 +387,18 @@ fn pessoa_from_row(row: Row) -> Result<Pessoa, StoreError> {
     };
     Pessoa::try_from(read().map_err(decode)?).map_err(decode)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_row_that_cannot_be_read_is_no_outage_and_keeps_its_cause() {
+        let bug = decode("no column 'apelido'");
+        assert!(!bug.is_outage());
+        assert_eq!(bug.source().unwrap().to_string(), "no column 'apelido'");
+        assert!(StoreError::TimedOut(Duration::from_secs(1)).is_outage());
+    }
+}
