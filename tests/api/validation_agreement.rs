@@ -235,7 +235,10 @@ fn random_combinations_of_edge_cases_agree() {
             rejected += 1;
         }
     }
-    assert!(accepted > 1_000 && rejected > 1_000, "{accepted} / {rejected}");
+    assert!(
+        accepted > 1_000 && rejected > 1_000,
+        "{accepted} / {rejected}"
+    );
 }
 
 #[test]
@@ -255,7 +258,8 @@ fn whole_body_edge_cases_agree() {
         format!("{{{valid}, \"extra\": [1, 2]}}"),
         format!("{{{valid}, \"apelido\": \"bia\"}}"),
         format!("{{{valid}, \"stack\": null, \"stack\": []}}"),
-        r#"{"stack": ["Go"], "nascimento": "1985-09-23", "nome": "Ana", "apelido": "ana"}"#.to_owned(),
+        r#"{"stack": ["Go"], "nascimento": "1985-09-23", "nome": "Ana", "apelido": "ana"}"#
+            .to_owned(),
         format!("{{{valid},}}"),
         r#"{"Apelido": "ana", "nome": "Ana", "nascimento": "1985-09-23"}"#.to_owned(),
     ]
@@ -316,5 +320,8 @@ fn a_circular_feeder_sends_its_payloads_again_and_both_count_them_once() {
     let sent = || feeder.iter().cycle().take(7_000).map(String::as_bytes);
     let expected = expected_people(sent());
     assert_eq!(expected, service_people(sent()));
-    assert_eq!(expected, service_people(feeder.iter().map(String::as_bytes)));
+    assert_eq!(
+        expected,
+        service_people(feeder.iter().map(String::as_bytes))
+    );
 }

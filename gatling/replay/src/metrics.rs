@@ -186,7 +186,8 @@ fn sum_by_series(scrapes: &[ReplicaScrape], sample_name: &str, route_only: bool)
             .iter()
             .filter(|sample| sample.metric == sample_name)
         {
-            let (Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value)) = sample.value
+            let (Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value)) =
+                sample.value
             else {
                 continue;
             };
@@ -194,7 +195,9 @@ fn sum_by_series(scrapes: &[ReplicaScrape], sample_name: &str, route_only: bool)
                 .iter()
                 .find_map(|name| Some((*name, sample.labels.get(name)?)));
             let shown: Vec<String> = match route {
-                Some((name, value)) if route_only && sample_name.contains("http_requests_total") => {
+                Some((name, value))
+                    if route_only && sample_name.contains("http_requests_total") =>
+                {
                     vec![format!("{name}={value}")]
                 }
                 _ => sample

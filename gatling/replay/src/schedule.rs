@@ -48,6 +48,29 @@ pub enum InjectionStep {
 }
 
 impl InjectionStep {
+    /// The steps as the simulation writes them, in whole users per second.
+    pub const fn constant(users: u64, seconds: u64) -> Self {
+        Self::Constant {
+            rate: Rate::per_second(users),
+            seconds,
+        }
+    }
+
+    pub const fn randomized(users: u64, seconds: u64) -> Self {
+        Self::Randomized {
+            rate: Rate::per_second(users),
+            seconds,
+        }
+    }
+
+    pub const fn ramp(from: u64, to: u64, seconds: u64) -> Self {
+        Self::Ramp {
+            from: Rate::per_second(from),
+            to: Rate::per_second(to),
+            seconds,
+        }
+    }
+
     pub fn seconds(&self) -> u64 {
         match *self {
             Self::Constant { seconds, .. }
@@ -217,13 +240,7 @@ mod tests {
 
     #[test]
     fn constant_rate_spreads_users_evenly_across_each_second() {
-        let arrivals = arrivals(
-            &[InjectionStep::Constant {
-                rate: Rate::per_second(2),
-                seconds: 3,
-            }],
-            0,
-        );
+        let arrivals = arrivals(&[InjectionStep::constant(2, 3)], 0);
         let millis: Vec<u128> = arrivals.iter().map(Duration::as_millis).collect();
         // Shard.shards(2, 1000): ceil(0.002 * (k + 1)) steps up at k = 0 and k = 500.
         assert_eq!(millis, vec![0, 500, 1000, 1500, 2000, 2500]);
@@ -231,44 +248,16 @@ mod tests {
 
     #[test]
     fn ramp_sends_the_average_rate_times_the_duration() {
-        assert_eq!(
-            count(&[InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(600),
-                seconds: 180
-            }]),
-            54_540
-        );
-        assert_eq!(
-            count(&[InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(100),
-                seconds: 180
-            }]),
-            9_540
-        );
-        assert_eq!(
-            count(&[InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(40),
-                seconds: 180
-            }]),
-            4_140
-        );
+        assert_eq!(count(&[InjectionStep::ramp(6, 600, 180)]), 54_540);
+        assert_eq!(count(&[InjectionStep::ramp(6, 100, 180)]), 9_540);
+        assert_eq!(count(&[InjectionStep::ramp(6, 40, 180)]), 4_140);
     }
 
     #[test]
     fn ramp_per_second_counts_follow_the_linear_rate_with_carried_fractions() {
         // a = (100 - 6) / 360: second 0 gets a + 6 = 6.26 -> 6, the 0.26 carries over; second 1 gets
         // 3a + 6 + 0.26 = 7.04 -> 7; second 2 gets 5a + 6 + 0.04 = 7.35 -> 7.
-        let arrivals = arrivals(
-            &[InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(100),
-                seconds: 180,
-            }],
-            0,
-        );
+        let arrivals = arrivals(&[InjectionStep::ramp(6, 100, 180)], 0);
         let in_second = |second: u64| arrivals.iter().filter(|at| at.as_secs() == second).count();
         assert_eq!((in_second(0), in_second(1), in_second(2)), (6, 7, 7));
         assert_eq!(in_second(179), 100);
@@ -279,102 +268,17 @@ mod tests {
     #[test]
     fn matches_gatlings_big_decimal_arithmetic() {
         let cases = [
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(600),
-                    seconds: 180,
-                },
-                54_540,
-                6_512_328_473,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(100),
-                    seconds: 180,
-                },
-                9_540,
-                1_112_378_745,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(40),
-                    seconds: 180,
-                },
-                4_140,
-                464_393_358,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(600),
-                    seconds: 36,
-                },
-                10_908,
-                260_427_640,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(100),
-                    seconds: 36,
-                },
-                1_908,
-                44_488_123,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(40),
-                    seconds: 36,
-                },
-                828,
-                18_568_672,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(100),
-                    seconds: 7,
-                },
-                371,
-                1_674_860,
-            ),
-            (
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(40),
-                    seconds: 9,
-                },
-                207,
-                1_156_911,
-            ),
-            (
-                InjectionStep::Constant {
-                    rate: Rate::per_second(2),
-                    seconds: 10,
-                },
-                20,
-                95_000,
-            ),
-            (
-                InjectionStep::Constant {
-                    rate: Rate::per_second(2),
-                    seconds: 25,
-                },
-                50,
-                612_500,
-            ),
-            (
-                InjectionStep::Constant {
-                    rate: Rate::per_second(3),
-                    seconds: 7,
-                },
-                21,
-                69_993,
-            ),
+            (InjectionStep::ramp(6, 600, 180), 54_540, 6_512_328_473),
+            (InjectionStep::ramp(6, 100, 180), 9_540, 1_112_378_745),
+            (InjectionStep::ramp(6, 40, 180), 4_140, 464_393_358),
+            (InjectionStep::ramp(6, 600, 36), 10_908, 260_427_640),
+            (InjectionStep::ramp(6, 100, 36), 1_908, 44_488_123),
+            (InjectionStep::ramp(6, 40, 36), 828, 18_568_672),
+            (InjectionStep::ramp(6, 100, 7), 371, 1_674_860),
+            (InjectionStep::ramp(6, 40, 9), 207, 1_156_911),
+            (InjectionStep::constant(2, 10), 20, 95_000),
+            (InjectionStep::constant(2, 25), 50, 612_500),
+            (InjectionStep::constant(3, 7), 21, 69_993),
         ];
         for (step, count, sum_ms) in cases {
             let arrivals = arrivals(&[step], 0);
@@ -394,13 +298,7 @@ mod tests {
         ];
         for (seed, expected) in jdk.into_iter().enumerate() {
             assert_eq!(
-                count_with_seed(
-                    InjectionStep::Randomized {
-                        rate: Rate::per_second(5),
-                        seconds: 15
-                    },
-                    seed as i64
-                ),
+                count_with_seed(InjectionStep::randomized(5, 15), seed as i64),
                 expected
             );
         }
@@ -431,16 +329,7 @@ mod tests {
     #[test]
     fn steps_follow_each_other() {
         let arrivals = arrivals(
-            &[
-                InjectionStep::Constant {
-                    rate: Rate::per_second(1),
-                    seconds: 2,
-                },
-                InjectionStep::Constant {
-                    rate: Rate::per_second(1),
-                    seconds: 1,
-                },
-            ],
+            &[InjectionStep::constant(1, 2), InjectionStep::constant(1, 1)],
             0,
         );
         assert_eq!(
@@ -455,10 +344,7 @@ mod tests {
 
     #[test]
     fn poisson_is_reproducible_for_a_seed_and_stays_inside_its_step() {
-        let step = [InjectionStep::Randomized {
-            rate: Rate::per_second(5),
-            seconds: 15,
-        }];
+        let step = [InjectionStep::randomized(5, 15)];
         let first = arrivals(&step, 1234);
         assert_eq!(first, arrivals(&step, 1234));
         assert!(first.windows(2).all(|pair| pair[0] <= pair[1]));
@@ -471,48 +357,18 @@ mod tests {
 
     #[test]
     fn scaling_rounds_to_whole_seconds_and_keeps_every_step() {
-        let ramp = InjectionStep::Ramp {
-            from: Rate::per_second(6),
-            to: Rate::per_second(600),
-            seconds: 180,
-        };
-        assert_eq!(
-            ramp.scaled(0.2),
-            InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(600),
-                seconds: 36
-            }
-        );
-        assert_eq!(
-            InjectionStep::Constant {
-                rate: Rate::per_second(2),
-                seconds: 10
-            }
-            .scaled(0.01)
-            .seconds(),
-            1
-        );
+        let ramp = InjectionStep::ramp(6, 600, 180);
+        assert_eq!(ramp.scaled(0.2), InjectionStep::ramp(6, 600, 36));
+        assert_eq!(InjectionStep::constant(2, 10).scaled(0.01).seconds(), 1);
         assert_eq!(ramp.scaled(1.0), ramp);
     }
 
     #[test]
     fn a_rate_factor_multiplies_each_steps_users_and_keeps_its_duration() {
         let steps = [
-            InjectionStep::Constant {
-                rate: Rate::per_second(2),
-                seconds: 10,
-            },
-            InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(600),
-                seconds: 180,
-            },
-            InjectionStep::Ramp {
-                from: Rate::per_second(6),
-                to: Rate::per_second(40),
-                seconds: 36,
-            },
+            InjectionStep::constant(2, 10),
+            InjectionStep::ramp(6, 600, 180),
+            InjectionStep::ramp(6, 40, 36),
         ];
         for factor in [0.5, 1.25, 3.0, 0.3] {
             for step in steps {
@@ -538,22 +394,14 @@ mod tests {
 
     #[test]
     fn a_rate_factor_of_one_changes_nothing() {
-        let step = InjectionStep::Ramp {
-            from: Rate::per_second(6),
-            to: Rate::per_second(100),
-            seconds: 180,
-        };
+        let step = InjectionStep::ramp(6, 100, 180);
         assert_eq!(step.rate_times(1.0), step);
         assert_eq!(Rate::per_second(5).times(1.0), Rate::per_second(5));
     }
 
     #[test]
     fn a_faster_poisson_step_draws_that_many_more_arrivals_on_average() {
-        let step = [InjectionStep::Randomized {
-            rate: Rate::per_second(5),
-            seconds: 15,
-        }
-        .rate_times(3.0)];
+        let step = [InjectionStep::randomized(5, 15).rate_times(3.0)];
         let total: usize = (0..400).map(|seed| arrivals(&step, seed).len()).sum();
         let mean = total as f64 / 400.0;
         assert!((mean - 225.0).abs() < 4.0, "mean {mean}");

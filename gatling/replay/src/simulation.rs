@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::client::{Response, Target, UserConnection};
-use crate::schedule::{self, InjectionStep, Rate};
+use crate::schedule::{self, InjectionStep};
 use crate::statistics::{RequestName, RequestRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,41 +30,17 @@ impl Scenario {
     pub fn injection(self) -> Vec<InjectionStep> {
         match self {
             Self::Creation => vec![
-                InjectionStep::Constant {
-                    rate: Rate::per_second(2),
-                    seconds: 10,
-                },
-                InjectionStep::Randomized {
-                    rate: Rate::per_second(5),
-                    seconds: 15,
-                },
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(600),
-                    seconds: 180,
-                },
+                InjectionStep::constant(2, 10),
+                InjectionStep::randomized(5, 15),
+                InjectionStep::ramp(6, 600, 180),
             ],
             Self::ValidSearch => vec![
-                InjectionStep::Constant {
-                    rate: Rate::per_second(2),
-                    seconds: 25,
-                },
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(100),
-                    seconds: 180,
-                },
+                InjectionStep::constant(2, 25),
+                InjectionStep::ramp(6, 100, 180),
             ],
             Self::InvalidSearch => vec![
-                InjectionStep::Constant {
-                    rate: Rate::per_second(2),
-                    seconds: 25,
-                },
-                InjectionStep::Ramp {
-                    from: Rate::per_second(6),
-                    to: Rate::per_second(40),
-                    seconds: 180,
-                },
+                InjectionStep::constant(2, 25),
+                InjectionStep::ramp(6, 40, 180),
             ],
         }
     }
@@ -301,7 +277,10 @@ mod tests {
     fn a_rate_factor_multiplies_every_scenario_and_keeps_the_profiles_length() {
         let arrivals = schedule(1.0, 3.0, DEFAULT_SEED);
         assert_eq!(sessions(&arrivals, Scenario::ValidSearch), 3 * (50 + 9_540));
-        assert_eq!(sessions(&arrivals, Scenario::InvalidSearch), 3 * (50 + 4_140));
+        assert_eq!(
+            sessions(&arrivals, Scenario::InvalidSearch),
+            3 * (50 + 4_140)
+        );
         // The randomized step draws its own number around 3 x 75.
         let creation = sessions(&arrivals, Scenario::Creation);
         let randomized = creation - 3 * (20 + 54_540);

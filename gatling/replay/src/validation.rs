@@ -68,7 +68,8 @@ pub fn is_real_date(text: &str) -> bool {
     if !shaped {
         return false;
     }
-    let number = |range: std::ops::Range<usize>| text[range].parse::<u32>().expect("checked digits");
+    let number =
+        |range: std::ops::Range<usize>| text[range].parse::<u32>().expect("checked digits");
     let year = number(0..4);
     year >= 1 && NaiveDate::from_ymd_opt(year as i32, number(5..7), number(8..10)).is_some()
 }
@@ -96,12 +97,9 @@ mod tests {
             r#"["C#", "Node"]"#,
         );
         assert_eq!(accepted(&text).as_deref(), Some("josé"));
+        assert!(accepted(&payload(r#""ana""#, r#""Ana""#, r#""1985-09-23""#, "null")).is_some());
         assert!(
-            accepted(&payload(r#""ana""#, r#""Ana""#, r#""1985-09-23""#, "null")).is_some()
-        );
-        assert!(
-            accepted(r#"{"apelido": "ana", "nome": "Ana", "nascimento": "1985-09-23"}"#)
-                .is_some()
+            accepted(r#"{"apelido": "ana", "nome": "Ana", "nascimento": "1985-09-23"}"#).is_some()
         );
     }
 
@@ -109,21 +107,12 @@ mod tests {
     fn length_limits_count_characters_not_bytes() {
         let thirty_two = format!("\"{}\"", "é".repeat(32));
         let thirty_three = format!("\"{}\"", "a".repeat(33));
-        assert!(
-            accepted(&payload(&thirty_two, r#""n""#, r#""2000-01-01""#, "null")).is_some()
-        );
-        assert!(
-            accepted(&payload(&thirty_three, r#""n""#, r#""2000-01-01""#, "null"))
-                .is_none()
-        );
+        assert!(accepted(&payload(&thirty_two, r#""n""#, r#""2000-01-01""#, "null")).is_some());
+        assert!(accepted(&payload(&thirty_three, r#""n""#, r#""2000-01-01""#, "null")).is_none());
         let long_nome = format!("\"{}\"", "n".repeat(101));
-        assert!(
-            accepted(&payload(r#""a""#, &long_nome, r#""2000-01-01""#, "null")).is_none()
-        );
+        assert!(accepted(&payload(r#""a""#, &long_nome, r#""2000-01-01""#, "null")).is_none());
         let long_item = format!("[\"{}\"]", "1".repeat(40));
-        assert!(
-            accepted(&payload(r#""a""#, r#""n""#, r#""2000-01-01""#, &long_item)).is_none()
-        );
+        assert!(accepted(&payload(r#""a""#, r#""n""#, r#""2000-01-01""#, &long_item)).is_none());
     }
 
     #[test]
@@ -141,8 +130,10 @@ mod tests {
     #[test]
     fn a_field_given_twice_is_malformed() {
         assert!(
-            accepted(r#"{"apelido": "a", "apelido": "b", "nome": "n", "nascimento": "2000-01-01"}"#)
-                .is_none()
+            accepted(
+                r#"{"apelido": "a", "apelido": "b", "nome": "n", "nascimento": "2000-01-01"}"#
+            )
+            .is_none()
         );
     }
 
