@@ -351,6 +351,18 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_written_before_rate_existed_reads_as_rate_one() {
+        let mut earlier = serde_json::to_value(Summary {
+            rate: 3.0,
+            ..summary()
+        })
+        .unwrap();
+        earlier.as_object_mut().unwrap().remove("rate");
+        let read: Summary = serde_json::from_value(earlier).unwrap();
+        assert_eq!(read, summary());
+    }
+
+    #[test]
     fn the_page_is_self_contained_with_tables_and_charts() {
         let series = Series {
             timeline: Timeline {
