@@ -1,160 +1,84 @@
-//! Command-line arguments, parsed by hand: a handful of flags does not call for a parser crate.
+//! Command-line arguments: each subcommand accepts exactly its own flags, and a mistake exits with 2.
 
 use std::path::PathBuf;
 
+use clap::{Parser, Subcommand};
+
 use crate::payloads;
 use crate::run::RunOptions;
-use crate::simulation;
 
-pub const USAGE: &str = "\
-usage:
-  replay payloads --out FILE [--count N] [--seed S]
-      Write N creation payloads (default 100000) as a Gatling TSV feeder, seeded by S (default 2023).
-  replay people --count N [--seed S]
-      Write N people shaped like valid payloads, with apelidos that hold a digit (so no payload's
-      can equal them), to standard output as PostgreSQL COPY text for
-      `COPY pessoas (id, apelido, nome, nascimento, stack) FROM STDIN`.
-  replay run --payloads FILE --terms FILE --out DIR [--base-url URL] [--scale F] [--seed S]
-             [--metrics URL]... [--stack-json FILE] [--strict]
-      Replay the simulation against URL (default http://localhost:9999), with every injection duration
-      multiplied by F (default 1, rounded to whole seconds). S seeds the randomized injection step and the
-      pauses. Each --metrics URL (a replica's /metrics) is scraped every second. Writes summary.json,
-      series.json and report.html into DIR.
-  replay report --out DIR [--stack-json FILE] [--strict]
-      Render DIR's summary and report again, adding the stack's resource figures from FILE.
-  --strict makes the exit status 1 when the run has a KO, a count after the run different from the
-  expected one, or a count different from the number of 201s. Errors exit with 2.";
+#[derive(Debug, Parser)]
+#[command(
+    name = "replay",
+    about = "The contest's Gatling stress test replayed in Rust",
+    arg_required_else_help = true,
+    after_help = "--strict makes the exit status 1 when the run has a KO, a count after the run \
+                  different from the expected one, or a count different from the number of 201s. \
+                  Errors exit with 2."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Subcommand)]
 pub enum Command {
-    Help,
+    /// Write N creation payloads as a Gatling TSV feeder, seeded by S.
     Payloads {
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        #[arg(long, value_name = "N", default_value_t = payloads::DEFAULT_COUNT)]
         count: usize,
+        #[arg(long, value_name = "S", default_value_t = payloads::DEFAULT_SEED)]
         seed: u64,
     },
+    /// Write N people shaped like valid payloads to standard output as PostgreSQL COPY text.
+    ///
+    /// The rows are for `COPY pessoas (id, apelido, nome, nascimento, stack) FROM STDIN`; their
+    /// apelidos hold a digit, so no payload's can equal them.
     People {
+        #[arg(long, value_name = "N")]
         count: usize,
+        #[arg(long, value_name = "S", default_value_t = payloads::DEFAULT_SEED)]
         seed: u64,
     },
+    /// Replay the simulation against the service.
     Run {
+        #[command(flatten)]
         options: RunOptions,
+        /// Exit with 1 when the verdict fails.
+        #[arg(long)]
         strict: bool,
     },
+    /// Render an earlier run's summary and report again, adding the stack's resource figures.
     Report {
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Each service's CPU seconds, peak memory and limits, as `cargo xtask stress` writes them.
+        #[arg(long, value_name = "FILE")]
         stack_json: Option<PathBuf>,
+        /// Exit with 1 when the verdict fails.
+        #[arg(long)]
         strict: bool,
     },
 }
 
-pub fn parse(arguments: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut arguments = arguments.into_iter();
-    let subcommand = arguments.next().unwrap_or_default();
-    let mut flags = Flags::default();
-    while let Some(flag) = arguments.next() {
-        if flag == "--strict" {
-            flags.strict = true;
-            continue;
-        }
-        let value = arguments
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--out" => flags.out = Some(PathBuf::from(value)),
-            "--count" => flags.count = Some(number(&flag, &value)?),
-            "--seed" => flags.seed = Some(number(&flag, &value)?),
-            "--payloads" => flags.payloads = Some(PathBuf::from(value)),
-            "--terms" => flags.terms = Some(PathBuf::from(value)),
-            "--base-url" => flags.base_url = Some(value),
-            "--scale" => flags.scale = Some(number(&flag, &value)?),
-            "--metrics" => flags.metrics.push(value),
-            "--stack-json" => flags.stack_json = Some(PathBuf::from(value)),
-            _ => return Err(format!("unknown option {flag}")),
-        }
+/// A multiplier given on the command line: a finite number above zero.
+pub fn positive_factor(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(factor) if factor > 0.0 && factor.is_finite() => Ok(factor),
+        _ => Err(format!("{text} is not a positive number")),
     }
-    let required = |value: Option<PathBuf>, flag: &str| {
-        value.ok_or_else(|| format!("{subcommand} needs {flag}"))
-    };
-    match subcommand.as_str() {
-        "" | "help" | "--help" | "-h" => Ok(Command::Help),
-        "payloads" => Ok(Command::Payloads {
-            out: required(flags.out, "--out")?,
-            count: flags
-                .count
-                .unwrap_or(payloads::DEFAULT_COUNT as i64)
-                .try_into()
-                .map_err(|_| "--count must not be negative")?,
-            seed: flags
-                .seed
-                .map_or(payloads::DEFAULT_SEED, |seed| seed as u64),
-        }),
-        "people" => Ok(Command::People {
-            count: flags
-                .count
-                .ok_or("people needs --count")?
-                .try_into()
-                .map_err(|_| "--count must not be negative")?,
-            seed: flags
-                .seed
-                .map_or(payloads::DEFAULT_SEED, |seed| seed as u64),
-        }),
-        "run" => {
-            let scale = flags.scale.unwrap_or(1.0);
-            if !(scale > 0.0 && scale.is_finite()) {
-                return Err("--scale must be a positive number".to_owned());
-            }
-            Ok(Command::Run {
-                options: RunOptions {
-                    payloads: required(flags.payloads, "--payloads")?,
-                    terms: required(flags.terms, "--terms")?,
-                    base_url: flags
-                        .base_url
-                        .unwrap_or_else(|| "http://localhost:9999".to_owned()),
-                    scale,
-                    out: required(flags.out, "--out")?,
-                    metrics: flags.metrics,
-                    stack_json: flags.stack_json,
-                    seed: flags.seed.unwrap_or(simulation::DEFAULT_SEED),
-                },
-                strict: flags.strict,
-            })
-        }
-        "report" => Ok(Command::Report {
-            out: required(flags.out, "--out")?,
-            stack_json: flags.stack_json,
-            strict: flags.strict,
-        }),
-        other => Err(format!("unknown command {other}")),
-    }
-}
-
-#[derive(Default)]
-struct Flags {
-    out: Option<PathBuf>,
-    count: Option<i64>,
-    seed: Option<i64>,
-    payloads: Option<PathBuf>,
-    terms: Option<PathBuf>,
-    base_url: Option<String>,
-    scale: Option<f64>,
-    metrics: Vec<String>,
-    stack_json: Option<PathBuf>,
-    strict: bool,
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{flag}: not a number: {value}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulation;
 
-    fn parse_words(line: &str) -> Result<Command, String> {
-        parse(line.split_whitespace().map(str::to_owned))
+    fn parse_words(line: &str) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("replay").chain(line.split_whitespace()))
+            .map(|cli| cli.command)
     }
 
     #[test]
@@ -166,9 +90,24 @@ mod tests {
         };
         assert!(strict);
         assert_eq!(options.base_url, "http://localhost:9999");
-        assert_eq!(options.scale, 1.0);
+        assert_eq!((options.scale, options.rate), (1.0, 1.0));
         assert_eq!(options.seed, simulation::DEFAULT_SEED);
         assert_eq!(options.metrics.len(), 2);
+        assert_eq!(options.stack_json, None);
+    }
+
+    #[test]
+    fn run_takes_scale_rate_seed_and_stack_figures() {
+        let Command::Run { options, strict } = parse_words(
+            "run --payloads p --terms t --out o --base-url http://127.0.0.1:9999 --scale 0.2 --rate 3 --seed -4 --stack-json s.json",
+        )
+        .unwrap() else {
+            panic!("not a run");
+        };
+        assert!(!strict);
+        assert_eq!(options.base_url, "http://127.0.0.1:9999");
+        assert_eq!((options.scale, options.rate, options.seed), (0.2, 3.0, -4));
+        assert_eq!(options.stack_json, Some(PathBuf::from("s.json")));
     }
 
     #[test]
@@ -182,11 +121,37 @@ mod tests {
 
     #[test]
     fn mistakes_are_reported() {
-        assert!(parse_words("run --payloads p.tsv --terms t.tsv").is_err());
-        assert!(parse_words("run --payloads p.tsv --terms t.tsv --out o --scale 0").is_err());
-        assert!(parse_words("payloads --out x --count many").is_err());
-        assert!(parse_words("payloads --out").is_err());
-        assert!(parse_words("fly").is_err());
-        assert!(matches!(parse_words("").unwrap(), Command::Help));
+        for line in [
+            "run --payloads p.tsv --terms t.tsv",
+            "run --payloads p.tsv --terms t.tsv --out o --scale 0",
+            "run --payloads p.tsv --terms t.tsv --out o --rate -1",
+            "run --payloads p.tsv --terms t.tsv --out o --rate inf",
+            "payloads --out x --count many",
+            "payloads --out",
+            "people",
+            "fly",
+            "",
+        ] {
+            assert!(parse_words(line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn each_subcommand_refuses_the_others_flags() {
+        for line in [
+            "payloads --out x --terms t.tsv",
+            "payloads --out x --strict",
+            "people --count 3 --out x",
+            "run --payloads p --terms t --out o --count 3",
+            "report --out o --scale 2",
+            "report --out o --rate 2",
+        ] {
+            let error = parse_words(line).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{line}"
+            );
+        }
     }
 }

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
-use hyper::{Method, Request};
+use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::net::TcpStream;
 
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,22 +29,21 @@ impl Target {
     /// Resolves `http://host[:port][/base]`. Only loopback addresses are accepted: the replay opens
     /// thousands of connections a second and is meant for a stack on the same machine.
     pub async fn resolve(base_url: &str) -> Result<Self, String> {
-        let rest = base_url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{base_url}: only http:// base URLs are supported"))?;
-        let (authority, base_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
-            return Err(format!("{base_url}: no host"));
+        let uri: Uri = base_url
+            .parse()
+            .map_err(|error| format!("{base_url}: {error}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("{base_url}: only http:// base URLs are supported"));
         }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        let loopback: Vec<SocketAddr> = tokio::net::lookup_host(with_port.as_str())
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{base_url}: no host"))?;
+        let host_and_port = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let loopback: Vec<SocketAddr> = tokio::net::lookup_host(host_and_port)
             .await
             .map_err(|error| format!("{base_url}: {error}"))?
             .filter(|address| address.ip().is_loopback())
@@ -57,8 +57,8 @@ impl Target {
             .ok_or_else(|| format!("{base_url}: does not resolve to a loopback address"))?;
         Ok(Self {
             address,
-            authority: authority.to_owned(),
-            base_path: base_path.trim_end_matches('/').to_owned(),
+            authority: authority.to_string(),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
@@ -70,17 +70,15 @@ impl Target {
     /// Turns a `Location` header into a path on this target, the way Gatling resolves it against the base
     /// URL. An absolute URL naming another host is refused rather than followed.
     pub fn location_path(&self, location: &str) -> Option<String> {
-        if location.starts_with('/') {
-            return Some(location.to_owned());
-        }
-        let rest = location.strip_prefix("http://")?;
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        (authority == self.authority).then(|| {
-            if path.is_empty() {
-                "/".to_owned()
-            } else {
-                path.to_owned()
-            }
+        let uri: Uri = location.parse().ok()?;
+        let on_this_target = match uri.authority() {
+            None => location.starts_with('/'),
+            Some(authority) => uri.scheme_str() == Some("http") && *authority == self.authority,
+        };
+        on_this_target.then(|| {
+            uri.path_and_query()
+                .map_or("/", |path| path.as_str())
+                .to_owned()
         })
     }
 }
@@ -226,18 +224,17 @@ async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Failur
     Ok(sender)
 }
 
+/// Everything but unreserved characters (RFC 3986) is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a query value the way Gatling encodes the search term it interpolates into
 /// `/pessoas?t=...`: everything but unreserved characters becomes `%XX`.
 pub fn encode_query_value(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
@@ -255,6 +252,9 @@ mod tests {
         assert_eq!(prefixed.path("/pessoas"), "/api/pessoas");
         assert!(Target::resolve("http://10.0.0.1:9999").await.is_err());
         assert!(Target::resolve("https://127.0.0.1").await.is_err());
+        assert!(Target::resolve("127.0.0.1:9999").await.is_err());
+        let bracketed = Target::resolve("http://[::1]:9999").await.unwrap();
+        assert_eq!(bracketed.address, "[::1]:9999".parse().unwrap());
     }
 
     #[tokio::test]
@@ -272,6 +272,14 @@ mod tests {
         );
         assert_eq!(target.location_path("http://example.com/pessoas/1"), None);
         assert_eq!(target.location_path("pessoas/1"), None);
+        assert_eq!(
+            target.location_path("https://127.0.0.1:9999/pessoas/1"),
+            None
+        );
+        assert_eq!(
+            target.location_path("http://127.0.0.1:9999").as_deref(),
+            Some("/")
+        );
     }
 
     #[test]

@@ -1,23 +1,13 @@
-//! `replay payloads|people|run|report`: see `replay help`.
+//! `replay payloads|people|run|report`: see `replay --help`.
 
 use std::process::ExitCode;
 
-use replay::cli::{self, Command};
+use clap::Parser;
+use replay::cli::{Cli, Command};
 use replay::{payloads, printer, run};
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(error) => {
-            eprintln!("{error}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-    };
-    match command {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
+    match Cli::parse().command {
         Command::Payloads { out, count, seed } => {
             match payloads::write_payload_file(&out, count, seed) {
                 Ok(()) => {

@@ -2,9 +2,10 @@
 //! the series the report charts from it. Metric names are matched loosely so the charts follow the
 //! service as its metrics evolve: request counters, anything about batches or pools, and resident memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use prometheus_parse::{Sample, Scrape, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -22,105 +23,30 @@ const CHARTED_NAME_PARTS: &[&str] = &[
 const ROUTE_LABELS: &[&str] = &["route", "path", "handler", "endpoint", "uri"];
 const MAX_SERIES_PER_CHART: usize = 10;
 
+/// How a metric family is charted, from its declared type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricType {
-    Counter,
-    Gauge,
-    Histogram,
-    Summary,
-    Untyped,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Exposition {
-    pub types: HashMap<String, MetricType>,
-    pub samples: Vec<Sample>,
+enum Chart {
+    /// Counters, as rates per second.
+    Rate,
+    /// Gauges, as they are.
+    Value,
+    /// Histograms and summaries, as the mean observation over each scrape interval.
+    IntervalMean,
 }
 
 /// Parses the Prometheus text exposition format; lines it cannot read are skipped.
-pub fn parse(text: &str) -> Exposition {
-    let mut exposition = Exposition::default();
-    for line in text.lines().map(str::trim) {
-        if let Some(declaration) = line.strip_prefix("# TYPE ") {
-            let mut words = declaration.split_whitespace();
-            if let (Some(name), Some(kind)) = (words.next(), words.next()) {
-                let kind = match kind {
-                    "counter" => MetricType::Counter,
-                    "gauge" => MetricType::Gauge,
-                    "histogram" => MetricType::Histogram,
-                    "summary" => MetricType::Summary,
-                    _ => MetricType::Untyped,
-                };
-                exposition.types.insert(name.to_owned(), kind);
-            }
-        } else if !line.is_empty() && !line.starts_with('#') {
-            exposition.samples.extend(parse_sample(line));
-        }
-    }
-    exposition
-}
-
-fn parse_sample(line: &str) -> Option<Sample> {
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
-    let name = &line[..name_end];
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(inside) = rest.strip_prefix('{') {
-        let (parsed, after) = parse_labels(inside)?;
-        labels = parsed;
-        rest = after;
-    }
-    let value = match rest.split_whitespace().next()? {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        number => number.parse().ok()?,
-    };
-    Some(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
-}
-
-/// `name="value",...}` with `\\`, `\"` and `\n` escapes; returns the labels and the text after `}`.
-fn parse_labels(mut text: &str) -> Option<(Vec<(String, String)>, &str)> {
-    let mut labels = Vec::new();
-    loop {
-        text = text.trim_start_matches([' ', ',']);
-        if let Some(after) = text.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let (name, after_name) = text.split_once('=')?;
-        let mut chars = after_name.strip_prefix('"')?.char_indices();
-        let mut value = String::new();
-        let end = loop {
-            match chars.next()? {
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    escaped => value.push(escaped),
-                },
-                (index, '"') => break index,
-                (_, other) => value.push(other),
-            }
-        };
-        labels.push((name.trim().to_owned(), value));
-        text = &after_name[1 + end + 1..];
-    }
+pub fn parse(text: &str) -> Vec<Sample> {
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .expect("lines of a string read without error")
+        .samples
 }
 
 /// One scrape of one replica.
 #[derive(Debug, Clone)]
-pub struct Scrape {
+pub struct ReplicaScrape {
     pub at_seconds: f64,
     pub replica: String,
-    pub exposition: Exposition,
+    pub samples: Vec<Sample>,
 }
 
 /// Scrapes every URL once a second until `stop` flips, keeping each replica's connection alive between
@@ -129,7 +55,7 @@ pub async fn scrape_until(
     urls: &[String],
     started: Instant,
     mut stop: watch::Receiver<bool>,
-) -> Vec<Scrape> {
+) -> Vec<ReplicaScrape> {
     let mut targets = Vec::new();
     for url in urls {
         match Target::resolve(url).await {
@@ -161,11 +87,10 @@ pub async fn scrape_until(
                 tokio::time::timeout(SCRAPE_TIMEOUT, connection.get(path)).await
                 && response.status == 200
             {
-                let exposition = parse(&String::from_utf8_lossy(&response.body));
-                scrapes.push(Scrape {
+                scrapes.push(ReplicaScrape {
                     at_seconds,
                     replica: replica.clone(),
-                    exposition,
+                    samples: parse(&String::from_utf8_lossy(&response.body)),
                 });
             }
         }
@@ -194,30 +119,33 @@ pub struct MetricSeries {
 }
 
 /// One chart per charted metric family: counters as rates per second, gauges as they are, histograms
-/// and summaries as the mean observation over each scrape interval.
-pub fn charts(scrapes: &[Scrape]) -> Vec<MetricChart> {
-    let mut families: BTreeMap<String, MetricType> = BTreeMap::new();
-    for scrape in scrapes {
-        for (name, kind) in &scrape.exposition.types {
-            if CHARTED_NAME_PARTS.iter().any(|part| name.contains(part)) {
-                families.insert(name.clone(), *kind);
-            }
+/// and summaries as the mean observation over each scrape interval. Untyped samples are not charted: they
+/// include every histogram's and summary's `_sum` and `_count`.
+pub fn charts(scrapes: &[ReplicaScrape]) -> Vec<MetricChart> {
+    let mut families: BTreeMap<&str, Chart> = BTreeMap::new();
+    for sample in scrapes.iter().flat_map(|scrape| &scrape.samples) {
+        let chart = match sample.value {
+            Value::Counter(_) => Chart::Rate,
+            Value::Gauge(_) => Chart::Value,
+            Value::Histogram(_) | Value::Summary(_) => Chart::IntervalMean,
+            Value::Untyped(_) => continue,
+        };
+        if CHARTED_NAME_PARTS
+            .iter()
+            .any(|part| sample.metric.contains(part))
+        {
+            families.insert(&sample.metric, chart);
         }
     }
     families
         .into_iter()
-        .filter_map(|(family, kind)| {
-            let (unit, series) = match kind {
-                MetricType::Counter => (
-                    "per second",
-                    rates(&sum_by_series(scrapes, &family, &family, true)),
-                ),
-                MetricType::Gauge | MetricType::Untyped => {
-                    ("value", sum_by_series(scrapes, &family, &family, false))
-                }
-                MetricType::Histogram | MetricType::Summary => {
-                    let sums = sum_by_series(scrapes, &family, &format!("{family}_sum"), false);
-                    let counts = sum_by_series(scrapes, &family, &format!("{family}_count"), false);
+        .filter_map(|(family, chart)| {
+            let (unit, series) = match chart {
+                Chart::Rate => ("per second", rates(&sum_by_series(scrapes, family, true))),
+                Chart::Value => ("value", sum_by_series(scrapes, family, false)),
+                Chart::IntervalMean => {
+                    let sums = sum_by_series(scrapes, &format!("{family}_sum"), false);
+                    let counts = sum_by_series(scrapes, &format!("{family}_count"), false);
                     ("mean per interval", interval_means(&sums, &counts))
                 }
             };
@@ -237,7 +165,7 @@ pub fn charts(scrapes: &[Scrape]) -> Vec<MetricChart> {
             series.truncate(MAX_SERIES_PER_CHART);
             series.sort_by(|a, b| a.label.cmp(&b.label));
             (!series.is_empty()).then(|| MetricChart {
-                title: family,
+                title: family.to_owned(),
                 unit: unit.to_owned(),
                 series,
             })
@@ -247,35 +175,36 @@ pub fn charts(scrapes: &[Scrape]) -> Vec<MetricChart> {
 
 type SeriesPoints = BTreeMap<String, Vec<(f64, f64)>>;
 
-/// The samples named `sample_name` in each scrape, summed per series: replica plus labels (only the route
-/// label for request counters, and never histogram bucket bounds).
-fn sum_by_series(
-    scrapes: &[Scrape],
-    family: &str,
-    sample_name: &str,
-    route_only: bool,
-) -> SeriesPoints {
+/// The samples named `sample_name` in each scrape, summed per series: replica plus labels in name order
+/// (only the route label for request counters).
+fn sum_by_series(scrapes: &[ReplicaScrape], sample_name: &str, route_only: bool) -> SeriesPoints {
     let mut series: SeriesPoints = BTreeMap::new();
     for scrape in scrapes {
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         for sample in scrape
-            .exposition
             .samples
             .iter()
-            .filter(|sample| sample.name == sample_name)
+            .filter(|sample| sample.metric == sample_name)
         {
-            let route = sample
-                .labels
+            let (Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value)) =
+                sample.value
+            else {
+                continue;
+            };
+            let route = ROUTE_LABELS
                 .iter()
-                .find(|(name, _)| ROUTE_LABELS.contains(&name.as_str()));
+                .find_map(|name| Some((*name, sample.labels.get(name)?)));
             let shown: Vec<String> = match route {
-                Some((name, value)) if route_only && family.contains("http_requests_total") => {
+                Some((name, value))
+                    if route_only && sample_name.contains("http_requests_total") =>
+                {
                     vec![format!("{name}={value}")]
                 }
                 _ => sample
                     .labels
                     .iter()
-                    .filter(|(name, _)| name != "le" && name != "quantile")
+                    .collect::<BTreeMap<_, _>>()
+                    .into_iter()
                     .map(|(name, value)| format!("{name}={value}"))
                     .collect(),
             };
@@ -283,7 +212,7 @@ fn sum_by_series(
                 .chain(shown)
                 .collect::<Vec<_>>()
                 .join(" ");
-            *sums.entry(label).or_insert(0.0) += sample.value;
+            *sums.entry(label).or_insert(0.0) += value;
         }
         for (label, value) in sums {
             series
@@ -353,33 +282,16 @@ writer_batch_size_count 3
 db_pool_in_use 4
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 2.5e7
-odd_metric{note="a \"quoted\", comma\\"} 1.5 1700000000
+# TYPE writer_batch_size_untyped untyped
+writer_batch_size_untyped 1 1700000000
 "#;
 
-    fn scrape(at_seconds: f64, text: &str) -> Scrape {
-        Scrape {
+    fn scrape(at_seconds: f64, text: &str) -> ReplicaScrape {
+        ReplicaScrape {
             at_seconds,
             replica: "127.0.0.1:8081".to_owned(),
-            exposition: parse(text),
+            samples: parse(text),
         }
-    }
-
-    #[test]
-    fn parses_types_labels_escapes_and_exponents() {
-        let exposition = parse(TEXT);
-        assert_eq!(exposition.types["writer_batch_size"], MetricType::Histogram);
-        assert_eq!(exposition.samples.len(), 10);
-        assert_eq!(
-            exposition.samples[0].labels[0],
-            ("route".to_owned(), "/pessoas".to_owned())
-        );
-        assert_eq!(exposition.samples[4].labels[0].1, "+Inf");
-        assert_eq!(exposition.samples[8].value, 2.5e7);
-        let odd = &exposition.samples[9];
-        assert_eq!(
-            (odd.labels[0].1.as_str(), odd.value),
-            ("a \"quoted\", comma\\", 1.5)
-        );
     }
 
     #[test]

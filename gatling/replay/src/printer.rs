@@ -38,9 +38,10 @@ pub fn render(summary: &Summary) -> String {
     let _ = writeln!(out, "{rule}");
     let _ = writeln!(
         out,
-        "{} at scale {}: {:.1} s, {} + {} + {} sessions (creation, valid search, invalid search)",
+        "{} at scale {} and rate {}: {:.1} s, {} + {} + {} sessions (creation, valid search, invalid search)",
         summary.base_url,
         summary.scale,
+        summary.rate,
         summary.duration_seconds,
         summary.creation_sessions,
         summary.valid_search_sessions,

@@ -37,9 +37,10 @@ pub fn render(summary: &Summary, series: &Series) -> String {
     );
     let _ = write!(
         page,
-        "<p>Scale {} &middot; seed {} &middot; {:.1} s &middot; sessions: {} creation, {} valid search, {} invalid \
+        "<p>Scale {} &middot; rate {} &middot; seed {} &middot; {:.1} s &middot; sessions: {} creation, {} valid search, {} invalid \
          search &middot; payloads {} &middot; terms {}</p>",
         summary.scale,
+        summary.rate,
         summary.seed,
         summary.duration_seconds,
         summary.creation_sessions,
@@ -328,6 +329,7 @@ mod tests {
             payloads_file: "p.tsv".to_owned(),
             terms_file: "t.tsv".to_owned(),
             scale: 0.1,
+            rate: 1.0,
             seed: 1,
             started_at_unix_seconds: 0.0,
             duration_seconds: 3.0,
@@ -346,6 +348,18 @@ mod tests {
             replay_peak_rss_bytes: 10 << 20,
             injection_lag: InjectionLag::default(),
         }
+    }
+
+    #[test]
+    fn a_summary_written_before_rate_existed_reads_as_rate_one() {
+        let mut earlier = serde_json::to_value(Summary {
+            rate: 3.0,
+            ..summary()
+        })
+        .unwrap();
+        earlier.as_object_mut().unwrap().remove("rate");
+        let read: Summary = serde_json::from_value(earlier).unwrap();
+        assert_eq!(read, summary());
     }
 
     #[test]

@@ -9,28 +9,47 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::client::{Target, UserConnection, encode_query_value};
-use crate::metrics::{self, Scrape};
+use crate::metrics::{self, ReplicaScrape};
 use crate::payloads::{PAYLOAD_COLUMN, TERM_COLUMN, read_feeder};
 use crate::report::{self, Series};
 use crate::rng::SplitMix64;
 use crate::simulation::{self, Arrival, Scenario, UserPlan};
 use crate::statistics::{self, InjectionLag, Recorder, Timeline, UserSpan};
 use crate::summary::{Summary, Verdict, read_stack};
-use crate::{rusage, validation};
+use crate::{cli, rusage, validation};
 
 const PAUSE_MIN_MS: u64 = 1;
 const PAUSE_MAX_MS: u64 = 30;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunOptions {
+    /// The creation payloads' feeder (`replay payloads` writes one).
+    #[arg(long, value_name = "FILE")]
     pub payloads: PathBuf,
+    /// The search terms' feeder.
+    #[arg(long, value_name = "FILE")]
     pub terms: PathBuf,
+    /// The service, on a loopback address.
+    #[arg(long, value_name = "URL", default_value = "http://localhost:9999")]
     pub base_url: String,
+    /// Every injection duration multiplied by F (rounded to whole seconds), the rates kept.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = cli::positive_factor)]
     pub scale: f64,
+    /// Every injection rate multiplied by F (to thousandths of a user per second), the durations kept.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = cli::positive_factor)]
+    pub rate: f64,
+    /// Where summary.json, series.json and report.html are written.
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// A replica's /metrics, scraped every second; repeat for each replica.
+    #[arg(long, value_name = "URL")]
     pub metrics: Vec<String>,
+    /// Each service's CPU seconds, peak memory and limits, added to the summary and the report.
+    #[arg(long, value_name = "FILE")]
     pub stack_json: Option<PathBuf>,
+    /// Seeds the randomized injection step and the pauses.
+    #[arg(long, value_name = "S", default_value_t = simulation::DEFAULT_SEED, allow_negative_numbers = true)]
     pub seed: i64,
 }
 
@@ -42,7 +61,7 @@ pub fn run(options: &RunOptions) -> Result<Summary, String> {
         .map(Bytes::from)
         .collect();
     let terms = read_feeder(&options.terms, TERM_COLUMN)?;
-    let arrivals = simulation::schedule(options.scale, options.seed);
+    let arrivals = simulation::schedule(options.scale, options.rate, options.seed);
     let sessions = |scenario| {
         arrivals
             .iter()
@@ -52,9 +71,7 @@ pub fn run(options: &RunOptions) -> Result<Summary, String> {
     let creation_sessions = sessions(Scenario::Creation);
     // The circular feeder hands out payloads in file order, starting over at the end.
     let sent = payloads.iter().cycle().take(creation_sessions);
-    let expected_count = validation::expected_people(
-        sent.map(|payload| std::str::from_utf8(payload).unwrap_or_default()),
-    );
+    let expected_count = validation::expected_people(sent.map(|payload| &payload[..]));
     std::fs::create_dir_all(&options.out)
         .map_err(|error| format!("{}: {error}", options.out.display()))?;
 
@@ -84,6 +101,7 @@ pub fn run(options: &RunOptions) -> Result<Summary, String> {
         payloads_file: options.payloads.display().to_string(),
         terms_file: options.terms.display().to_string(),
         scale: options.scale,
+        rate: options.rate,
         seed: options.seed,
         started_at_unix_seconds: observed.started_at_unix_seconds,
         duration_seconds: run.as_secs_f64(),
@@ -145,7 +163,7 @@ fn write_outputs(out: &Path, summary: &Summary, series: &Series) -> Result<(), S
 
 struct Observed {
     recorder: Recorder,
-    scrapes: Vec<Scrape>,
+    scrapes: Vec<ReplicaScrape>,
     duration: Duration,
     started_at_unix_seconds: f64,
     count_before: Option<u64>,

@@ -1,39 +1,33 @@
 //! The replay's own footprint, so a run shows how much of the machine the load generator took from the
 //! stack it measures.
 
+use nix::sys::resource::{self, Resource, Usage, UsageWho};
+use nix::sys::time::TimeValLike;
+
 /// User plus system CPU time this process has used so far, in seconds.
 pub fn cpu_seconds() -> f64 {
     let usage = own_usage();
-    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    (usage.user_time() + usage.system_time()).num_microseconds() as f64 / 1e6
 }
 
 /// The largest resident set this process has had, in bytes.
 pub fn peak_rss_bytes() -> u64 {
-    // Linux reports ru_maxrss in kibibytes.
-    own_usage().ru_maxrss as u64 * 1024
+    // Linux reports it in kibibytes.
+    own_usage().max_rss() as u64 * 1024
 }
 
-fn own_usage() -> libc::rusage {
-    // SAFETY: getrusage only writes into the struct it is given, which is valid for writes.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    }
+fn own_usage() -> Usage {
+    resource::getrusage(UsageWho::RUSAGE_SELF).expect("getrusage of this process cannot fail")
 }
 
 /// Lifts the soft open-files limit to the hard one: a stalled service can leave thousands of users, each
 /// with its own connection, waiting at once.
 pub fn raise_open_files_limit() {
-    // SAFETY: getrlimit/setrlimit read and write only the struct they are given.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+    if let Ok((soft, hard)) = resource::getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        // Left as it was if refused: the run goes on, with fewer users able to wait at once.
+        let _ = resource::setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 

@@ -30,41 +30,17 @@ impl Scenario {
     pub fn injection(self) -> Vec<InjectionStep> {
         match self {
             Self::Creation => vec![
-                InjectionStep::Constant {
-                    rate: 2,
-                    seconds: 10,
-                },
-                InjectionStep::Randomized {
-                    rate: 5,
-                    seconds: 15,
-                },
-                InjectionStep::Ramp {
-                    from: 6,
-                    to: 600,
-                    seconds: 180,
-                },
+                InjectionStep::constant(2, 10),
+                InjectionStep::randomized(5, 15),
+                InjectionStep::ramp(6, 600, 180),
             ],
             Self::ValidSearch => vec![
-                InjectionStep::Constant {
-                    rate: 2,
-                    seconds: 25,
-                },
-                InjectionStep::Ramp {
-                    from: 6,
-                    to: 100,
-                    seconds: 180,
-                },
+                InjectionStep::constant(2, 25),
+                InjectionStep::ramp(6, 100, 180),
             ],
             Self::InvalidSearch => vec![
-                InjectionStep::Constant {
-                    rate: 2,
-                    seconds: 25,
-                },
-                InjectionStep::Ramp {
-                    from: 6,
-                    to: 40,
-                    seconds: 180,
-                },
+                InjectionStep::constant(2, 25),
+                InjectionStep::ramp(6, 40, 180),
             ],
         }
     }
@@ -81,15 +57,16 @@ pub struct Arrival {
     pub scenario: Scenario,
 }
 
-/// Every user of every scenario in start order, with all durations scaled by `scale`.
-pub fn schedule(scale: f64, seed: i64) -> Vec<Arrival> {
+/// Every user of every scenario in start order, with all durations multiplied by `scale` and all
+/// rates by `rate`.
+pub fn schedule(scale: f64, rate: f64, seed: i64) -> Vec<Arrival> {
     let mut arrivals: Vec<Arrival> = Scenario::ALL
         .iter()
         .flat_map(|&scenario| {
             let steps: Vec<InjectionStep> = scenario
                 .injection()
                 .iter()
-                .map(|step| step.scaled(scale))
+                .map(|step| step.scaled(scale).rate_times(rate))
                 .collect();
             schedule::arrivals(&steps, seed)
                 .into_iter()
@@ -241,7 +218,7 @@ mod tests {
 
     #[test]
     fn the_full_profile_injects_what_gatling_injects() {
-        let arrivals = schedule(1.0, DEFAULT_SEED);
+        let arrivals = schedule(1.0, 1.0, DEFAULT_SEED);
         assert_eq!(sessions(&arrivals, Scenario::Creation), 54_635);
         assert_eq!(sessions(&arrivals, Scenario::ValidSearch), 50 + 9_540);
         assert_eq!(sessions(&arrivals, Scenario::InvalidSearch), 50 + 4_140);
@@ -255,7 +232,7 @@ mod tests {
 
     #[test]
     fn the_warm_up_is_two_users_a_second_then_the_randomized_step_follows() {
-        let arrivals = schedule(1.0, DEFAULT_SEED);
+        let arrivals = schedule(1.0, 1.0, DEFAULT_SEED);
         let creation: Vec<Duration> = arrivals
             .iter()
             .filter(|arrival| arrival.scenario == Scenario::Creation)
@@ -278,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_scaled_profile_keeps_the_shape() {
-        let arrivals = schedule(0.2, DEFAULT_SEED);
+        let arrivals = schedule(0.2, 1.0, DEFAULT_SEED);
         // 2/s for 2 s, about 5/s for 3 s, then 6 -> 600/s over 36 s: (6 + 600) / 2 * 36 = 10,908.
         let creation = sessions(&arrivals, Scenario::Creation);
         assert!(
@@ -287,6 +264,44 @@ mod tests {
         );
         assert_eq!(sessions(&arrivals, Scenario::ValidSearch), 10 + 1_908);
         assert_eq!(sessions(&arrivals, Scenario::InvalidSearch), 10 + 828);
+    }
+
+    /// Whether the last user starts before second `end`.
+    fn ends_before(arrivals: &[Arrival], end: u64) -> bool {
+        arrivals
+            .last()
+            .is_some_and(|last| last.at < Duration::from_secs(end))
+    }
+
+    #[test]
+    fn a_rate_factor_multiplies_every_scenario_and_keeps_the_profiles_length() {
+        let arrivals = schedule(1.0, 3.0, DEFAULT_SEED);
+        assert_eq!(sessions(&arrivals, Scenario::ValidSearch), 3 * (50 + 9_540));
+        assert_eq!(
+            sessions(&arrivals, Scenario::InvalidSearch),
+            3 * (50 + 4_140)
+        );
+        // The randomized step draws its own number around 3 x 75.
+        let creation = sessions(&arrivals, Scenario::Creation);
+        let randomized = creation - 3 * (20 + 54_540);
+        assert!((150..300).contains(&randomized), "{creation}");
+        assert!(ends_before(&arrivals, 205) && !ends_before(&arrivals, 204));
+    }
+
+    #[test]
+    fn scale_and_rate_compose() {
+        let arrivals = schedule(0.2, 3.0, DEFAULT_SEED);
+        // 2 s + 3 s + 36 s for creation, 5 s + 36 s for the searches, at three times the rates.
+        assert_eq!(sessions(&arrivals, Scenario::ValidSearch), 3 * (10 + 1_908));
+        assert_eq!(sessions(&arrivals, Scenario::InvalidSearch), 3 * (10 + 828));
+        let creation = sessions(&arrivals, Scenario::Creation);
+        assert!(
+            (3 * (4 + 10_908)..3 * (4 + 10_908 + 40)).contains(&creation),
+            "{creation}"
+        );
+        assert!(ends_before(&arrivals, 41) && !ends_before(&arrivals, 40));
+        let half = schedule(0.2, 0.5, DEFAULT_SEED);
+        assert_eq!(sessions(&half, Scenario::ValidSearch), (10 + 1_908) / 2);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct Summary {
     pub payloads_file: String,
     pub terms_file: String,
     pub scale: f64,
+    /// `--rate`: every injection rate was multiplied by it (1 in summaries written before it existed).
+    #[serde(default = "unscaled")]
+    pub rate: f64,
     pub seed: i64,
     /// To the microsecond, so that a fault's window can be placed in the run's seconds.
     pub started_at_unix_seconds: f64,
@@ -37,6 +40,10 @@ pub struct Summary {
     pub replay_peak_rss_bytes: u64,
     pub injection_lag: InjectionLag,
     pub verdict: Verdict,
+}
+
+fn unscaled() -> f64 {
+    1.0
 }
 
 /// The stack tooling's figures: `{"services": {"<name>": {cpu_seconds, peak_memory_bytes, cpu_limit,

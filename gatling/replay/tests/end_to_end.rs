@@ -53,7 +53,7 @@ async fn handle(
             } else if serde_json::from_slice::<Value>(&body).is_err() {
                 reply(StatusCode::BAD_REQUEST, String::new())
             } else {
-                match replay::validation::accepted_apelido(std::str::from_utf8(&body).unwrap()) {
+                match replay::validation::accepted_apelido(&body) {
                     Some(apelido) if !people.by_apelido.contains_key(&apelido) => {
                         let id = people.by_apelido.len();
                         people.by_apelido.insert(apelido, id);
@@ -203,7 +203,7 @@ fn a_correct_service_passes_with_every_session_accounted_for() {
     );
 
     let summary = read_summary(&directory);
-    let arrivals = replay::simulation::schedule(0.02, replay::simulation::DEFAULT_SEED);
+    let arrivals = replay::simulation::schedule(0.02, 1.0, replay::simulation::DEFAULT_SEED);
     let creation = arrivals
         .iter()
         .filter(|arrival| arrival.scenario == replay::simulation::Scenario::Creation)
