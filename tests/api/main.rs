@@ -8,3 +8,4 @@ mod nginx;
 mod replicas;
 mod routing;
 mod support;
+mod validation_agreement;

@@ -14,7 +14,9 @@ use rinha::domain::Pessoa;
 /// The apelido the service stores a body under when the apelido is still free, or `None` when it
 /// answers 400 or 422 whatever is stored.
 fn service_apelido(body: &[u8]) -> Option<String> {
-    Pessoa::parse(body).ok().map(|pessoa| pessoa.apelido)
+    Pessoa::parse(body)
+        .ok()
+        .map(|pessoa| pessoa.apelido().as_ref().to_owned())
 }
 
 /// People the service holds after these bodies, in this order, on an empty database.
