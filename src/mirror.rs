@@ -82,37 +82,39 @@ impl State {
 }
 
 impl Mirror {
-    /// A mirror holding every person stored so far that fits in `budget_bytes`.
+    /// A mirror holding every person stored so far that fits in `budget_bytes`. Nothing else
+    /// sees the mirror while it loads, so it is built unlocked and shared once whole.
     pub async fn load(store: Store, budget_bytes: usize) -> Result<Mirror, StoreError> {
-        let mirror = Mirror {
-            store,
-            budget_bytes,
-            state: RwLock::default(),
-        };
-        let horizon = mirror.store.snapshot_horizon().await?;
+        let horizon = store.snapshot_horizon().await?;
+        let mut state = State::default();
         let mut start: PageStart = (i64::MIN, Uuid::nil());
         loop {
-            let rows = mirror.store.page(start, horizon, PAGE_ROWS).await?;
-            let mut state = mirror.write();
             let mut admitted = true;
-            for row in &rows {
-                let (insert_xact, person) = store::stored_person(row)?;
-                admitted = state.admit(&person, budget_bytes, insert_xact);
-                if !admitted {
-                    break;
-                }
-                start = (insert_xact, person.id);
-            }
+            let rows = store
+                .page(start, horizon, PAGE_ROWS, |row| {
+                    let (insert_xact, person) = store::stored_person(row)?;
+                    admitted = state.admit(&person, budget_bytes, insert_xact);
+                    if admitted {
+                        start = (insert_xact, person.id);
+                    }
+                    Ok(admitted)
+                })
+                .await?;
             state.people.flush();
             if !admitted {
                 break;
             }
-            if (rows.len() as i64) < PAGE_ROWS {
+            if rows < PAGE_ROWS {
                 state.horizon = horizon;
                 break;
             }
         }
-        mirror.write().people.shrink();
+        state.people.shrink();
+        let mirror = Mirror {
+            store,
+            budget_bytes,
+            state: RwLock::new(state),
+        };
         mirror.catch_up().await?;
         Ok(mirror)
     }
@@ -168,24 +170,25 @@ impl Mirror {
         let scan = async {
             let mut start: PageStart = (frontier - 1, Uuid::max());
             loop {
-                let rows = self.store.page(start, i64::MAX, PAGE_ROWS).await?;
-                let state = self.read();
-                for row in &rows {
-                    let (insert_xact, person) = store::stored_person(row)?;
-                    start = (insert_xact, person.id);
-                    if state.people.contains(&person.id) || !search_index::matches(&person, &term) {
-                        continue;
-                    }
-                    if array.len() > 1 {
-                        array.push(b',');
-                    }
-                    search_index::render_record(array, &person);
-                    wanted -= 1;
-                    if wanted == 0 {
-                        return Ok(());
-                    }
-                }
-                if (rows.len() as i64) < PAGE_ROWS {
+                let rows = self
+                    .store
+                    .page(start, i64::MAX, PAGE_ROWS, |row| {
+                        let (insert_xact, person) = store::stored_person(row)?;
+                        start = (insert_xact, person.id);
+                        if self.read().people.contains(&person.id)
+                            || !search_index::matches(&person, &term)
+                        {
+                            return Ok(true);
+                        }
+                        if array.len() > 1 {
+                            array.push(b',');
+                        }
+                        search_index::render_record(array, &person);
+                        wanted -= 1;
+                        Ok(wanted > 0)
+                    })
+                    .await?;
+                if wanted == 0 || rows < PAGE_ROWS {
                     return Ok(());
                 }
             }

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::TryStreamExt;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
@@ -248,21 +250,31 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` people after `start` in (insert_xact, id) order, inserted by transactions
-    /// older than `before` (see [`PAGE_SQL`]), as rows for [`stored_person`].
+    /// Gives `each` the rows of up to `limit` people after `start` in (insert_xact, id) order,
+    /// inserted by transactions older than `before` (see [`PAGE_SQL`]), as they arrive, for
+    /// [`stored_person`], until it returns false. Returns how many rows it was given. Rows are
+    /// handled while the next ones travel, and a page is never held whole.
     pub async fn page(
         &self,
         start: PageStart,
         before: i64,
         limit: i64,
-    ) -> Result<Vec<Row>, StoreError> {
+        mut each: impl FnMut(&Row) -> Result<bool, StoreError>,
+    ) -> Result<i64, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let statement = client.prepare_cached(PAGE_SQL).await?;
-            client
-                .query(&statement, &[&start.0, &start.1, &before, &limit])
-                .await
-                .map_err(StoreError::from)
+            let parameters: [&(dyn ToSql + Sync); 4] = [&start.0, &start.1, &before, &limit];
+            let rows = client.query_raw(&statement, parameters).await?;
+            let mut rows = std::pin::pin!(rows);
+            let mut given = 0;
+            while let Some(row) = rows.try_next().await? {
+                given += 1;
+                if !each(&row)? {
+                    break;
+                }
+            }
+            Ok(given)
         })
         .await
     }

@@ -134,8 +134,11 @@ impl PayloadGenerator {
     }
 }
 
+/// 2023-08-01T00:00:00Z, the contest's month, in Unix milliseconds.
+const FIRST_MILLISECOND: u128 = 1_690_848_000_000;
+
 /// Writes `count` people to `out` as PostgreSQL `COPY … FROM STDIN` text for the columns
-/// `(id, apelido, nome, nascimento, stack)`, shaped like the valid payloads: random UUIDv4 ids,
+/// `(id, apelido, nome, nascimento, stack)`, shaped like the valid payloads: increasing UUIDv7 ids,
 /// letters, real dates and stacks from the contest's list. Each apelido ends in the person's
 /// number, so it is unique and, holding a digit, never equal to a payload's.
 pub fn write_people(out: &mut impl io::Write, count: usize, seed: u64) -> io::Result<()> {
@@ -144,9 +147,15 @@ pub fn write_people(out: &mut impl io::Write, count: usize, seed: u64) -> io::Re
     for number in 0..count {
         let random = &mut generator.random;
         line.clear();
-        let id = (u128::from(random.next_u64()) << 64) | u128::from(random.next_u64());
-        // Version 4 and the RFC 4122 variant.
-        let id = (id & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+        // Version 7, as the service makes them: the person's number stands for the millisecond,
+        // so ids increase with it, as they do with time, and the table's order follows the
+        // index the replicas load it by.
+        let random_bits = (u128::from(random.next_u64()) << 64) | u128::from(random.next_u64());
+        let id = ((FIRST_MILLISECOND + number as u128) << 80)
+            | (0x7 << 76)
+            | (random_bits & (0xfff << 64))
+            | (0x2 << 62)
+            | (random_bits & ((1 << 62) - 1));
         let hex = format!("{id:032x}");
         let suffix = number.to_string();
         let letters = generator.random.between(1, 32 - suffix.len() as u64) as usize;
@@ -432,5 +441,22 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/termos-busca.tsv");
         let terms = read_feeder(&path, TERM_COLUMN).unwrap();
         assert_eq!(terms.len(), 5_000);
+    }
+
+    #[test]
+    fn people_have_increasing_version_7_ids() {
+        let mut out = Vec::new();
+        write_people(&mut out, 1_000, DEFAULT_SEED).expect("writing into memory");
+        let ids: Vec<u128> = String::from_utf8(out)
+            .expect("UTF-8")
+            .lines()
+            .map(|line| {
+                let hex = line.split('\t').next().expect("an id").replace('-', "");
+                u128::from_str_radix(&hex, 16).expect("hexadecimal")
+            })
+            .collect();
+        assert_eq!(ids.len(), 1_000);
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(ids.iter().all(|id| (id >> 76) & 0xf == 7 && (id >> 62) & 0x3 == 2));
     }
 }
