@@ -3,8 +3,9 @@
 # has Debian's mirror and crates.io but neither Docker Hub nor gcr.io:
 #
 # - gcr.io/distroless/cc-debian12:nonroot, under the name the Dockerfile's runtime stage uses: a
-#   local equivalent of that image, Debian 12's libc6 and libgcc-s1 with the CA bundle, tzdata,
-#   netbase and base-files, no shell or package manager, the user nonroot (65532:65532).
+#   local equivalent of that image, the same Debian 12 packages (libc6, libssl3, libgcc-s1,
+#   libgomp1, libstdc++6, with the CA bundle, tzdata, netbase and base-files), no shell or
+#   package manager, the user nonroot (65532:65532).
 # - localhost/rinha-rust-build:<version>-bookworm: Debian 12 with gcc, libc6-dev, make and this
 #   machine's Rust toolchain, for the Dockerfile's RUST_IMAGE argument. It is named after the
 #   toolchain it holds, not after the public rust image the Dockerfile defaults to.
@@ -57,9 +58,9 @@ mmdebstrap_options=(
 # A full Debian system is installed (maintainer scripts need its shell and dpkg), then only the
 # kept packages' files, the CA bundle ca-certificates generates and the accounts are imported.
 build_runtime() {
-  local kept=(base-files libc6 libgcc-s1 netbase tzdata)
+  local kept=(base-files libc6 libgcc-s1 libgomp1 libssl3 libstdc++6 netbase tzdata)
   local debian=$work/runtime-debian image=$work/runtime-image
-  mmdebstrap --variant=essential --include=ca-certificates,netbase,tzdata \
+  mmdebstrap --variant=essential --include=ca-certificates,libgomp1,libstdc++6,netbase,tzdata \
     "${mmdebstrap_options[@]}" --format=directory "$suite" "$debian" 2>"$work/runtime.log" \
     || { cat "$work/runtime.log" >&2; return 1; }
 
