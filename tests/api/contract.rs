@@ -223,6 +223,25 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
     let plan = explain(&db, rinha::store::ADDED_SINCE_SQL, &[&horizon]).await;
     assert!(plan.contains("pessoas_insert_xact_id"), "{plan}");
     assert!(!plan.contains("Seq Scan on pessoas"), "{plan}");
+    // PostgreSQL caches a generic plan, made without $1, once it costs no more than the plans
+    // made for each value: that one must walk the index too.
+    let generic: String = db
+        .simple_query(&format!(
+            "PREPARE catch_up (bigint) AS {}; SET plan_cache_mode = force_generic_plan; \
+             EXPLAIN EXECUTE catch_up ({horizon})",
+            rinha::store::ADDED_SINCE_SQL
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(generic.contains("pessoas_insert_xact_id"), "{generic}");
+    assert!(!generic.contains("Seq Scan on pessoas"), "{generic}");
     let plan = explain(
         &db,
         rinha::store::PAGE_SQL,
