@@ -26,6 +26,7 @@ use std::sync::RwLock;
 
 use uuid::Uuid;
 
+use crate::domain::Pessoa;
 use crate::search_index::{self, SearchIndex};
 use crate::store::{self, PageStart, Store, StoreError};
 
@@ -117,6 +118,17 @@ impl Mirror {
         };
         mirror.catch_up().await?;
         Ok(mirror)
+    }
+
+    /// Adds a person this replica has just stored, so that the lookup that usually follows a
+    /// `201` needs no database. The catch-up that reads the row later finds it here already.
+    pub fn add_stored(&self, pessoa: &Pessoa) {
+        let mut state = self.write();
+        // Every committed row older than the horizon is here; this one may be newer.
+        let frontier = state.horizon;
+        if state.admit(&pessoa.into(), self.budget_bytes, frontier) {
+            state.people.flush();
+        }
     }
 
     /// How many people the mirror holds.

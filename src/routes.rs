@@ -156,8 +156,9 @@ async fn create(body: Bytes, state: AppState) -> Response {
     };
     let location = format!("/pessoas/{}", pessoa.id());
     let record = serde_json::to_vec(&pessoa).expect("a person serialises");
-    match state.writer.create(pessoa).await {
+    match state.writer.create(pessoa.clone()).await {
         Ok(Outcome::Created) => {
+            state.mirror.add_stored(&pessoa);
             let mut response = json(StatusCode::CREATED, record);
             response.headers_mut().insert(
                 header::LOCATION,
