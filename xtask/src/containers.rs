@@ -18,7 +18,7 @@ use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::{self, Cgroup};
 use crate::stress::{self, Measured};
-use crate::topology::{Compose, HOST_COMPOSE_FILE, Limits, Topology};
+use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Limits, Topology};
 use crate::{RunArgs, images, repo_root};
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
@@ -128,17 +128,9 @@ pub fn compose_stress(sh: &Shell, args: &RunArgs) -> Result<()> {
     stop(sh, engine)?;
     let outcome = ContainerStack::start(sh, engine).and_then(|stack| {
         stack.print();
-        let services: Vec<Measured> = stack
-            .containers
-            .iter()
-            .map(|container| Measured {
-                name: container.service.clone(),
-                cgroup: container.cgroup.clone(),
-                limits: container.limits,
-            })
-            .collect();
         let topology = Topology::load(&repo_root())?;
-        let outcome = stress::replay_and_report(sh, &topology, &services, args, &out, 1.0, None);
+        let outcome =
+            stress::replay_and_report(sh, &topology, &stack.containers, args, &out, 1.0, None);
         if outcome.is_err() {
             stack.save_logs(sh, &out);
         }
@@ -154,25 +146,14 @@ pub fn compose_stress(sh: &Shell, args: &RunArgs) -> Result<()> {
 /// The compose stack's containers, running and healthy.
 struct ContainerStack {
     engine: Engine,
-    containers: Vec<Container>,
-}
-
-struct Container {
-    service: String,
-    id: String,
-    limits: Limits,
-    cgroup: Cgroup,
+    containers: Vec<Measured>,
+    ids: Vec<String>,
 }
 
 impl ContainerStack {
     /// Builds the images (kept when unchanged), starts the stack, waits until it is healthy and
     /// checks every container's limits; on failure it shows the logs and stops what it started.
     fn start(sh: &Shell, engine: Engine) -> Result<ContainerStack> {
-        let limits = Compose::read(&repo_root().join(HOST_COMPOSE_FILE))?
-            .limits()
-            .into_iter()
-            .map(|(name, limits)| (name.to_owned(), limits))
-            .collect::<std::collections::BTreeMap<_, _>>();
         let resolved = engine.resolved(sh, HOST_COMPOSE_FILE)?;
         let project = resolved.name.context("the resolved compose model has no name")?;
         for service in resolved.services.keys() {
@@ -200,7 +181,7 @@ impl ContainerStack {
                 started.push((service.clone(), id));
             }
         }
-        let checked = || -> Result<Vec<Container>> {
+        let checked = || -> Result<Vec<Measured>> {
             launched?;
             ensure!(
                 started.len() == resolved.services.len(),
@@ -212,21 +193,23 @@ impl ContainerStack {
             started
                 .iter()
                 .map(|(service, id)| {
-                    let limits = *limits.get(service).with_context(|| {
-                        format!("{HOST_COMPOSE_FILE}: {service} has no deploy.resources.limits")
-                    })?;
+                    let limits = topology.limits(service)?;
                     let pid = engine.inspect(sh, id, "{{.State.Pid}}")?;
                     let cgroup = cgroup_of(
                         &sh.read_file(format!("/proc/{pid}/cgroup"))?,
                         Path::new("/sys/fs/cgroup"),
                     );
                     check_limits(service, &limits, &cgroup)?;
-                    Ok(Container { service: service.clone(), id: id.clone(), limits, cgroup })
+                    Ok(Measured { name: service.clone(), cgroup, limits })
                 })
                 .collect()
         };
         match checked() {
-            Ok(containers) => Ok(ContainerStack { engine, containers }),
+            Ok(containers) => Ok(ContainerStack {
+                engine,
+                containers,
+                ids: started.into_iter().map(|(_, id)| id).collect(),
+            }),
             Err(error) => {
                 for (service, id) in &started {
                     print_tail(service, &container_log(sh, engine, id));
@@ -242,11 +225,11 @@ impl ContainerStack {
             "{:<8} {:<14} {:>9} {:>12}  limits in the cgroup",
             "service", "container", "CPU limit", "memory MiB"
         );
-        for Container { service, id, limits, .. } in &self.containers {
+        for (Measured { name, limits, .. }, id) in self.containers.iter().zip(&self.ids) {
             let id = &id[..12.min(id.len())];
             let memory = limits.memory_bytes >> 20;
             println!(
-                "{service:<8} {id:<14} {:>9.2} {memory:>12}  equal to {HOST_COMPOSE_FILE}",
+                "{name:<8} {id:<14} {:>9.2} {memory:>12}  equal to {COMPOSE_FILE}",
                 limits.cpus
             );
         }
@@ -255,13 +238,13 @@ impl ContainerStack {
     /// Every container's log, in `out/logs`, and the end of each on the terminal.
     fn save_logs(&self, sh: &Shell, out: &Path) {
         let dir = out.join("logs");
-        for container in &self.containers {
-            let log = container_log(sh, self.engine, &container.id);
-            let path = dir.join(format!("{}.log", container.service));
+        for (container, id) in self.containers.iter().zip(&self.ids) {
+            let log = container_log(sh, self.engine, id);
+            let path = dir.join(format!("{}.log", container.name));
             if let Err(error) = sh.write_file(&path, &log) {
                 eprintln!("{error}");
             }
-            print_tail(&container.service, &log);
+            print_tail(&container.name, &log);
         }
         println!("container logs: {}", dir.display());
     }
@@ -371,7 +354,7 @@ fn check_limits(service: &str, limits: &Limits, cgroup: &Cgroup) -> Result<()> {
     };
     ensure!(
         cpus_match && memory.parse::<u64>().ok() == Some(limits.memory_bytes),
-        "{service}: the container's cgroup has CPU quota {quota}/{period} and memory limit {memory}, but {HOST_COMPOSE_FILE} gives {} CPUs and {} bytes",
+        "{service}: the container's cgroup has CPU quota {quota}/{period} and memory limit {memory}, but {COMPOSE_FILE} gives {} CPUs and {} bytes",
         limits.cpus,
         limits.memory_bytes
     );

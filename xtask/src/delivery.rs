@@ -209,7 +209,8 @@ fn nginx_config_is_valid(sh: &Shell) -> Result<()> {
     let scratch = sh.create_temp_dir()?;
     let (scratch, hosts) = (scratch.path(), scratch.path().join("hosts"));
     sh.write_file(&hosts, format!("127.0.0.1 localhost {}\n", topology.budgeted().join(" ")))?;
-    checked(cmd!(sh, "unshare --mount sh -c {TEST} nginx-test {hosts} {scratch} docker/nginx.conf"))
+    let config = sh.current_dir().join("docker/nginx.conf");
+    checked(cmd!(sh, "unshare --mount sh -c {TEST} nginx-test {hosts} {scratch} {config}"))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod stress;
 mod topology;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
@@ -23,7 +24,7 @@ use xshell::Shell;
 use crate::fault::Fault;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Development automation for rinha")]
+#[command(bin_name = "cargo xtask", about = "Development automation for rinha")]
 enum Command {
     /// Start the native stack (PostgreSQL, two replicas, nginx on :9999) under the compose
     /// file's limits.
@@ -97,13 +98,22 @@ fn positive(text: &str) -> Result<f64> {
     }
 }
 
-fn main() -> Result<()> {
-    let command = Command::parse();
+fn main() -> ExitCode {
+    match run(Command::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(repo_root());
     match command {
         Command::Up { preload } => stack::up(&sh, preload),
-        Command::Down => stack::down(&sh),
+        Command::Down => stack::down(),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),
         Command::Capacity { scale } => capacity::capacity(&sh, scale),
         Command::Images { rebuild } => {

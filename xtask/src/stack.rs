@@ -74,7 +74,7 @@ pub fn up(sh: &Shell, preload: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn down(_sh: &Shell) -> Result<()> {
+pub fn down() -> Result<()> {
     match Stack::load()? {
         Some(stack) => {
             stack.stop()?;
@@ -134,21 +134,21 @@ impl Stack {
 
     /// Builds the binaries and starts every service, stopping what it started if one fails.
     pub fn start(sh: &Shell, preload: u64) -> Result<Stack> {
-        let context = Tools::load()?;
-        let ports = &context.topology.ports()[1..];
+        let tools = Tools::load()?;
+        let ports = &tools.topology.ports()[1..];
         for port in ports {
             ensure!(
                 is_free(*port),
                 "port {port} is in use on 127.0.0.1 (another stack or server?); the native stack needs {ports:?}"
             );
         }
-        let first = context.topology.database_port;
+        let first = tools.topology.database_port;
         let database_port = (first..first + DATABASE_PORT_TRIES)
             .find(|port| is_free(*port))
             .with_context(|| format!("no free port for PostgreSQL from {first}"))?;
         build_release(sh)?;
         let mut stack = Stack { run_dir: run_dir()?, database_port, services: Vec::new() };
-        if let Err(error) = stack.launch(sh, &context, preload) {
+        if let Err(error) = stack.launch(sh, &tools, preload) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
             }
@@ -157,18 +157,18 @@ impl Stack {
         Ok(stack)
     }
 
-    fn launch(&mut self, sh: &Shell, context: &Tools, preload: u64) -> Result<()> {
+    fn launch(&mut self, sh: &Shell, tools: &Tools, preload: u64) -> Result<()> {
         sh.create_dir(logs_dir())?;
-        let topology = &context.topology;
+        let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());
-        context.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
-        self.start_service(sh, context, &topology.database, Signal::SIGINT)?;
-        context.postgres.create_database(self.database_port)?;
+        tools.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
+        self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
+        tools.postgres.create_database(self.database_port)?;
         if preload > 0 {
             let started = Instant::now();
             let schema = repo_root().join("sql/schema.sql");
-            context.postgres.preload(
+            tools.postgres.preload(
                 self.database_port,
                 &schema,
                 &release_binary("replay"),
@@ -177,9 +177,9 @@ impl Stack {
             println!("preloaded {preload} people in {:.1} s", started.elapsed().as_secs_f64());
         }
         for (name, _) in &topology.replicas {
-            self.start_service(sh, context, name, Signal::SIGTERM)?;
+            self.start_service(sh, tools, name, Signal::SIGTERM)?;
         }
-        self.start_service(sh, context, &topology.load_balancer, Signal::SIGTERM)?;
+        self.start_service(sh, tools, &topology.load_balancer, Signal::SIGTERM)?;
         let port = topology.load_balancer_port;
         match http_status(port, "/metrics") {
             Some(403 | 404) => Ok(()),
@@ -193,15 +193,15 @@ impl Stack {
     fn command<'a>(
         &self,
         sh: &'a Shell,
-        context: &'a Tools,
+        tools: &'a Tools,
         name: &str,
     ) -> Result<(Command, ReadyCheck<'a>)> {
-        let topology = &context.topology;
+        let topology = &tools.topology;
         if name == topology.database {
             let db_dir = self.run_dir.join("db");
-            let server = context.postgres.server(&db_dir.join("data"), self.database_port, &db_dir);
+            let server = tools.postgres.server(&db_dir.join("data"), self.database_port, &db_dir);
             let port = self.database_port;
-            return Ok((server, Box::new(move || context.postgres.is_ready(port))));
+            return Ok((server, Box::new(move || tools.postgres.is_ready(port))));
         }
         if name == topology.load_balancer {
             let nginx_dir = self.run_dir.join("nginx");
@@ -213,7 +213,7 @@ impl Stack {
                 .context("docker/nginx.conf")?;
             let config_path = nginx_dir.join("nginx.conf");
             sh.write_file(&config_path, config)?;
-            let (nginx, error_log) = (&context.nginx, log_path("nginx-error"));
+            let (nginx, error_log) = (&tools.nginx, log_path("nginx-error"));
             // In the foreground, so that its pid is the master's.
             let settings = format!("daemon off; pid {};", nginx_dir.join("nginx.pid").display());
             let server =
@@ -236,7 +236,7 @@ impl Stack {
             .envs(&topology.service(name)?.environment)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", context.postgres.url(self.database_port));
+            .env("DATABASE_URL", tools.postgres.url(self.database_port));
         let healthcheck =
             cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
         let healthcheck = healthcheck.quiet().ignore_stdout().ignore_stderr();
@@ -247,13 +247,13 @@ impl Stack {
     fn start_service(
         &mut self,
         sh: &Shell,
-        context: &Tools,
+        tools: &Tools,
         name: &str,
         stop_signal: Signal,
     ) -> Result<()> {
-        let limits = context.topology.limits(name)?;
+        let limits = tools.topology.limits(name)?;
         let cgroup = Cgroup::create(name, &limits)?;
-        let (command, ready) = self.command(sh, context, name)?;
+        let (command, ready) = self.command(sh, tools, name)?;
         let mut child = match spawn(name, &cgroup, command, false) {
             Ok(child) => child,
             Err(error) => {
@@ -290,7 +290,7 @@ impl Stack {
         signal: Signal,
         pause: Duration,
     ) -> Result<()> {
-        let context = Tools::load()?;
+        let tools = Tools::load()?;
         let index = self.index_of(name)?;
         self.signal(name, signal)?;
         ensure!(
@@ -299,7 +299,7 @@ impl Stack {
             STOP_TIMEOUT.as_secs()
         );
         sleep(pause);
-        let (command, ready) = self.command(sh, &context, name)?;
+        let (command, ready) = self.command(sh, &tools, name)?;
         let mut child = spawn(name, &self.services[index].cgroup, command, true)?;
         self.services[index].pid = child.id() as i32;
         self.save()?;
