@@ -19,7 +19,7 @@ use xshell::{Cmd, Shell, cmd};
 use crate::cgroup::{self, Cgroup};
 use crate::stress::{self, Measured};
 use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Limits, Topology};
-use crate::{RunArgs, images, repo_root};
+use crate::{RunArgs, images, quietly, repo_root, run_quietly};
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(180);
@@ -98,11 +98,6 @@ impl Engine {
         ensure!(ids.len() <= 1, "more than one container for {service}");
         Ok(ids.first().map(|id| id.to_string()))
     }
-}
-
-/// Quiet and silent: for commands whose success is all that counts.
-pub fn quietly(command: Cmd<'_>) -> Cmd<'_> {
-    command.quiet().ignore_stdout().ignore_stderr()
 }
 
 pub fn compose_up(sh: &Shell) -> Result<()> {
@@ -253,14 +248,7 @@ impl ContainerStack {
 /// Removes the stack's containers and its database volume, so the next start is empty. Quiet
 /// unless it fails: podman-compose reports every container it finds missing.
 fn stop(sh: &Shell, engine: Engine) -> Result<()> {
-    engine
-        .compose(sh, HOST_COMPOSE_FILE)
-        .args(["down", "--volumes"])
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()?;
-    Ok(())
+    run_quietly(engine.compose(sh, HOST_COMPOSE_FILE).args(["down", "--volumes"]))
 }
 
 /// Waits until every container with a healthcheck reports healthy and every other one runs and

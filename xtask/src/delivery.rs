@@ -9,9 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail, ensure};
-use xshell::{Cmd, Shell, cmd};
+use anyhow::{Result, ensure};
+use xshell::{Shell, cmd};
 
+use crate::run_quietly;
 use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Topology};
 
 /// The contest's budget for the whole stack.
@@ -51,21 +52,6 @@ pub fn check_delivery(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// Runs a checker, whose findings (on either stream) become the error when it fails.
-fn checked(command: Cmd<'_>) -> Result<()> {
-    let shown = command.to_string();
-    let output = command.quiet().ignore_status().output()?;
-    if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        bail!(
-            "{shown} ({}):\n{stdout}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    Ok(())
-}
-
 /// Runs `check` on every file, reporting all failures rather than the first.
 fn each(files: &[PathBuf], check: impl Fn(&Path) -> Result<()>) -> Result<()> {
     let found: Vec<String> = files
@@ -98,19 +84,19 @@ fn nix_files(sh: &Shell) -> Result<Vec<PathBuf>> {
 }
 
 fn nix_files_parse(sh: &Shell) -> Result<()> {
-    each(&nix_files(sh)?, |file| checked(cmd!(sh, "nix-instantiate --parse {file}")))
+    each(&nix_files(sh)?, |file| run_quietly(cmd!(sh, "nix-instantiate --parse {file}")))
 }
 
 fn no_dead_nix_code(sh: &Shell) -> Result<()> {
     let files = nix_files(sh)?;
-    checked(cmd!(sh, "deadnix --fail {files...}"))
+    run_quietly(cmd!(sh, "deadnix --fail {files...}"))
 }
 
 /// The apps' and the images' entry points, each file on its own.
 fn scripts_pass_shellcheck(sh: &Shell) -> Result<()> {
     let mut files = files_with_extension(sh, "nix/scripts", "sh")?;
     files.extend(files_with_extension(sh, "docker", "sh")?);
-    each(&files, |file| checked(cmd!(sh, "shellcheck {file}")))
+    each(&files, |file| run_quietly(cmd!(sh, "shellcheck {file}")))
 }
 
 fn workflow_files(sh: &Shell) -> Result<Vec<PathBuf>> {
@@ -122,7 +108,7 @@ fn workflow_files(sh: &Shell) -> Result<Vec<PathBuf>> {
 
 fn workflows_match_schema(sh: &Shell) -> Result<()> {
     let files = workflow_files(sh)?;
-    checked(cmd!(sh, "check-jsonschema --builtin-schema vendor.github-workflows {files...}"))
+    run_quietly(cmd!(sh, "check-jsonschema --builtin-schema vendor.github-workflows {files...}"))
 }
 
 /// Every `uses:` names an action by full commit hash, with its version in a comment
@@ -156,7 +142,7 @@ fn is_pinned_or_not_a_use(line: &str) -> bool {
 }
 
 fn compose_files_match_schema(sh: &Shell) -> Result<()> {
-    checked(cmd!(
+    run_quietly(cmd!(
         sh,
         "check-jsonschema --builtin-schema vendor.compose-spec {COMPOSE_FILE} {HOST_COMPOSE_FILE}"
     ))
@@ -197,7 +183,7 @@ fn limits_fit_budget(root: &Path) -> Result<()> {
 }
 
 fn prometheus_config_is_valid(sh: &Shell) -> Result<()> {
-    checked(cmd!(sh, "promtool check config docker/prometheus.yml"))
+    run_quietly(cmd!(sh, "promtool check config docker/prometheus.yml"))
 }
 
 /// `nginx -t` on docker/nginx.conf exactly as the containers read it. Its upstream names must
@@ -210,7 +196,7 @@ fn nginx_config_is_valid(sh: &Shell) -> Result<()> {
     let (scratch, hosts) = (scratch.path(), scratch.path().join("hosts"));
     sh.write_file(&hosts, format!("127.0.0.1 localhost {}\n", topology.budgeted().join(" ")))?;
     let config = sh.current_dir().join("docker/nginx.conf");
-    checked(cmd!(sh, "unshare --mount sh -c {TEST} nginx-test {hosts} {scratch} {config}"))
+    run_quietly(cmd!(sh, "unshare --mount sh -c {TEST} nginx-test {hosts} {scratch} {config}"))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use xshell::{Cmd, Shell, cmd};
 
 use crate::containers::Engine;
 use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
-use crate::{build_release, release_binary, repo_root};
+use crate::{build_release, quietly, release_binary, repo_root};
 
 /// Holds the digest of an image's inputs.
 const INPUTS_LABEL: &str = "org.rinha.inputs";
@@ -119,11 +119,11 @@ fn build_api(sh: &Shell, engine: Engine, tag: &str, rebuild: bool) -> Result<Bui
     let rootfs = repo_root().join(WORK_DIR).join("api-rootfs");
     sh.remove_path(&rootfs)?;
     for (source, target) in &files {
-        // Copies the content, so a library reached through a symlink lands as a plain file.
-        sh.write_file(
-            rootfs.join(target.strip_prefix("/").unwrap_or(target)),
-            sh.read_binary_file(source)?,
-        )?;
+        // Copies the content (and mode), so a library reached through a symlink lands as a
+        // plain file.
+        let destination = rootfs.join(target.strip_prefix("/").unwrap_or(target));
+        sh.create_dir(destination.parent().expect("a file in the root filesystem has a parent"))?;
+        sh.copy_file(source, destination)?;
     }
     for (path, content) in API_USERS {
         sh.write_file(rootfs.join(path), content)?;
@@ -361,13 +361,7 @@ fn import(
         previous.filter(|previous| Some(previous) != image_id(sh, engine, tag).as_ref())
     {
         // Best effort: the image the tag left stays while a container still uses it.
-        let _ = engine
-            .command(sh)
-            .args(["image", "rm", &previous])
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run();
+        let _ = quietly(engine.command(sh).args(["image", "rm", &previous])).run();
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser};
-use xshell::Shell;
+use xshell::{Cmd, Shell};
 
 use crate::fault::Fault;
 
@@ -145,6 +145,24 @@ pub fn release_binary(name: &str) -> PathBuf {
 pub fn build_release(sh: &Shell) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     xshell::cmd!(sh, "{cargo} build --release --package rinha --package replay").run()?;
+    Ok(())
+}
+
+/// Silenced: for commands whose success is all that counts.
+pub fn quietly(command: Cmd<'_>) -> Cmd<'_> {
+    command.quiet().ignore_stdout().ignore_stderr()
+}
+
+/// Runs a setup step or a checker quietly; what it printed (on either stream) becomes the error
+/// when it fails.
+pub fn run_quietly(command: Cmd<'_>) -> Result<()> {
+    let shown = command.to_string();
+    let output = command.quiet().ignore_status().output()?;
+    if !output.status.success() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("{shown} ({}):\n{stdout}{}", output.status, stderr.trim_end());
+    }
     Ok(())
 }
 

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use nix::unistd::{Uid, User};
 use xshell::{Cmd, Shell, cmd};
 
+use crate::{quietly, run_quietly};
+
 /// Where Debian installs PostgreSQL 15's server programs; elsewhere they are looked up on PATH.
 const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const PROGRAMS: [&str; 5] = ["initdb", "postgres", "pg_isready", "createdb", "psql"];
@@ -76,21 +78,19 @@ impl Postgres {
     /// Creates a cluster in `data_dir` (which must not exist) with the settings of `config`.
     pub fn init_cluster(&self, data_dir: &Path, config: &Path) -> Result<()> {
         let parent = data_dir.parent().expect("the data directory has a parent");
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        self.sh.create_dir(parent)?;
         self.give(parent)?;
         let password_file = parent.join("password");
         self.sh.write_file(&password_file, &self.password)?;
         self.give(&password_file)?;
-        let outcome = self
-            .command("initdb")
-            .arg("--pgdata")
-            .arg(data_dir)
-            .args(["--username", USER, "--encoding", "UTF8", "--locale", "C.UTF-8"])
-            .args(["--auth-local", "peer", "--auth-host", "scram-sha-256", "--pwfile"])
-            .arg(&password_file)
-            .ignore_stdout()
-            .run();
+        let outcome = run_quietly(
+            self.command("initdb")
+                .arg("--pgdata")
+                .arg(data_dir)
+                .args(["--username", USER, "--encoding", "UTF8", "--locale", "C.UTF-8"])
+                .args(["--auth-local", "peer", "--auth-host", "scram-sha-256", "--pwfile"])
+                .arg(&password_file),
+        );
         self.sh.remove_path(&password_file)?;
         outcome?;
         let cluster_config = data_dir.join("postgresql.conf");
@@ -112,13 +112,12 @@ impl Postgres {
 
     pub fn is_ready(&self, port: u16) -> bool {
         let check = self.command("pg_isready").args(["--timeout", "2"]).args(self.address(port));
-        check.ignore_stdout().ignore_stderr().run().is_ok()
+        quietly(check).run().is_ok()
     }
 
     pub fn create_database(&self, port: u16) -> Result<()> {
         let create = self.command("createdb").args(self.address(port)).args(["--username", USER]);
-        create.arg(&self.database).env("PGPASSWORD", &self.password).run()?;
-        Ok(())
+        run_quietly(create.arg(&self.database).env("PGPASSWORD", &self.password))
     }
 
     /// Applies the schema and fills the table with `count` generated people (the replay's
@@ -132,12 +131,13 @@ impl Postgres {
                 .args(["--username", USER, "--dbname", &self.database, "--command", sql])
                 .env("PGPASSWORD", &self.password)
         };
-        psql(&self.sh.read_file(schema)?).run()?;
+        run_quietly(psql(&self.sh.read_file(schema)?))?;
         let count = count.to_string();
         let rows = cmd!(self.sh, "{replay} people --count {count}").quiet().output()?.stdout;
-        psql("COPY pessoas (id, apelido, nome, nascimento, stack) FROM STDIN").stdin(rows).run()?;
-        psql("ANALYZE pessoas").run()?;
-        Ok(())
+        run_quietly(
+            psql("COPY pessoas (id, apelido, nome, nascimento, stack) FROM STDIN").stdin(rows),
+        )?;
+        run_quietly(psql("ANALYZE pessoas"))
     }
 
     /// `program` from the server's directory, run as the cluster's owner: setpriv execs it in

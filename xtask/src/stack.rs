@@ -20,7 +20,7 @@ use xshell::{Shell, cmd};
 use crate::cgroup::Cgroup;
 use crate::postgres::Postgres;
 use crate::topology::{Limits, Topology};
-use crate::{build_release, nginx, release_binary, repo_root};
+use crate::{build_release, nginx, quietly, release_binary, repo_root};
 
 /// PostgreSQL takes the first free port from the compose file's.
 const DATABASE_PORT_TRIES: u16 = 68;
@@ -62,14 +62,13 @@ pub fn up(sh: &Shell, preload: u64) -> Result<()> {
     if let Some(stack) = Stack::load()? {
         if stack.is_running()? {
             println!("the stack is already up");
-            stack.print();
-            return Ok(());
+            return stack.print();
         }
         println!("some of the stack's processes are gone; stopping the rest first");
         stack.stop()?;
     }
     let stack = Stack::start(sh, preload)?;
-    stack.print();
+    stack.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
 }
@@ -239,7 +238,7 @@ impl Stack {
             .env("DATABASE_URL", tools.postgres.url(self.database_port));
         let healthcheck =
             cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
-        let healthcheck = healthcheck.quiet().ignore_stdout().ignore_stderr();
+        let healthcheck = quietly(healthcheck);
         Ok((replica.into(), Box::new(move || healthcheck.run().is_ok())))
     }
 
@@ -354,8 +353,17 @@ impl Stack {
         Ok(())
     }
 
-    fn print(&self) {
-        println!("PostgreSQL on port {}, logs in {}", self.database_port, logs_dir().display());
+    fn print(&self) -> Result<()> {
+        let Tools { topology, postgres, .. } = Tools::load()?;
+        let replicas: Vec<String> =
+            topology.replicas.iter().map(|(_, port)| format!(":{port}")).collect();
+        println!(
+            "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}",
+            topology.load_balancer,
+            topology.load_balancer_port,
+            replicas.join(" and "),
+            postgres.url(self.database_port)
+        );
         println!("{:<8} {:>8} {:>6} {:>10}", "service", "pid", "CPUs", "memory");
         for service in &self.services {
             let Limits { cpus, memory_bytes } = service.limits;
@@ -366,6 +374,8 @@ impl Stack {
                 memory_bytes >> 20
             );
         }
+        println!("logs in {}", logs_dir().display());
+        Ok(())
     }
 }
 
