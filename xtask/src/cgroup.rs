@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use crate::topology::Limits;
@@ -187,6 +187,56 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The group of a container's main process, from its /proc/PID/cgroup, which names it
+    /// relative to each hierarchy's root: podman and Docker hosts mount those at
+    /// `root`/CONTROLLERS (v1) or `root` (v2).
+    pub fn of_process(membership: &str, root: &Path) -> Cgroup {
+        let v1 = |controller: &str| {
+            v1_membership(membership, controller).map(|(controllers, path)| {
+                root.join(controllers).join(path.trim_start_matches('/'))
+            })
+        };
+        match (v1("cpu"), v1("cpuacct"), v1("memory")) {
+            (Some(cpu), Some(cpuacct), Some(memory)) => Cgroup::V1 { cpu, cpuacct, memory },
+            _ => {
+                let own =
+                    membership.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or("/");
+                Cgroup::V2 { dir: root.join(own.trim_start_matches('/')) }
+            }
+        }
+    }
+
+    /// Fails unless the group's CPU quota and memory limit are `limits`.
+    pub fn check_limits(&self, limits: &Limits) -> Result<()> {
+        let (quota, period, memory) = match self {
+            Cgroup::V1 { cpu, memory, .. } => (
+                read(cpu.join("cpu.cfs_quota_us"))?,
+                read(cpu.join("cpu.cfs_period_us"))?,
+                read(memory.join("memory.limit_in_bytes"))?,
+            ),
+            Cgroup::V2 { dir } => {
+                let cpu_max = read(dir.join("cpu.max"))?;
+                let (quota, period) = cpu_max.split_once(' ').unwrap_or((&cpu_max, ""));
+                (quota.to_owned(), period.to_owned(), read(dir.join("memory.max"))?)
+            }
+        };
+        let (quota, period, memory) = (quota.trim(), period.trim(), memory.trim());
+        // The quota is whole microseconds of the period, so the ratio is within one of them.
+        let cpus_match = match (quota.parse::<f64>(), period.parse::<f64>()) {
+            (Ok(quota), Ok(period)) if quota > 0.0 && period > 0.0 => {
+                (quota / period - limits.cpus).abs() <= 1.0 / period
+            }
+            _ => false,
+        };
+        ensure!(
+            cpus_match && memory.parse::<u64>().ok() == Some(limits.memory_bytes),
+            "the cgroup has CPU quota {quota}/{period} and memory limit {memory}, but the compose file gives {} CPUs and {} bytes",
+            limits.cpus,
+            limits.memory_bytes
+        );
+        Ok(())
+    }
+
     /// The group's directories, once each (co-mounted v1 controllers share one).
     fn dirs(&self) -> Vec<&Path> {
         let mut dirs: Vec<&Path> = match self {
@@ -257,7 +307,7 @@ fn v1_base(mountinfo: &str, membership: &str, controller: &str) -> Option<PathBu
 
 /// From a process's /proc/PID/cgroup, the v1 hierarchy that has `controller`: its controller
 /// list (the name of its directory under /sys/fs/cgroup) and the process's group in it.
-pub fn v1_membership<'a>(membership: &'a str, controller: &str) -> Option<(&'a str, &'a str)> {
+fn v1_membership<'a>(membership: &'a str, controller: &str) -> Option<(&'a str, &'a str)> {
     membership.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
         let _hierarchy = fields.next()?;
@@ -411,5 +461,57 @@ mod tests {
         let json = serde_json::to_string(&cgroup).unwrap();
         assert!(json.contains(r#""version":"v2""#), "{json}");
         assert_eq!(serde_json::from_str::<Cgroup>(&json).unwrap(), cgroup);
+    }
+
+    #[test]
+    fn cgroup_v1_paths_follow_each_controller() {
+        let membership = "\
+9:name=systemd:/libpod_parent/libpod-abc
+4:memory:/libpod_parent/libpod-abc
+2:cpu,cpuacct:/libpod_parent/libpod-abc
+0::/libpod_parent/libpod-abc
+";
+        let root = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            Cgroup::of_process(membership, root),
+            Cgroup::V1 {
+                cpu: root.join("cpu,cpuacct/libpod_parent/libpod-abc"),
+                cpuacct: root.join("cpu,cpuacct/libpod_parent/libpod-abc"),
+                memory: root.join("memory/libpod_parent/libpod-abc"),
+            }
+        );
+        assert_eq!(
+            Cgroup::of_process("0::/system.slice/docker-abc.scope\n", root),
+            Cgroup::V2 { dir: root.join("system.slice/docker-abc.scope") }
+        );
+    }
+
+    #[test]
+    fn limits_are_read_back_from_cgroup_files() {
+        let dir = std::env::temp_dir().join(format!("rinha-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, value: &str| std::fs::write(dir.join(name), value).unwrap();
+        write("cpu.cfs_quota_us", "25000\n");
+        write("cpu.cfs_period_us", "100000\n");
+        write("memory.limit_in_bytes", "268435456\n");
+        let cgroup = Cgroup::V1 { cpu: dir.clone(), cpuacct: dir.clone(), memory: dir.clone() };
+        let limits = Limits { cpus: 0.25, memory_bytes: 256 << 20 };
+        assert!(cgroup.check_limits(&limits).is_ok());
+        let error = cgroup.check_limits(&Limits { cpus: 0.5, ..limits }).unwrap_err();
+        assert!(error.to_string().contains("25000/100000"), "{error}");
+        write("cpu.cfs_quota_us", "-1\n");
+        assert!(cgroup.check_limits(&limits).is_err());
+        write("cpu.cfs_quota_us", "25000\n");
+        write("memory.limit_in_bytes", "9223372036854771712\n");
+        assert!(cgroup.check_limits(&limits).is_err());
+
+        write("cpu.max", "85000 100000\n");
+        write("memory.max", "max\n");
+        let v2 = Cgroup::V2 { dir: dir.clone() };
+        let db = Limits { cpus: 0.85, memory_bytes: 2304 << 20 };
+        assert!(v2.check_limits(&db).is_err());
+        write("memory.max", &(2304u64 << 20).to_string());
+        assert!(v2.check_limits(&db).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

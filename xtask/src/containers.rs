@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Cmd, Shell, cmd};
 
-use crate::cgroup::{self, Cgroup};
+use crate::cgroup::Cgroup;
 use crate::stress::{self, Measured};
-use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Limits, Topology};
+use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Topology};
 use crate::{RunArgs, images, quietly, repo_root, run_quietly};
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
@@ -190,11 +190,9 @@ impl ContainerStack {
                 .map(|(service, id)| {
                     let limits = topology.limits(service)?;
                     let pid = engine.inspect(sh, id, "{{.State.Pid}}")?;
-                    let cgroup = cgroup_of(
-                        &sh.read_file(format!("/proc/{pid}/cgroup"))?,
-                        Path::new("/sys/fs/cgroup"),
-                    );
-                    check_limits(service, &limits, &cgroup)?;
+                    let membership = sh.read_file(format!("/proc/{pid}/cgroup"))?;
+                    let cgroup = Cgroup::of_process(&membership, Path::new("/sys/fs/cgroup"));
+                    cgroup.check_limits(&limits).context(service.clone())?;
                     Ok(Measured { name: service.clone(), cgroup, limits })
                 })
                 .collect()
@@ -297,58 +295,6 @@ fn wait_until_healthy(
     }
 }
 
-/// The cgroup of a container's main process. /proc/PID/cgroup names it relative to each
-/// hierarchy's root, which podman and Docker hosts mount at /sys/fs/cgroup/CONTROLLERS (v1) or
-/// /sys/fs/cgroup (v2).
-fn cgroup_of(membership: &str, root: &Path) -> Cgroup {
-    let v1 = |controller: &str| {
-        cgroup::v1_membership(membership, controller)
-            .map(|(controllers, path)| root.join(controllers).join(path.trim_start_matches('/')))
-    };
-    match (v1("cpu"), v1("cpuacct"), v1("memory")) {
-        (Some(cpu), Some(cpuacct), Some(memory)) => Cgroup::V1 { cpu, cpuacct, memory },
-        _ => {
-            let own = membership.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or("/");
-            Cgroup::V2 { dir: root.join(own.trim_start_matches('/')) }
-        }
-    }
-}
-
-/// Fails unless the cgroup's CPU quota and memory limit are `limits`.
-fn check_limits(service: &str, limits: &Limits, cgroup: &Cgroup) -> Result<()> {
-    let read = |path: &Path| -> Result<String> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(text.trim().to_owned())
-    };
-    let (quota, period, memory) = match cgroup {
-        Cgroup::V1 { cpu, memory, .. } => (
-            read(&cpu.join("cpu.cfs_quota_us"))?,
-            read(&cpu.join("cpu.cfs_period_us"))?,
-            read(&memory.join("memory.limit_in_bytes"))?,
-        ),
-        Cgroup::V2 { dir } => {
-            let cpu_max = read(&dir.join("cpu.max"))?;
-            let (quota, period) = cpu_max.split_once(' ').unwrap_or((&cpu_max, ""));
-            (quota.to_owned(), period.to_owned(), read(&dir.join("memory.max"))?)
-        }
-    };
-    // The quota is whole microseconds of the period, so the ratio is within one of them.
-    let cpus_match = match (quota.parse::<f64>(), period.parse::<f64>()) {
-        (Ok(quota), Ok(period)) if quota > 0.0 && period > 0.0 => {
-            (quota / period - limits.cpus).abs() <= 1.0 / period
-        }
-        _ => false,
-    };
-    ensure!(
-        cpus_match && memory.parse::<u64>().ok() == Some(limits.memory_bytes),
-        "{service}: the container's cgroup has CPU quota {quota}/{period} and memory limit {memory}, but {COMPOSE_FILE} gives {} CPUs and {} bytes",
-        limits.cpus,
-        limits.memory_bytes
-    );
-    Ok(())
-}
-
 /// A container's output, standard output and error together.
 fn container_log(sh: &Shell, engine: Engine, id: &str) -> String {
     match engine.command(sh).args(["logs", id]).quiet().ignore_status().output() {
@@ -366,62 +312,5 @@ fn print_tail(service: &str, log: &str) {
     eprintln!("--- {service}: last {} lines of its log", tail.len());
     for line in tail {
         eprintln!("{service} | {line}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cgroup_v1_paths_follow_each_controller() {
-        let membership = "\
-9:name=systemd:/libpod_parent/libpod-abc
-4:memory:/libpod_parent/libpod-abc
-2:cpu,cpuacct:/libpod_parent/libpod-abc
-0::/libpod_parent/libpod-abc
-";
-        let root = Path::new("/sys/fs/cgroup");
-        assert_eq!(
-            cgroup_of(membership, root),
-            Cgroup::V1 {
-                cpu: root.join("cpu,cpuacct/libpod_parent/libpod-abc"),
-                cpuacct: root.join("cpu,cpuacct/libpod_parent/libpod-abc"),
-                memory: root.join("memory/libpod_parent/libpod-abc"),
-            }
-        );
-        assert_eq!(
-            cgroup_of("0::/system.slice/docker-abc.scope\n", root),
-            Cgroup::V2 { dir: root.join("system.slice/docker-abc.scope") }
-        );
-    }
-
-    #[test]
-    fn limits_are_read_back_from_cgroup_files() {
-        let dir = std::env::temp_dir().join(format!("rinha-limits-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, value: &str| std::fs::write(dir.join(name), value).unwrap();
-        write("cpu.cfs_quota_us", "25000\n");
-        write("cpu.cfs_period_us", "100000\n");
-        write("memory.limit_in_bytes", "268435456\n");
-        let cgroup = Cgroup::V1 { cpu: dir.clone(), cpuacct: dir.clone(), memory: dir.clone() };
-        let limits = Limits { cpus: 0.25, memory_bytes: 256 << 20 };
-        assert!(check_limits("api1", &limits, &cgroup).is_ok());
-        let error = check_limits("api1", &Limits { cpus: 0.5, ..limits }, &cgroup).unwrap_err();
-        assert!(error.to_string().contains("25000/100000"), "{error}");
-        write("cpu.cfs_quota_us", "-1\n");
-        assert!(check_limits("api1", &limits, &cgroup).is_err());
-        write("cpu.cfs_quota_us", "25000\n");
-        write("memory.limit_in_bytes", "9223372036854771712\n");
-        assert!(check_limits("api1", &limits, &cgroup).is_err());
-
-        write("cpu.max", "85000 100000\n");
-        write("memory.max", "max\n");
-        let v2 = Cgroup::V2 { dir: dir.clone() };
-        let db = Limits { cpus: 0.85, memory_bytes: 2304 << 20 };
-        assert!(check_limits("db", &db, &v2).is_err());
-        write("memory.max", &(2304u64 << 20).to_string());
-        assert!(check_limits("db", &db, &v2).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
