@@ -109,11 +109,13 @@ pub fn replay_and_report(
             None
         }
         Some((fault, stack)) => {
+            // A shell is not shared between threads: the fault's thread has its own.
+            let fault_sh = sh.clone();
             let (replayed, struck) = std::thread::scope(|scope| {
                 let strike = scope.spawn(move || {
                     std::thread::sleep(fault.delay(args.scale));
                     println!("injecting {}", fault.name());
-                    fault.inject(&Shell::new()?, stack, topology)
+                    fault.inject(&fault_sh, stack, topology)
                 });
                 (load.run(), strike.join().expect("the fault's thread does not panic"))
             });
