@@ -457,6 +457,9 @@ mod tests {
             .collect();
         assert_eq!(ids.len(), 1_000);
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
-        assert!(ids.iter().all(|id| (id >> 76) & 0xf == 7 && (id >> 62) & 0x3 == 2));
+        assert!(
+            ids.iter()
+                .all(|id| (id >> 76) & 0xf == 7 && (id >> 62) & 0x3 == 2)
+        );
     }
 }
