@@ -7,14 +7,19 @@
 //! the fault's.
 
 use std::thread::sleep;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow};
+use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
+use xshell::Shell;
 
-use crate::stack::{REPLICAS, Stack};
+use crate::stack::Stack;
+use crate::topology::Topology;
+use crate::unix_now;
 
-/// How long `kill-replica` leaves api1 down, and `pause-db` the database stopped.
+/// How long `kill-replica` leaves the first replica down, and `pause-db` the database stopped.
 const KILLED_FOR: Duration = Duration::from_secs(2);
 const PAUSED_FOR: Duration = Duration::from_secs(3);
 /// The margin around the fault's window, in seconds.
@@ -22,24 +27,18 @@ const MARGIN: f64 = 1.0;
 /// The middle of the full profile (about 205 s), scaled like it.
 const MIDDLE_SECONDS: f64 = 102.0;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 pub enum Kind {
-    /// SIGTERM api1, start it again, wait until healthy; then api2: a rolling deploy.
+    /// SIGTERM each replica, start it again, wait until healthy, one after the other: a
+    /// rolling deploy.
     RestartReplicas,
-    /// SIGKILL api1, start it again 2 s later.
+    /// SIGKILL the first replica, start it again 2 s later.
     KillReplica,
     /// A fast shutdown of PostgreSQL, then a start.
     RestartDb,
     /// SIGSTOP every PostgreSQL process for 3 s, then SIGCONT.
     PauseDb,
 }
-
-const KINDS: [(&str, Kind); 4] = [
-    ("restart-replicas", Kind::RestartReplicas),
-    ("kill-replica", Kind::KillReplica),
-    ("restart-db", Kind::RestartDb),
-    ("pause-db", Kind::PauseDb),
-];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fault {
@@ -49,36 +48,28 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub fn parse(text: &str) -> Result<Fault, String> {
-        let (name, at) = match text.split_once('@') {
-            Some((name, at)) => (name, Some(at)),
-            None => (text, None),
-        };
-        let kind = KINDS
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, kind)| *kind)
-            .ok_or_else(|| {
-                let names: Vec<&str> = KINDS.iter().map(|(name, _)| *name).collect();
-                format!("unknown fault {name:?}: one of {}", names.join(", "))
-            })?;
+    /// `KIND[@SECONDS]`.
+    pub fn parse(text: &str) -> Result<Fault> {
+        let (name, at) = text.split_once('@').map_or((text, None), |(name, at)| (name, Some(at)));
+        let kind = Kind::from_str(name, false).map_err(|_| {
+            let names: Vec<String> = Kind::value_variants()
+                .iter()
+                .map(|kind| Fault { kind: *kind, at_seconds: None }.name())
+                .collect();
+            anyhow!("unknown fault {name:?}: one of {}", names.join(", "))
+        })?;
         let at_seconds = at
             .map(|at| {
-                at.parse::<f64>()
-                    .ok()
-                    .filter(|seconds| *seconds >= 0.0 && seconds.is_finite())
-                    .ok_or_else(|| format!("--fault {text:?}: {at:?} is not a number of seconds"))
+                let seconds =
+                    at.parse::<f64>().ok().filter(|seconds| *seconds >= 0.0 && seconds.is_finite());
+                seconds.with_context(|| format!("{at:?} is not a number of seconds"))
             })
             .transpose()?;
         Ok(Fault { kind, at_seconds })
     }
 
-    pub fn name(&self) -> &'static str {
-        KINDS
-            .iter()
-            .find(|(_, kind)| *kind == self.kind)
-            .map(|(name, _)| *name)
-            .expect("every kind is named")
+    pub fn name(&self) -> String {
+        self.kind.to_possible_value().expect("no kind is skipped").get_name().to_owned()
     }
 
     /// When to strike, in seconds after the replay starts, for a run at `scale`.
@@ -87,23 +78,26 @@ impl Fault {
     }
 
     /// Strikes the stack, brings it back, and returns when both happened (Unix seconds).
-    pub fn inject(&self, stack: &mut Stack) -> Result<(f64, f64), String> {
-        let injected = now();
+    pub fn inject(&self, sh: &Shell, stack: &mut Stack, topology: &Topology) -> Result<(f64, f64)> {
+        let injected = unix_now();
+        let database = &topology.database;
         match self.kind {
             Kind::RestartReplicas => {
-                for (name, _) in REPLICAS {
-                    stack.restart(name, Signal::SIGTERM, Duration::ZERO)?;
+                for (name, _) in &topology.replicas {
+                    stack.restart(sh, name, Signal::SIGTERM, Duration::ZERO)?;
                 }
             }
-            Kind::KillReplica => stack.restart(REPLICAS[0].0, Signal::SIGKILL, KILLED_FOR)?,
-            Kind::RestartDb => stack.restart("db", Signal::SIGINT, Duration::ZERO)?,
+            Kind::KillReplica => {
+                stack.restart(sh, &topology.replicas[0].0, Signal::SIGKILL, KILLED_FOR)?
+            }
+            Kind::RestartDb => stack.restart(sh, database, Signal::SIGINT, Duration::ZERO)?,
             Kind::PauseDb => {
-                stack.signal_every("db", Signal::SIGSTOP)?;
+                stack.signal_every(database, Signal::SIGSTOP)?;
                 sleep(PAUSED_FOR);
-                stack.signal_every("db", Signal::SIGCONT)?;
+                stack.signal_every(database, Signal::SIGCONT)?;
             }
         }
-        Ok((injected, now()))
+        Ok((injected, unix_now()))
     }
 
     /// The `fault` object of `summary.json`, from the window and the run's KOs per second,
@@ -123,16 +117,10 @@ impl Fault {
             .map(|seconds| seconds.iter().map(|ko| ko.as_u64().unwrap_or(0)).collect())
             .unwrap_or_default();
         let sum = |range: std::ops::Range<usize>| -> u64 {
-            kos.iter()
-                .skip(range.start)
-                .take(range.end.saturating_sub(range.start))
-                .sum()
+            kos.iter().skip(range.start).take(range.end.saturating_sub(range.start)).sum()
         };
-        let (before, during, after) = (
-            sum(0..first),
-            sum(first..last + 1),
-            sum(last + 1..kos.len()),
-        );
+        let (before, during, after) =
+            (sum(0..first), sum(first..last + 1), sum(last + 1..kos.len()));
         let created = summary["created_201"].as_u64().unwrap_or(0);
         let expected = summary["expected_count"].as_u64().unwrap_or(0);
         let stored = summary["count_after"]
@@ -181,13 +169,6 @@ fn round(seconds: f64) -> f64 {
     (seconds * 100.0).round() / 100.0
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is past 1970")
-        .as_secs_f64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,22 +177,13 @@ mod tests {
     fn parses_kinds_and_times() {
         assert_eq!(
             Fault::parse("kill-replica").unwrap(),
-            Fault {
-                kind: Kind::KillReplica,
-                at_seconds: None
-            }
+            Fault { kind: Kind::KillReplica, at_seconds: None }
         );
         let fault = Fault::parse("pause-db@25").unwrap();
         assert_eq!(fault.kind, Kind::PauseDb);
         assert_eq!(fault.delay(1.0), Duration::from_secs(25));
-        assert_eq!(
-            Fault::parse("restart-db").unwrap().delay(0.2),
-            Duration::from_secs_f64(20.4)
-        );
-        assert_eq!(
-            Fault::parse("restart-replicas").unwrap().name(),
-            "restart-replicas"
-        );
+        assert_eq!(Fault::parse("restart-db").unwrap().delay(0.2), Duration::from_secs_f64(20.4));
+        assert_eq!(Fault::parse("restart-replicas").unwrap().name(), "restart-replicas");
         for bad in ["reboot", "pause-db@", "pause-db@-1", "kill-replica@soon"] {
             assert!(Fault::parse(bad).is_err(), "{bad} accepted");
         }
@@ -245,20 +217,14 @@ mod tests {
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10, 100, 109, 10);
         let (_, problems) = kill.judge(window, &summary, &series);
-        assert_eq!(
-            problems,
-            ["9 people stored but 10 acknowledged (201): some were lost"]
-        );
+        assert_eq!(problems, ["9 people stored but 10 acknowledged (201): some were lost"]);
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 10, 10);
-        let (_, problems) = Fault::parse("restart-replicas")
-            .unwrap()
-            .judge(window, &summary, &series);
+        let (_, problems) =
+            Fault::parse("restart-replicas").unwrap().judge(window, &summary, &series);
         assert_eq!(problems, ["1 KO during the fault"]);
         let (summary, series) = run(&[0; 10], 10, 0, 10, 10);
-        let (fault, problems) = Fault::parse("pause-db")
-            .unwrap()
-            .judge(window, &summary, &series);
+        let (fault, problems) = Fault::parse("pause-db").unwrap().judge(window, &summary, &series);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(fault["pass"], true);
     }

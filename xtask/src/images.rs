@@ -6,44 +6,23 @@
 //! Each runs as a non-root user and carries the tag the compose files give it. An image is
 //! imported from a tar stream with its settings given as Dockerfile instructions, which podman
 //! and Docker both accept. An image whose inputs have not changed is kept (a label holds a
-//! digest of them), so a second run takes seconds.
+//! SHA-256 digest of them), so a second run takes seconds.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::engine::{self, Engine};
-use crate::stack::{build_release, release_binary, repo_root};
+use anyhow::{Context, Result, bail, ensure};
+use sha2::{Digest, Sha256};
+use xshell::{Cmd, Shell, cmd};
 
-/// The compose files whose images are built; both must name the same ones.
-const COMPOSE_FILES: [&str; 2] = ["docker/compose.yml", "docker/compose.host.yml"];
+use crate::containers::Engine;
+use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
+use crate::{build_release, quietly, release_binary, repo_root};
+
 /// Holds the digest of an image's inputs.
 const INPUTS_LABEL: &str = "org.rinha.inputs";
 /// Files of the image builds: the API's staged root filesystem and mmdebstrap's logs.
 const WORK_DIR: &str = "target/images";
-
-/// What an image is for, which decides how it is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Role {
-    Api,
-    Database,
-    LoadBalancer,
-}
-
-impl Role {
-    /// The role of a compose service, by the names the topology gives them.
-    fn of_service(service: &str) -> Option<Role> {
-        match service {
-            "api1" | "api2" => Some(Role::Api),
-            "db" => Some(Role::Database),
-            "nginx" => Some(Role::LoadBalancer),
-            _ => None,
-        }
-    }
-}
 
 /// An image built (or kept) by this run.
 struct Built {
@@ -53,158 +32,105 @@ struct Built {
     kept: bool,
 }
 
-pub fn images(args: &[String]) -> Result<(), String> {
-    let rebuild = match args {
-        [] => false,
-        [flag] if flag == "--rebuild" => true,
-        _ => {
-            return Err(format!(
-                "usage: cargo xtask images [--rebuild]; got {args:?}"
-            ));
-        }
-    };
-    prepare(Engine::detect()?, rebuild)
-}
-
 /// Builds the images the compose files name, keeping those whose inputs have not changed unless
 /// `rebuild`, and prints their sizes and build times.
-pub fn prepare(engine: Engine, rebuild: bool) -> Result<(), String> {
-    let tags = tags_in_compose_files(engine)?;
+pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
+    let [api, database, load_balancer] = tags_in_compose_files(sh, engine)?;
     let started = Instant::now();
-    let built = build_all(engine, &tags, rebuild)?;
+    sh.create_dir(WORK_DIR)?;
+    // The two images from Debian packages are built side by side (they mostly wait on downloads
+    // and dpkg) while the API's binary compiles.
+    let built = std::thread::scope(|scope| -> Result<Vec<Built>> {
+        let debian = [(&POSTGRES, database), (&NGINX, load_balancer)].map(|(image, tag)| {
+            let sh = sh.clone();
+            scope.spawn(move || build_debian(&sh, engine, image, &tag, rebuild))
+        });
+        let api = build_api(sh, engine, &api, rebuild)?;
+        let mut built = vec![api];
+        for build in debian {
+            built.push(build.join().expect("an image build does not panic")?);
+        }
+        Ok(built)
+    })?;
     println!("{:<40} {:>9} {:>8}", "image", "size MB", "seconds");
     for image in &built {
+        let kept = if image.kept { "  (unchanged, kept)" } else { "" };
         println!(
-            "{:<40} {:>9.1} {:>8.1}{}",
+            "{:<40} {:>9.1} {:>8.1}{kept}",
             image.tag,
             image.size_bytes as f64 / 1e6,
-            image.seconds,
-            if image.kept {
-                "  (unchanged, kept)"
-            } else {
-                ""
-            }
+            image.seconds
         );
     }
     println!("images ready in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Builds the three images, the two from Debian packages side by side (they mostly wait on
-/// downloads and dpkg) while the API's binary compiles.
-fn build_all(
-    engine: Engine,
-    tags: &BTreeMap<Role, String>,
-    rebuild: bool,
-) -> Result<Vec<Built>, String> {
-    let work_dir = repo_root().join(WORK_DIR);
-    std::fs::create_dir_all(&work_dir)
-        .map_err(|error| format!("cannot create {}: {error}", work_dir.display()))?;
-    std::thread::scope(|scope| {
-        let database =
-            scope.spawn(|| build_debian(engine, &POSTGRES, &tags[&Role::Database], rebuild));
-        let load_balancer =
-            scope.spawn(|| build_debian(engine, &NGINX, &tags[&Role::LoadBalancer], rebuild));
-        let api = build_api(engine, &tags[&Role::Api], rebuild);
-        let joined = |handle: std::thread::ScopedJoinHandle<'_, Result<Built, String>>| {
-            handle
-                .join()
-                .unwrap_or_else(|_| Err("an image build panicked".to_owned()))
-        };
-        Ok(vec![api?, joined(database)?, joined(load_balancer)?])
-    })
-}
-
-/// The tag of each role's image, as the compose files resolve it; the files must agree.
-fn tags_in_compose_files(engine: Engine) -> Result<BTreeMap<Role, String>, String> {
-    let mut tags: BTreeMap<Role, String> = BTreeMap::new();
-    for file in COMPOSE_FILES {
-        let resolved = engine.resolved_compose(&repo_root().join(file))?;
-        for (service, tag) in resolved.images {
-            let Some(role) = Role::of_service(&service) else {
-                continue;
-            };
-            match tags.get(&role) {
-                Some(known) if *known != tag => {
-                    return Err(format!(
-                        "{file}: service {service} runs {tag}, but another {role:?} service runs {known}"
-                    ));
-                }
-                _ => {
-                    tags.insert(role, tag);
-                }
+/// The tags of the API's, the database's and the load balancer's images, as both compose files
+/// resolve them for the topology's services; the files must agree.
+fn tags_in_compose_files(sh: &Shell, engine: Engine) -> Result<[String; 3]> {
+    let topology = Topology::load(&repo_root())?;
+    let roles = [
+        topology.replicas.iter().map(|(name, _)| name.as_str()).collect(),
+        vec![topology.database.as_str()],
+        vec![topology.load_balancer.as_str()],
+    ];
+    let mut tags: [Option<String>; 3] = Default::default();
+    for file in [COMPOSE_FILE, HOST_COMPOSE_FILE] {
+        let resolved = engine.resolved(sh, file)?;
+        for (services, known) in roles.iter().zip(&mut tags) {
+            for service in services {
+                let image =
+                    resolved.services.get(*service).and_then(|service| service.image.clone());
+                let image = image.with_context(|| format!("{file}: {service} names no image"))?;
+                let known = known.get_or_insert_with(|| image.clone());
+                ensure!(
+                    *known == image,
+                    "{file}: {service} runs {image}, but {known} elsewhere in the same role"
+                );
             }
         }
     }
-    for role in [Role::Api, Role::Database, Role::LoadBalancer] {
-        if !tags.contains_key(&role) {
-            return Err(format!("the compose files have no {role:?} service"));
-        }
-    }
-    Ok(tags)
+    Ok(tags.map(|tag| tag.expect("every role has a service")))
 }
 
 /// The API image: `rinha` and the shared objects `ldd` lists for it, at the paths the dynamic
 /// loader looks in, with a passwd entry for the user it runs as.
-fn build_api(engine: Engine, tag: &str, rebuild: bool) -> Result<Built, String> {
+fn build_api(sh: &Shell, engine: Engine, tag: &str, rebuild: bool) -> Result<Built> {
     let started = Instant::now();
     // The native stack's build, which also gives compose-stress its replay.
-    build_release()?;
+    build_release(sh)?;
     let binary = release_binary("rinha");
-    let libraries = linked_libraries(&engine::capture(Command::new("ldd").arg(&binary))?);
+    let libraries = linked_libraries(&cmd!(sh, "ldd {binary}").quiet().read()?);
     let mut files = vec![(binary.clone(), PathBuf::from("/usr/local/bin/rinha"))];
-    files.extend(
-        libraries
-            .into_iter()
-            .map(|library| (library.clone(), library)),
-    );
+    files.extend(libraries.into_iter().map(|library| (library.clone(), library)));
 
-    let mut inputs = DefaultHasher::new();
-    API_CHANGES.hash(&mut inputs);
-    API_USERS.hash(&mut inputs);
+    let mut inputs = Inputs::default();
+    inputs.add(format!("{API_CHANGES:?}{API_USERS:?}"));
     for (source, target) in &files {
-        target.hash(&mut inputs);
-        read(source)?.hash(&mut inputs);
+        inputs.add(target.as_os_str().as_encoded_bytes());
+        inputs.add(sh.read_binary_file(source)?);
     }
-    let digest = format!("{:016x}", inputs.finish());
-    if !rebuild && label_of(engine, tag)?.as_deref() == Some(digest.as_str()) {
-        return kept(engine, tag, started);
+    let digest = inputs.digest();
+    if !rebuild && label_of(sh, engine, tag).as_deref() == Some(digest.as_str()) {
+        return finished(sh, engine, tag, started, true);
     }
 
     let rootfs = repo_root().join(WORK_DIR).join("api-rootfs");
-    if rootfs.exists() {
-        std::fs::remove_dir_all(&rootfs)
-            .map_err(|error| format!("cannot clear {}: {error}", rootfs.display()))?;
-    }
+    sh.remove_path(&rootfs)?;
     for (source, target) in &files {
+        // Copies the content (and mode), so a library reached through a symlink lands as a
+        // plain file.
         let destination = rootfs.join(target.strip_prefix("/").unwrap_or(target));
-        create_parent(&destination)?;
-        // Copies the content, so a library reached through a symlink lands as a plain file.
-        std::fs::copy(source, &destination).map_err(|error| {
-            format!(
-                "cannot copy {} to {}: {error}",
-                source.display(),
-                destination.display()
-            )
-        })?;
+        sh.create_dir(destination.parent().expect("a file in the root filesystem has a parent"))?;
+        sh.copy_file(source, destination)?;
     }
     for (path, content) in API_USERS {
-        let destination = rootfs.join(path);
-        create_parent(&destination)?;
-        std::fs::write(&destination, content)
-            .map_err(|error| format!("cannot write {}: {error}", destination.display()))?;
+        sh.write_file(rootfs.join(path), content)?;
     }
-    let mut tar = Command::new("tar");
-    tar.args([
-        "--create",
-        "--numeric-owner",
-        "--owner=0",
-        "--group=0",
-        "--directory",
-    ])
-    .arg(&rootfs)
-    .arg(".");
+    let tar = cmd!(sh, "tar --create --numeric-owner --owner=0 --group=0 --directory {rootfs} .");
     import(
+        sh,
         engine,
         tar,
         API_CHANGES,
@@ -212,7 +138,7 @@ fn build_api(engine: Engine, tag: &str, rebuild: bool) -> Result<Built, String> 
         tag,
         &repo_root().join(WORK_DIR).join("api.log"),
     )?;
-    finished(engine, tag, started)
+    finished(sh, engine, tag, started, false)
 }
 
 /// Image settings of the API: the compose files set the port and the database per replica.
@@ -227,10 +153,7 @@ const API_CHANGES: &[&str] = &[
 /// The API's user and group, and the host name lookup order: the compose files map the other
 /// services' names in /etc/hosts.
 const API_USERS: &[(&str, &str)] = &[
-    (
-        "etc/passwd",
-        "rinha:x:10001:10001:rinha:/nonexistent:/usr/local/bin/rinha\n",
-    ),
+    ("etc/passwd", "rinha:x:10001:10001:rinha:/nonexistent:/usr/local/bin/rinha\n"),
     ("etc/group", "rinha:x:10001:\n"),
     ("etc/nsswitch.conf", "hosts: files dns\n"),
 ];
@@ -248,7 +171,7 @@ fn linked_libraries(ldd_output: &str) -> Vec<PathBuf> {
 }
 
 /// An image made of Debian packages.
-#[derive(Hash)]
+#[derive(Debug)]
 struct DebianImage {
     name: &'static str,
     packages: &'static [&'static str],
@@ -272,10 +195,7 @@ const POSTGRES: DebianImage = DebianImage {
         "/usr/lib/postgresql/*/lib/llvmjit*",
         "/usr/lib/postgresql/*/lib/bitcode/*",
     ],
-    uploads: &[(
-        "docker/postgres-entrypoint.sh",
-        "/usr/local/bin/postgres-entrypoint",
-    )],
+    uploads: &[("docker/postgres-entrypoint.sh", "/usr/local/bin/postgres-entrypoint")],
     // Debian's package creates a cluster on installation; the entry point makes its own from
     // the compose file's settings, in PGDATA.
     setup: "rm -rf /var/lib/postgresql/15 /etc/postgresql/15 \
@@ -312,230 +232,171 @@ const NGINX: DebianImage = DebianImage {
 };
 
 /// Paths left out of every package: documentation and translations.
-const EXCLUDED_PATHS: &[&str] = &[
-    "/usr/share/doc/*",
-    "/usr/share/man/*",
-    "/usr/share/info/*",
-    "/usr/share/locale/*",
-];
+const EXCLUDED_PATHS: &[&str] =
+    &["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*"];
 
 fn build_debian(
+    sh: &Shell,
     engine: Engine,
     image: &DebianImage,
     tag: &str,
     rebuild: bool,
-) -> Result<Built, String> {
+) -> Result<Built> {
     let started = Instant::now();
-    let suite = debian_suite()?;
-    let mut inputs = DefaultHasher::new();
-    image.hash(&mut inputs);
-    EXCLUDED_PATHS.hash(&mut inputs);
-    suite.hash(&mut inputs);
+    let suite = debian_suite(sh)?;
+    let mut inputs = Inputs::default();
+    inputs.add(format!("{image:?}{EXCLUDED_PATHS:?}{suite}"));
     for (source, _) in image.uploads {
-        read(&repo_root().join(source))?.hash(&mut inputs);
+        inputs.add(sh.read_binary_file(source)?);
     }
-    let digest = format!("{:016x}", inputs.finish());
-    if !rebuild && label_of(engine, tag)?.as_deref() == Some(digest.as_str()) {
-        return kept(engine, tag, started);
+    let digest = inputs.digest();
+    if !rebuild && label_of(sh, engine, tag).as_deref() == Some(digest.as_str()) {
+        return finished(sh, engine, tag, started, true);
     }
 
-    let mut mmdebstrap = Command::new("mmdebstrap");
-    mmdebstrap
-        // Only Essential packages and the image's own, without Recommends, and no apt.
-        .arg("--variant=essential")
-        .arg(format!("--include={}", image.packages.join(",")))
-        .arg("--aptopt=APT::Install-Recommends \"false\"")
-        .arg("--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr")
-        // The root filesystem only ever becomes a tar stream: no need to sync every file.
-        .arg("--dpkgopt=force-unsafe-io")
-        .args(
-            EXCLUDED_PATHS
-                .iter()
-                .chain(image.excluded)
-                .map(|path| format!("--dpkgopt=path-exclude={path}")),
-        )
-        // mmdebstrap would empty /run after the hooks, taking the directories they make
-        // there; the first hook empties it instead, before the image's setup.
-        .arg("--skip=cleanup/run");
-    for (source, target) in image.uploads {
-        // mmdebstrap splits the hook on spaces; the repository's paths have none.
-        let source = repo_root().join(source);
-        mmdebstrap.arg(format!(
-            "--customize-hook=upload {} {target}",
-            source.display()
-        ));
-    }
+    let packages = format!("--include={}", image.packages.join(","));
+    let excluded = EXCLUDED_PATHS
+        .iter()
+        .chain(image.excluded)
+        .map(|path| format!("--dpkgopt=path-exclude={path}"));
+    // mmdebstrap splits the hook on spaces; the repository's paths have none.
+    let uploads = image.uploads.iter().map(|(source, target)| {
+        format!("--customize-hook=upload {} {target}", repo_root().join(source).display())
+    });
     // `$1` is the root filesystem; chroot so that user names resolve in the image's passwd.
-    mmdebstrap
-        .arg(format!(
-            "--customize-hook=chroot \"$1\" sh -c 'find /run -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {{}} + && {}'",
-            image.setup
-        ))
+    let setup = format!(
+        "--customize-hook=chroot \"$1\" sh -c 'find /run -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {{}} + && {}'",
+        image.setup
+    );
+    // Only Essential packages and the image's own, without Recommends, and no apt. The root
+    // filesystem only ever becomes a tar stream: no need to sync every file. mmdebstrap would
+    // empty /run after the hooks, taking the directories they make there; the first hook
+    // empties it instead, before the image's setup.
+    let mmdebstrap = cmd!(sh, "mmdebstrap --variant=essential {packages}")
+        .arg("--aptopt=APT::Install-Recommends \"false\"")
+        .args(["--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", "--dpkgopt=force-unsafe-io"])
+        .args(excluded)
+        .arg("--skip=cleanup/run")
+        .args(uploads)
+        .arg(setup)
         .args(["--format=tar", &suite, "-"]);
-    let log = repo_root()
-        .join(WORK_DIR)
-        .join(format!("{}.log", image.name));
-    import(engine, mmdebstrap, image.changes, &digest, tag, &log)?;
-    finished(engine, tag, started)
+    let log = repo_root().join(WORK_DIR).join(format!("{}.log", image.name));
+    import(sh, engine, mmdebstrap, image.changes, &digest, tag, &log)?;
+    finished(sh, engine, tag, started, false)
 }
 
 /// The Debian release of this machine, whose package sources mmdebstrap uses.
-fn debian_suite() -> Result<String, String> {
-    let os_release = String::from_utf8(read(Path::new("/etc/os-release"))?)
-        .map_err(|_| "/etc/os-release is not UTF-8".to_owned())?;
+fn debian_suite(sh: &Shell) -> Result<String> {
+    let os_release = sh.read_file("/etc/os-release")?;
     let value = |key: &str| {
-        os_release
-            .lines()
-            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-            .map(|value| value.trim_matches('"').to_owned())
+        let line = os_release.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix('='));
+        line.map(|value| value.trim_matches('"').to_owned())
     };
     match (value("ID").as_deref(), value("VERSION_CODENAME")) {
         (Some("debian"), Some(codename)) if !codename.is_empty() => Ok(codename),
-        _ => Err(
-            "the PostgreSQL and nginx images are made from this machine's Debian packages, \
-                  and this machine is not Debian; build the images with Nix instead"
-                .to_owned(),
+        _ => bail!(
+            "the PostgreSQL and nginx images are made from this machine's Debian packages, and this machine is not Debian; build the images with Nix instead"
         ),
     }
 }
 
-/// Pipes the tar stream `producer` writes into `import`, with `changes` and the inputs' digest,
-/// and tags the result once both succeeded (an image from a broken stream never gets the tag,
-/// nor the digest that would keep it). Both commands' diagnostics go to `log`, shown when either
-/// fails.
+/// A SHA-256 digest of an image's inputs, each one length-prefixed so that no two lists of
+/// inputs run together into the same bytes.
+#[derive(Default)]
+struct Inputs(Sha256);
+
+impl Inputs {
+    fn add(&mut self, input: impl AsRef<[u8]>) {
+        let input = input.as_ref();
+        self.0.update((input.len() as u64).to_le_bytes());
+        self.0.update(input);
+    }
+
+    fn digest(self) -> String {
+        self.0.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Feeds the tar stream `producer` writes to the engine's `import`, with `changes` and the
+/// inputs' digest, and tags the result (an image from a failed producer is never imported).
+/// Both commands' diagnostics go to `log`, shown when either fails.
 fn import(
+    sh: &Shell,
     engine: Engine,
-    mut producer: Command,
+    producer: Cmd<'_>,
     changes: &[&str],
     digest: &str,
     tag: &str,
     log: &Path,
-) -> Result<(), String> {
-    let log_file = || {
-        File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|error| format!("cannot open {}: {error}", log.display()))
+) -> Result<()> {
+    let failed = |what: &str, stderr: &[u8]| -> Result<()> {
+        sh.write_file(log, stderr)?;
+        bail!("{what} failed (log {}):\n{}", log.display(), String::from_utf8_lossy(stderr))
     };
-    File::create(log).map_err(|error| format!("cannot create {}: {error}", log.display()))?;
-    let failed = |what: String| {
-        let details = std::fs::read_to_string(log).unwrap_or_default();
-        format!("{what} (log {}):\n{details}", log.display())
-    };
-    let mut source = producer
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file()?)
-        .spawn()
-        .map_err(|error| format!("cannot run {}: {error}", producer.get_program().display()))?;
-    let tar = source.stdout.take().expect("stdout is piped");
-    let mut importer = engine.command();
-    importer.arg("import");
-    for change in changes {
-        importer.arg("--change").arg(change);
+    let produced = producer.quiet().ignore_status().output()?;
+    if !produced.status.success() {
+        return failed(&format!("building the root filesystem of {tag}"), &produced.stderr);
     }
-    let imported = importer
-        .arg("--change")
-        .arg(format!("LABEL {INPUTS_LABEL}={digest}"))
+    let label = format!("LABEL {INPUTS_LABEL}={digest}");
+    let changes =
+        changes.iter().copied().chain([label.as_str()]).flat_map(|change| ["--change", change]);
+    let imported = engine
+        .command(sh)
+        .arg("import")
+        .args(changes)
         .arg("-")
-        .stdin(tar)
-        .stderr(log_file()?)
-        .output()
-        .map_err(|error| format!("cannot run {} import: {error}", engine.program()))?;
-    let produced = source.wait().map_err(|error| {
-        format!(
-            "cannot wait for {}: {error}",
-            producer.get_program().display()
-        )
-    })?;
+        .stdin(produced.stdout)
+        .quiet()
+        .ignore_status()
+        .output()?;
+    sh.write_file(log, [produced.stderr, imported.stderr.clone()].concat())?;
+    if !imported.status.success() {
+        return failed(&format!("importing {tag}"), &imported.stderr);
+    }
     // Both engines print the new image's id.
     let image = String::from_utf8_lossy(&imported.stdout).trim().to_owned();
-    if !produced.success() {
-        if imported.status.success() {
-            let _ = engine::capture(engine.command().args(["image", "rm", &image]));
-        }
-        return Err(failed(format!(
-            "{} failed: {produced}",
-            producer.get_program().display()
-        )));
-    }
-    if !imported.status.success() {
-        return Err(failed(format!(
-            "{} import of {tag} failed: {}",
-            engine.program(),
-            imported.status
-        )));
-    }
-    let previous = image_id(engine, tag);
-    engine::capture(engine.command().args(["tag", &image, tag]))?;
+    let previous = image_id(sh, engine, tag);
+    engine.command(sh).args(["tag", &image, tag]).quiet().run()?;
     if let Some(previous) =
-        previous.filter(|previous| *previous != image_id(engine, tag).unwrap_or_default())
+        previous.filter(|previous| Some(previous) != image_id(sh, engine, tag).as_ref())
     {
         // Best effort: the image the tag left stays while a container still uses it.
-        let _ = engine::capture(engine.command().args(["image", "rm", &previous]));
+        let _ = quietly(engine.command(sh).args(["image", "rm", &previous])).run();
     }
     Ok(())
 }
 
-fn image_id(engine: Engine, tag: &str) -> Option<String> {
-    engine::capture(
-        engine
-            .command()
-            .args(["image", "inspect", "--format", "{{.Id}}", tag]),
-    )
-    .ok()
-    .map(|id| id.trim().to_owned())
+/// `image inspect --format` of a tag; `None` when the image does not exist (both engines fail).
+fn image_field(sh: &Shell, engine: Engine, tag: &str, format: &str) -> Option<String> {
+    let field = engine
+        .command(sh)
+        .args(["image", "inspect", "--format", format, tag])
+        .quiet()
+        .ignore_stderr()
+        .read();
+    field.ok().map(|field| field.trim().to_owned())
 }
 
-/// The inputs digest an existing image was built from, if the image exists.
-fn label_of(engine: Engine, tag: &str) -> Result<Option<String>, String> {
-    let format = format!("{{{{ index .Config.Labels \"{INPUTS_LABEL}\" }}}}");
-    // Inspecting an image that does not exist fails, the same way with both engines.
-    Ok(engine::capture(
-        engine
-            .command()
-            .args(["image", "inspect", "--format", &format, tag]),
-    )
-    .ok()
-    .map(|label| label.trim().to_owned()))
+fn image_id(sh: &Shell, engine: Engine, tag: &str) -> Option<String> {
+    image_field(sh, engine, tag, "{{.Id}}")
 }
 
-fn kept(engine: Engine, tag: &str, started: Instant) -> Result<Built, String> {
-    Ok(Built {
-        kept: true,
-        ..finished(engine, tag, started)?
-    })
+/// The inputs digest an existing image was built from.
+fn label_of(sh: &Shell, engine: Engine, tag: &str) -> Option<String> {
+    image_field(sh, engine, tag, &format!("{{{{ index .Config.Labels \"{INPUTS_LABEL}\" }}}}"))
 }
 
-fn finished(engine: Engine, tag: &str, started: Instant) -> Result<Built, String> {
-    let size =
-        engine::capture(
-            engine
-                .command()
-                .args(["image", "inspect", "--format", "{{.Size}}", tag]),
-        )?;
+fn finished(sh: &Shell, engine: Engine, tag: &str, started: Instant, kept: bool) -> Result<Built> {
+    let size = image_field(sh, engine, tag, "{{.Size}}")
+        .with_context(|| format!("{tag} was not built"))?;
     Ok(Built {
         tag: tag.to_owned(),
         size_bytes: size
-            .trim()
             .parse()
-            .map_err(|_| format!("{tag}: size {size:?} is not a number"))?,
+            .with_context(|| format!("{tag}: size {size:?} is not a number"))?,
         seconds: started.elapsed().as_secs_f64(),
-        kept: false,
+        kept,
     })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))
-}
-
-fn create_parent(path: &Path) -> Result<(), String> {
-    let parent = path
-        .parent()
-        .expect("a file in the root filesystem has a parent");
-    std::fs::create_dir_all(parent)
-        .map_err(|error| format!("cannot create {}: {error}", parent.display()))
 }
 
 #[cfg(test)]
@@ -557,13 +418,5 @@ mod tests {
                 PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
             ]
         );
-    }
-
-    #[test]
-    fn services_map_to_roles_by_topology_name() {
-        assert_eq!(Role::of_service("api2"), Some(Role::Api));
-        assert_eq!(Role::of_service("db"), Some(Role::Database));
-        assert_eq!(Role::of_service("nginx"), Some(Role::LoadBalancer));
-        assert_eq!(Role::of_service("prometheus"), None);
     }
 }

@@ -1,61 +1,172 @@
-//! Development automation: `cargo xtask <command>`.
+//! Development automation: `cargo xtask <command>`. Every program is run through `xshell`;
+//! the topology (services, ports, limits, environment) comes from `docker/compose.yml`.
 
+mod capacity;
 mod cgroup;
-mod compose;
 mod containers;
 mod delivery;
-mod engine;
 mod fault;
 mod images;
 mod nginx;
 mod postgres;
 mod stack;
 mod stress;
+mod topology;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "usage: cargo xtask <command>
-commands:
-  up      start the native stack (PostgreSQL, two replicas, nginx on :9999) under the
-          compose file's limits
-  down    stop the native stack and remove its cgroups and files
-  stress [--scale F] [--out DIR] [--strict]
-          replay the contest's stress test against a fresh native stack
-  images [--rebuild]
-          build the compose files' images with podman or docker, without Nix or a registry
-  compose-up | compose-down
-          start (images built, health awaited, cgroup limits checked) or stop the
-          host-network compose stack, docker/compose.host.yml, with podman or docker
-  compose-stress [--scale F] [--out DIR] [--strict]
-          replay the stress test against a fresh compose stack, then tear it down
-  check-delivery
-          check the flake, compose files, workflows and nginx config by static means";
+use anyhow::{Result, bail};
+use clap::{Args, Parser};
+use xshell::{Cmd, Shell};
+
+use crate::fault::Fault;
+
+#[derive(Parser)]
+#[command(bin_name = "cargo xtask", about = "Development automation for rinha")]
+enum Command {
+    /// Start the native stack (PostgreSQL, two replicas, nginx on :9999) under the compose
+    /// file's limits.
+    Up {
+        /// Fill the table with N generated people before the replicas start.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        preload: u64,
+    },
+    /// Stop the native stack and remove its cgroups and files.
+    Down,
+    /// Replay the contest's stress test against a fresh native stack.
+    Stress(StressArgs),
+    /// Find the largest injection rate factor the native stack passes at (0 KO, count =
+    /// expected, p99 at most 10 ms), one fresh stack a step.
+    Capacity {
+        /// Shorten every phase by this factor.
+        #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = positive)]
+        scale: f64,
+    },
+    /// Build the compose files' images with podman or docker, without Nix or a registry.
+    Images {
+        /// Build every image, even those whose inputs have not changed.
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Start the host-network compose stack (images built, health awaited, cgroup limits
+    /// checked).
+    ComposeUp,
+    /// Stop the host-network compose stack and delete its database volume.
+    ComposeDown,
+    /// Replay the stress test against a fresh compose stack, then tear it down.
+    ComposeStress(RunArgs),
+    /// Check the flake, compose files, workflows and configurations by static means.
+    CheckDelivery,
+}
+
+/// The options every stress run takes.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Shorten every phase by this factor.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
+    pub scale: f64,
+    /// Where the report goes; by default target/<command>/<seconds since 1970>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Fail on any KO or any count that differs from the expected one.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StressArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Fill the table with N generated people before the replicas start.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preload: u64,
+    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db or
+    /// pause-db, at S seconds (by default the middle of the run).
+    #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
+    pub fault: Option<Fault>,
+    /// Multiply every injection rate by F, durations kept.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
+    pub rate: f64,
+}
+
+fn positive(text: &str) -> Result<f64> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
+        _ => bail!("{text:?} is not a positive number"),
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let outcome = match command.as_str() {
-        "up" => stack::up(rest),
-        "down" => stack::down(rest),
-        "stress" => stress::stress(rest),
-        "images" => images::images(rest),
-        "compose-up" => containers::compose_up(rest),
-        "compose-down" => containers::compose_down(rest),
-        "compose-stress" => containers::compose_stress(rest),
-        "check-delivery" => delivery::check_delivery(rest),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match outcome {
+    match run(Command::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(command: Command) -> Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(repo_root());
+    match command {
+        Command::Up { preload } => stack::up(&sh, preload),
+        Command::Down => stack::down(),
+        Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),
+        Command::Capacity { scale } => capacity::capacity(&sh, scale),
+        Command::Images { rebuild } => {
+            images::prepare(&sh, containers::Engine::detect(&sh)?, rebuild)
+        }
+        Command::ComposeUp => containers::compose_up(&sh),
+        Command::ComposeDown => containers::compose_down(&sh),
+        Command::ComposeStress(args) => containers::compose_stress(&sh, &args),
+        Command::CheckDelivery => delivery::check_delivery(&sh),
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository")
+        .to_path_buf()
+}
+
+/// A release binary of this workspace, in `CARGO_TARGET_DIR` when it is set.
+pub fn release_binary(name: &str) -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    repo_root().join(target).join("release").join(name)
+}
+
+/// Builds the service and the replay in release mode, together: built apart, Cargo unifies
+/// their dependencies' features differently and each build relinks the other's binary.
+pub fn build_release(sh: &Shell) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    xshell::cmd!(sh, "{cargo} build --release --package rinha --package replay").run()?;
+    Ok(())
+}
+
+/// Silenced: for commands whose success is all that counts.
+pub fn quietly(command: Cmd<'_>) -> Cmd<'_> {
+    command.quiet().ignore_stdout().ignore_stderr()
+}
+
+/// Runs a setup step or a checker quietly; what it printed (on either stream) becomes the error
+/// when it fails.
+pub fn run_quietly(command: Cmd<'_>) -> Result<()> {
+    let shown = command.to_string();
+    let output = command.quiet().ignore_status().output()?;
+    if !output.status.success() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("{shown} ({}):\n{stdout}{}", output.status, stderr.trim_end());
+    }
+    Ok(())
+}
+
+/// Seconds since 1970, to the microsecond.
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is past 1970").as_secs_f64()
 }

@@ -2,10 +2,9 @@
 //! `docker/nginx.conf`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// The compose host names of the replicas, as `docker/nginx.conf` names its upstream servers.
-const REPLICA_HOSTS: [&str; 2] = ["api1", "api2"];
+use anyhow::{Context, Result, bail};
+
 /// Buffers nginx may spill to disk, each of which defaults to a system directory.
 const TEMP_PATHS: [&str; 5] = [
     "client_body_temp_path",
@@ -15,38 +14,32 @@ const TEMP_PATHS: [&str; 5] = [
     "scgi_temp_path",
 ];
 
-pub fn locate() -> Result<PathBuf, String> {
+pub fn locate() -> Result<PathBuf> {
     let search_path = std::env::var_os("PATH").unwrap_or_default();
     // Debian keeps nginx in /usr/sbin, which is not on every user's PATH.
     std::env::split_paths(&search_path)
-        .chain(std::iter::once(PathBuf::from("/usr/sbin")))
+        .chain([PathBuf::from("/usr/sbin")])
         .map(|dir| dir.join("nginx"))
         .find(|binary| binary.is_file())
-        .ok_or_else(|| {
-            "nginx not found on PATH or in /usr/sbin: install it with \
-             `apt-get install -y nginx-light` (Debian), or run the compose stack \
-             (docker/compose.yml) instead"
-                .to_owned()
-        })
+        .context(
+            "nginx not found on PATH or in /usr/sbin: install it with `apt-get install -y \
+             nginx-light` (Debian), or run the compose stack (docker/compose.yml) instead",
+        )
 }
 
 /// The shared configuration, with the replicas on loopback and nginx's scratch files in
 /// `run_dir` instead of system directories.
-pub fn derive_config(template: &str, run_dir: &Path) -> Result<String, String> {
-    let mut found = [false; REPLICA_HOSTS.len()];
+pub fn derive_config(template: &str, run_dir: &Path, replicas: &[&str]) -> Result<String> {
+    let mut found = vec![false; replicas.len()];
     let mut derived = String::with_capacity(template.len() + 512);
     for line in template.lines() {
         let mut line = line.to_owned();
         if let Some(port) = bare_listen_port(&line) {
             // A bare port listens on every interface; the native stack stays on loopback.
-            line = line.replacen(
-                &format!("listen {port}"),
-                &format!("listen 127.0.0.1:{port}"),
-                1,
-            );
+            line = line.replacen(&format!("listen {port}"), &format!("listen 127.0.0.1:{port}"), 1);
         }
         if line.trim_start().starts_with("server ") {
-            for (host, found) in REPLICA_HOSTS.iter().zip(&mut found) {
+            for (host, found) in replicas.iter().zip(&mut found) {
                 let address = format!("{host}:");
                 if line.contains(&address) {
                     line = line.replace(&address, "127.0.0.1:");
@@ -63,18 +56,11 @@ pub fn derive_config(template: &str, run_dir: &Path) -> Result<String, String> {
             }
         }
     }
-    if let Some(missing) = REPLICA_HOSTS
-        .iter()
-        .zip(found)
-        .find_map(|(host, found)| (!found).then_some(host))
-    {
-        return Err(format!("no upstream `server {missing}:<port>` line"));
+    if let Some((missing, _)) = replicas.iter().zip(found).find(|(_, found)| !found) {
+        bail!("no upstream `server {missing}:<port>` line");
     }
-    if !TEMP_PATHS
-        .iter()
-        .all(|directive| derived.contains(directive))
-    {
-        return Err("no `http {` line to put the temp paths in".to_owned());
+    if !TEMP_PATHS.iter().all(|directive| derived.contains(directive)) {
+        bail!("no `http {{` line to put the temp paths in");
     }
     Ok(derived)
 }
@@ -86,28 +72,11 @@ fn bare_listen_port(line: &str) -> Option<&str> {
     (!port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit())).then_some(port)
 }
 
-/// nginx in the foreground (so its pid is the master's), with its pid file and error log in
-/// `run_dir`.
-pub fn command(binary: &Path, config: &Path, run_dir: &Path, error_log: &Path) -> Command {
-    let mut command = Command::new(binary);
-    command
-        .arg("-p")
-        .arg(run_dir)
-        .arg("-c")
-        .arg(config)
-        .arg("-e")
-        .arg(error_log)
-        .arg("-g")
-        .arg(format!(
-            "daemon off; pid {};",
-            run_dir.join("nginx.pid").display()
-        ));
-    command
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const REPLICAS: &[&str] = &["api1", "api2"];
 
     const TEMPLATE: &str = "\
 worker_processes 1;
@@ -131,23 +100,11 @@ http {
 
     #[test]
     fn replicas_move_to_loopback_and_scratch_files_to_the_run_directory() {
-        let derived = derive_config(TEMPLATE, Path::new("/tmp/stack/nginx")).unwrap();
-        assert!(
-            derived.contains("        server 127.0.0.1:8081;\n"),
-            "{derived}"
-        );
-        assert!(
-            derived.contains("        server 127.0.0.1:8082 max_fails=0;\n"),
-            "{derived}"
-        );
-        assert!(
-            !derived.contains("api1") && !derived.contains("api2"),
-            "{derived}"
-        );
-        assert!(
-            derived.contains("        listen 127.0.0.1:9999;\n"),
-            "{derived}"
-        );
+        let derived = derive_config(TEMPLATE, Path::new("/tmp/stack/nginx"), REPLICAS).unwrap();
+        assert!(derived.contains("        server 127.0.0.1:8081;\n"), "{derived}");
+        assert!(derived.contains("        server 127.0.0.1:8082 max_fails=0;\n"), "{derived}");
+        assert!(!derived.contains("api1") && !derived.contains("api2"), "{derived}");
+        assert!(derived.contains("        listen 127.0.0.1:9999;\n"), "{derived}");
         assert!(
             derived.contains("http {\n    client_body_temp_path /tmp/stack/nginx/client_body;\n")
         );
@@ -167,10 +124,7 @@ http {
 
     #[test]
     fn only_listen_lines_without_an_address_change() {
-        assert_eq!(
-            bare_listen_port("    listen 9999 backlog=4096;"),
-            Some("9999")
-        );
+        assert_eq!(bare_listen_port("    listen 9999 backlog=4096;"), Some("9999"));
         assert_eq!(bare_listen_port("listen 80;"), Some("80"));
         assert_eq!(bare_listen_port("listen 10.0.0.1:80;"), None);
         assert_eq!(bare_listen_port("listen [::]:80;"), None);
@@ -180,20 +134,17 @@ http {
     #[test]
     fn a_template_without_the_replica_names_is_rejected() {
         let renamed = TEMPLATE.replace("api2:8082", "backend:8082");
-        let error = derive_config(&renamed, Path::new("/run")).unwrap_err();
-        assert!(error.contains("api2"), "{error}");
+        let error = derive_config(&renamed, Path::new("/run"), REPLICAS).unwrap_err();
+        assert!(error.to_string().contains("api2"), "{error}");
         let no_http = TEMPLATE.replace("http {", "stream {");
-        assert!(derive_config(&no_http, Path::new("/run")).is_err());
+        assert!(derive_config(&no_http, Path::new("/run"), REPLICAS).is_err());
     }
 
     #[test]
     fn the_shared_configuration_derives_cleanly() {
         let shared = include_str!("../../docker/nginx.conf");
-        let derived = derive_config(shared, Path::new("/run/nginx")).unwrap();
+        let derived = derive_config(shared, Path::new("/run/nginx"), REPLICAS).unwrap();
         assert!(derived.contains("127.0.0.1:8081") && derived.contains("127.0.0.1:8082"));
-        assert!(
-            derived.contains("location /metrics {"),
-            "/metrics must stay hidden"
-        );
+        assert!(derived.contains("location /metrics {"), "/metrics must stay hidden");
     }
 }

@@ -1,5 +1,5 @@
 //! `cargo xtask up` and `down`: the compose topology as plain processes on loopback.
-//! PostgreSQL, two replicas and nginx each run in their own cgroup, with the CPU and memory
+//! PostgreSQL, the replicas and nginx each run in their own cgroup, with the CPU and memory
 //! limits `docker/compose.yml` gives them. What is running is recorded in `.stack/state.json`.
 
 use std::io::{Read, Write};
@@ -11,20 +11,19 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, Uid};
 use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
 
 use crate::cgroup::Cgroup;
-use crate::compose::{self, Limits};
-use crate::nginx;
-use crate::postgres::{self, Postgres};
+use crate::postgres::Postgres;
+use crate::topology::{Limits, Topology};
+use crate::{build_release, nginx, quietly, release_binary, repo_root};
 
-pub const NGINX_PORT: u16 = 9999;
-/// The replicas' compose names and ports.
-pub const REPLICAS: [(&str, u16); 2] = [("api1", 8081), ("api2", 8082)];
-/// PostgreSQL takes the first free port from 5432, the compose stacks' port.
-const DATABASE_PORTS: std::ops::RangeInclusive<u16> = 5432..=5499;
+/// PostgreSQL takes the first free port from the compose file's.
+const DATABASE_PORT_TRIES: u16 = 68;
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Long enough for PostgreSQL's fast shutdown to write its checkpoint.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,37 +51,29 @@ pub struct Service {
     pub cgroup: Cgroup,
 }
 
-/// `cargo xtask up [--preload N]`.
-pub fn up(args: &[String]) -> Result<(), String> {
-    let preload = match args {
-        [] => 0,
-        [flag, count] if flag == "--preload" => count
-            .parse()
-            .map_err(|_| format!("--preload {count:?} is not a whole number"))?,
-        _ => return Err(format!("usage: cargo xtask up [--preload N], got {args:?}")),
-    };
-    match Stack::load()? {
-        Some(stack) if stack.is_running()? => {
+/// What starting a service needs, checked before anything is built or started.
+struct Tools {
+    topology: Topology,
+    postgres: Postgres,
+    nginx: PathBuf,
+}
+
+pub fn up(sh: &Shell, preload: u64) -> Result<()> {
+    if let Some(stack) = Stack::load()? {
+        if stack.is_running()? {
             println!("the stack is already up");
-            stack.print();
-            return Ok(());
+            return stack.print();
         }
-        Some(stale) => {
-            println!("some of the stack's processes are gone; stopping the rest first");
-            stale.stop()?;
-        }
-        None => {}
+        println!("some of the stack's processes are gone; stopping the rest first");
+        stack.stop()?;
     }
-    let stack = Stack::start(preload)?;
-    stack.print();
+    let stack = Stack::start(sh, preload)?;
+    stack.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
 }
 
-pub fn down(args: &[String]) -> Result<(), String> {
-    if let Some(extra) = args.first() {
-        return Err(format!("down takes no arguments, got {extra:?}"));
-    }
+pub fn down() -> Result<()> {
     match Stack::load()? {
         Some(stack) => {
             stack.stop()?;
@@ -93,235 +84,175 @@ pub fn down(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the repository")
-        .to_path_buf()
-}
-
-pub fn release_binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| repo_root().join(dir))
-        .unwrap_or_else(|| repo_root().join("target"));
-    target.join("release").join(name)
-}
-
-pub fn logs_dir() -> PathBuf {
-    state_dir().join("logs")
-}
-
 fn state_dir() -> PathBuf {
     repo_root().join(".stack")
+}
+
+fn logs_dir() -> PathBuf {
+    state_dir().join("logs")
 }
 
 fn state_file() -> PathBuf {
     state_dir().join("state.json")
 }
 
-/// Everything `start` needs, checked before anything is built or started.
-struct Prerequisites {
-    services: std::collections::BTreeMap<String, compose::Service>,
-    postgres: Postgres,
-    nginx: PathBuf,
-    database_port: u16,
+fn log_path(name: &str) -> PathBuf {
+    logs_dir().join(format!("{name}.log"))
 }
 
-impl Prerequisites {
-    fn check() -> Result<Prerequisites, String> {
-        let compose_file = repo_root().join("docker/compose.yml");
-        let services = compose::read(&compose_file)?;
-        for name in service_names() {
-            match services.get(name) {
-                Some(service) if service.limits.is_some() => {}
-                _ => {
-                    return Err(format!(
-                        "{}: service {name} with deploy.resources.limits is missing",
-                        compose_file.display()
-                    ));
-                }
-            }
-        }
-        let postgres = Postgres::locate()?;
-        let nginx = nginx::locate()?;
-        for port in REPLICAS.iter().map(|(_, port)| *port).chain([NGINX_PORT]) {
-            if !is_free(port) {
-                return Err(format!(
-                    "port {port} is in use on 127.0.0.1 (another stack or server?); the native \
-                     stack needs 8081, 8082 and 9999"
-                ));
-            }
-        }
-        let database_port = DATABASE_PORTS
-            .clone()
-            .find(|port| is_free(*port))
-            .ok_or("no free port for PostgreSQL from 5432 to 5499")?;
-        Ok(Prerequisites {
-            services,
-            postgres,
-            nginx,
-            database_port,
-        })
+impl Tools {
+    fn load() -> Result<Tools> {
+        let topology = Topology::load(&repo_root())?;
+        let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
+        Ok(Tools { topology, postgres, nginx: nginx::locate()? })
     }
-
-    fn limits(&self, name: &str) -> Limits {
-        self.services[name]
-            .limits
-            .expect("checked by Prerequisites::check")
-    }
-}
-
-fn service_names() -> [&'static str; 4] {
-    ["db", REPLICAS[0].0, REPLICAS[1].0, "nginx"]
 }
 
 impl Stack {
     /// The stack recorded in the state directory, if any.
-    pub fn load() -> Result<Option<Stack>, String> {
+    pub fn load() -> Result<Option<Stack>> {
         let path = state_file();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|error| format!("{}: {error}; remove it by hand", path.display())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        if !path.exists() {
+            return Ok(None);
         }
+        let text = std::fs::read_to_string(&path)?;
+        let stack = serde_json::from_str(&text)
+            .with_context(|| format!("{}: remove it by hand", path.display()))?;
+        Ok(Some(stack))
     }
 
     /// Whether every service's own process is still in its group.
-    pub fn is_running(&self) -> Result<bool, String> {
+    pub fn is_running(&self) -> Result<bool> {
         for service in &self.services {
             if !service.cgroup.pids()?.contains(&service.pid) {
                 return Ok(false);
             }
         }
-        Ok(self.services.len() == service_names().len())
+        Ok(self.services.len() == Topology::load(&repo_root())?.budgeted().len())
     }
 
     /// Builds the binaries and starts every service, stopping what it started if one fails.
-    pub fn start(preload: u64) -> Result<Stack, String> {
-        let prerequisites = Prerequisites::check()?;
-        build_release()?;
-        let mut stack = Stack {
-            run_dir: run_dir()?,
-            database_port: prerequisites.database_port,
-            services: Vec::new(),
-        };
-        if let Err(error) = stack.launch(&prerequisites, preload) {
+    pub fn start(sh: &Shell, preload: u64) -> Result<Stack> {
+        let tools = Tools::load()?;
+        let ports = &tools.topology.ports()[1..];
+        for port in ports {
+            ensure!(
+                is_free(*port),
+                "port {port} is in use on 127.0.0.1 (another stack or server?); the native stack needs {ports:?}"
+            );
+        }
+        let first = tools.topology.database_port;
+        let database_port = (first..first + DATABASE_PORT_TRIES)
+            .find(|port| is_free(*port))
+            .with_context(|| format!("no free port for PostgreSQL from {first}"))?;
+        build_release(sh)?;
+        let mut stack = Stack { run_dir: run_dir()?, database_port, services: Vec::new() };
+        if let Err(error) = stack.launch(sh, &tools, preload) {
             if let Err(cleanup) = stack.stop() {
-                eprintln!("{cleanup}");
+                eprintln!("{cleanup:#}");
             }
-            return Err(format!("{error}\n(logs in {})", logs_dir().display()));
+            return Err(error.context(format!("logs in {}", logs_dir().display())));
         }
         Ok(stack)
     }
 
-    fn launch(&mut self, prerequisites: &Prerequisites, preload: u64) -> Result<(), String> {
-        std::fs::create_dir_all(logs_dir())
-            .map_err(|error| format!("cannot create {}: {error}", logs_dir().display()))?;
-        let postgres = &prerequisites.postgres;
-
-        let data_dir = self.run_dir.join("db").join("data");
-        println!(
-            "initialising a PostgreSQL cluster in {}",
-            data_dir.display()
-        );
-        postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
-        let (server, ready) = self.command("db", &prerequisites.services)?;
-        self.start_service("db", server, Signal::SIGINT, prerequisites, ready)?;
-        let port = self.database_port;
-        postgres.create_database(port)?;
+    fn launch(&mut self, sh: &Shell, tools: &Tools, preload: u64) -> Result<()> {
+        sh.create_dir(logs_dir())?;
+        let topology = &tools.topology;
+        let data_dir = self.run_dir.join("db/data");
+        println!("initialising a PostgreSQL cluster in {}", data_dir.display());
+        tools.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
+        self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
+        tools.postgres.create_database(self.database_port)?;
         if preload > 0 {
             let started = Instant::now();
-            postgres.preload(
-                port,
-                &repo_root().join("sql/schema.sql"),
-                &mut Command::new(release_binary("replay")),
+            let schema = repo_root().join("sql/schema.sql");
+            tools.postgres.preload(
+                self.database_port,
+                &schema,
+                &release_binary("replay"),
                 preload,
             )?;
-            println!(
-                "preloaded {preload} people in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
+            println!("preloaded {preload} people in {:.1} s", started.elapsed().as_secs_f64());
         }
-
-        for (name, _) in REPLICAS {
-            let (replica, ready) = self.command(name, &prerequisites.services)?;
-            self.start_service(name, replica, Signal::SIGTERM, prerequisites, ready)?;
+        for (name, _) in &topology.replicas {
+            self.start_service(sh, tools, name, Signal::SIGTERM)?;
         }
-
-        let nginx_dir = self.run_dir.join("nginx");
-        create_dir(&nginx_dir)?;
-        let template_path = repo_root().join("docker/nginx.conf");
-        let template = std::fs::read_to_string(&template_path)
-            .map_err(|error| format!("cannot read {}: {error}", template_path.display()))?;
-        let config = nginx::derive_config(&template, &nginx_dir)
-            .map_err(|error| format!("{}: {error}", template_path.display()))?;
-        let config_path = nginx_dir.join("nginx.conf");
-        std::fs::write(&config_path, config)
-            .map_err(|error| format!("cannot write {}: {error}", config_path.display()))?;
-        let error_log = logs_dir().join("nginx-error.log");
-        let server = nginx::command(&prerequisites.nginx, &config_path, &nginx_dir, &error_log);
-        self.start_service("nginx", server, Signal::SIGTERM, prerequisites, || {
-            http_status(NGINX_PORT, "/contagem-pessoas") == Some(200)
-        })?;
-        match http_status(NGINX_PORT, "/metrics") {
+        self.start_service(sh, tools, &topology.load_balancer, Signal::SIGTERM)?;
+        let port = topology.load_balancer_port;
+        match http_status(port, "/metrics") {
             Some(403 | 404) => Ok(()),
-            status => Err(format!(
-                "{} exposes /metrics on port {NGINX_PORT} (status {status:?}); it must answer 404",
-                template_path.display()
-            )),
+            status => bail!(
+                "docker/nginx.conf exposes /metrics on port {port} (status {status:?}); it must answer 404"
+            ),
         }
     }
 
-    /// The command that runs the database or a replica, and the check that it is ready.
-    fn command(
+    /// The command that runs `name`, and the check that it is ready.
+    fn command<'a>(
         &self,
+        sh: &'a Shell,
+        tools: &'a Tools,
         name: &str,
-        services: &std::collections::BTreeMap<String, compose::Service>,
-    ) -> Result<(Command, ReadyCheck), String> {
-        if name == "db" {
-            let postgres = Postgres::locate()?;
+    ) -> Result<(Command, ReadyCheck<'a>)> {
+        let topology = &tools.topology;
+        if name == topology.database {
             let db_dir = self.run_dir.join("db");
-            let server = postgres.server(&db_dir.join("data"), self.database_port, &db_dir);
+            let server = tools.postgres.server(&db_dir.join("data"), self.database_port, &db_dir);
             let port = self.database_port;
-            return Ok((server, Box::new(move || postgres.is_ready(port))));
+            return Ok((server, Box::new(move || tools.postgres.is_ready(port))));
         }
-        let (_, port) = REPLICAS
-            .into_iter()
-            .find(|(replica, _)| *replica == name)
-            .ok_or_else(|| format!("no command for service {name}"))?;
-        let mut replica = Command::new(release_binary("rinha"));
-        replica
-            .envs(&services[name].environment)
-            // The replicas run on the host's own network: loopback only, behind nginx.
+        if name == topology.load_balancer {
+            let nginx_dir = self.run_dir.join("nginx");
+            create_dir(&nginx_dir)?;
+            let template = sh.read_file("docker/nginx.conf")?;
+            let replicas: Vec<&str> =
+                topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
+            let config = nginx::derive_config(&template, &nginx_dir, &replicas)
+                .context("docker/nginx.conf")?;
+            let config_path = nginx_dir.join("nginx.conf");
+            sh.write_file(&config_path, config)?;
+            let (nginx, error_log) = (&tools.nginx, log_path("nginx-error"));
+            // In the foreground, so that its pid is the master's.
+            let settings = format!("daemon off; pid {};", nginx_dir.join("nginx.pid").display());
+            let server =
+                cmd!(sh, "{nginx} -p {nginx_dir} -c {config_path} -e {error_log} -g {settings}");
+            let port = topology.load_balancer_port;
+            return Ok((
+                server.into(),
+                Box::new(move || http_status(port, "/contagem-pessoas") == Some(200)),
+            ));
+        }
+        let port = topology
+            .replicas
+            .iter()
+            .find(|(replica, _)| replica == name)
+            .context("no such service")?
+            .1;
+        let rinha = release_binary("rinha");
+        // The replicas run on the host's own network: loopback only, behind nginx.
+        let replica = cmd!(sh, "{rinha}")
+            .envs(&topology.service(name)?.environment)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", self.database_url());
-        let ready = move || {
-            Command::new(release_binary("rinha"))
-                .arg("healthcheck")
-                .env("HOST", "127.0.0.1")
-                .env("PORT", port.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-        };
-        Ok((replica, Box::new(ready)))
+            .env("DATABASE_URL", tools.postgres.url(self.database_port));
+        let healthcheck =
+            cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
+        let healthcheck = quietly(healthcheck);
+        Ok((replica.into(), Box::new(move || healthcheck.run().is_ok())))
     }
 
-    /// Starts `command` in the service's own cgroup, records it, and waits until `ready`.
+    /// Starts `name` in its own cgroup, records it, and waits until it is ready.
     fn start_service(
         &mut self,
+        sh: &Shell,
+        tools: &Tools,
         name: &str,
-        command: Command,
         stop_signal: Signal,
-        prerequisites: &Prerequisites,
-        mut ready: impl FnMut() -> bool,
-    ) -> Result<(), String> {
-        let limits = prerequisites.limits(name);
+    ) -> Result<()> {
+        let limits = tools.topology.limits(name)?;
         let cgroup = Cgroup::create(name, &limits)?;
+        let (command, ready) = self.command(sh, tools, name)?;
         let mut child = match spawn(name, &cgroup, command, false) {
             Ok(child) => child,
             Err(error) => {
@@ -329,20 +260,20 @@ impl Stack {
                 return Err(error);
             }
         };
+        let pid = child.id();
         self.services.push(Service {
             name: name.to_owned(),
-            pid: child.id() as i32,
+            pid: pid as i32,
             stop_signal: stop_signal.as_str().to_owned(),
             limits,
             cgroup,
         });
         self.save()?;
         let started = Instant::now();
-        wait_until_ready(name, &mut child, &log_path(name), &mut ready)?;
+        wait_until_ready(name, &mut child, ready)?;
+        let elapsed = started.elapsed().as_secs_f64();
         println!(
-            "{name} is up after {:.1} s (pid {}, {} CPU, {} MiB)",
-            started.elapsed().as_secs_f64(),
-            child.id(),
+            "{name} is up after {elapsed:.1} s (pid {pid}, {} CPU, {} MiB)",
             limits.cpus,
             limits.memory_bytes >> 20
         );
@@ -351,122 +282,106 @@ impl Stack {
 
     /// Stops the database or a replica with `signal`, waits `pause`, and starts it again in
     /// the same cgroup (so its CPU time and peak memory keep counting), until it is ready.
-    pub fn restart(&mut self, name: &str, signal: Signal, pause: Duration) -> Result<(), String> {
+    pub fn restart(
+        &mut self,
+        sh: &Shell,
+        name: &str,
+        signal: Signal,
+        pause: Duration,
+    ) -> Result<()> {
+        let tools = Tools::load()?;
         let index = self.index_of(name)?;
         self.signal(name, signal)?;
-        if !self.services[index].wait_until_empty(STOP_TIMEOUT)? {
-            return Err(format!(
-                "{name} did not stop within {} s of {signal}",
-                STOP_TIMEOUT.as_secs()
-            ));
-        }
+        ensure!(
+            self.services[index].wait_until_empty(STOP_TIMEOUT)?,
+            "{name} did not stop within {} s of {signal}",
+            STOP_TIMEOUT.as_secs()
+        );
         sleep(pause);
-        let services = compose::read(&repo_root().join("docker/compose.yml"))?;
-        let (command, mut ready) = self.command(name, &services)?;
+        let (command, ready) = self.command(sh, &tools, name)?;
         let mut child = spawn(name, &self.services[index].cgroup, command, true)?;
         self.services[index].pid = child.id() as i32;
         self.save()?;
-        wait_until_ready(name, &mut child, &log_path(name), &mut ready)
+        wait_until_ready(name, &mut child, ready)
     }
 
     /// Sends `signal` to the service's own process.
-    pub fn signal(&self, name: &str, signal: Signal) -> Result<(), String> {
+    pub fn signal(&self, name: &str, signal: Signal) -> Result<()> {
         let service = &self.services[self.index_of(name)?];
         kill(Pid::from_raw(service.pid), signal)
-            .map_err(|error| format!("cannot send {signal} to {name}: {error}"))
+            .with_context(|| format!("cannot send {signal} to {name}"))
     }
 
     /// Sends `signal` to every process of the service (PostgreSQL's backends too), as a
     /// container pause would reach them all.
-    pub fn signal_every(&self, name: &str, signal: Signal) -> Result<(), String> {
+    pub fn signal_every(&self, name: &str, signal: Signal) -> Result<()> {
         let service = &self.services[self.index_of(name)?];
         for pid in service.cgroup.pids()? {
             kill(Pid::from_raw(pid), signal)
-                .map_err(|error| format!("cannot send {signal} to {name} ({pid}): {error}"))?;
+                .with_context(|| format!("cannot send {signal} to {name} ({pid})"))?;
         }
         Ok(())
     }
 
-    fn index_of(&self, name: &str) -> Result<usize, String> {
-        self.services
-            .iter()
-            .position(|service| service.name == name)
-            .ok_or_else(|| format!("the stack has no service {name}"))
+    fn index_of(&self, name: &str) -> Result<usize> {
+        let index = self.services.iter().position(|service| service.name == name);
+        index.with_context(|| format!("the stack has no service {name}"))
     }
 
-    pub fn database_url(&self) -> String {
-        format!(
-            "postgres://{}:{}@127.0.0.1:{}/{}",
-            postgres::USER,
-            postgres::PASSWORD,
-            self.database_port,
-            postgres::DATABASE
-        )
-    }
-
-    fn save(&self) -> Result<(), String> {
-        let json = serde_json::to_string_pretty(self).expect("the state serialises");
+    fn save(&self) -> Result<()> {
+        let json = serde_json::to_string_pretty(self)?;
         std::fs::write(state_file(), json)
-            .map_err(|error| format!("cannot write {}: {error}", state_file().display()))
+            .with_context(|| format!("cannot write {}", state_file().display()))
     }
 
     /// Stops the services in reverse start order and removes their groups and files.
-    pub fn stop(self) -> Result<(), String> {
+    pub fn stop(self) -> Result<()> {
         let failures: Vec<String> = self
             .services
             .iter()
             .rev()
             .filter_map(|service| service.stop().err())
+            .map(|e| format!("{e:#}"))
             .collect();
-        if !failures.is_empty() {
-            // Keep the record so that a later `down` can retry.
-            return Err(failures.join("\n"));
-        }
+        // Keep the record so that a later `down` can retry.
+        ensure!(failures.is_empty(), failures.join("\n"));
         for path in [&self.run_dir, &state_file()] {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
-            if let Err(error) = removed
-                && error.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(format!("cannot remove {}: {error}", path.display()));
+            if path.exists() {
+                Shell::new()?.remove_path(path)?;
             }
         }
         Ok(())
     }
 
-    fn print(&self) {
+    fn print(&self) -> Result<()> {
+        let Tools { topology, postgres, .. } = Tools::load()?;
+        let replicas: Vec<String> =
+            topology.replicas.iter().map(|(_, port)| format!(":{port}")).collect();
         println!(
-            "nginx on http://127.0.0.1:{NGINX_PORT}, replicas on :{} and :{}, PostgreSQL on {}",
-            REPLICAS[0].1,
-            REPLICAS[1].1,
-            self.database_url()
+            "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}",
+            topology.load_balancer,
+            topology.load_balancer_port,
+            replicas.join(" and "),
+            postgres.url(self.database_port)
         );
-        println!(
-            "{:<8} {:>8} {:>6} {:>10}",
-            "service", "pid", "CPUs", "memory"
-        );
+        println!("{:<8} {:>8} {:>6} {:>10}", "service", "pid", "CPUs", "memory");
         for service in &self.services {
+            let Limits { cpus, memory_bytes } = service.limits;
             println!(
-                "{:<8} {:>8} {:>6} {:>6} MiB",
+                "{:<8} {:>8} {cpus:>6} {:>6} MiB",
                 service.name,
                 service.pid,
-                service.limits.cpus,
-                service.limits.memory_bytes >> 20
+                memory_bytes >> 20
             );
         }
         println!("logs in {}", logs_dir().display());
+        Ok(())
     }
 }
 
 impl Service {
-    fn stop(&self) -> Result<(), String> {
-        let signal: Signal = self
-            .stop_signal
-            .parse()
-            .map_err(|_| format!("{}: unknown stop signal {}", self.name, self.stop_signal))?;
+    fn stop(&self) -> Result<()> {
+        let signal: Signal = self.stop_signal.parse()?;
         // Only a process still in the group is ours: its pid may have been reused otherwise.
         if self.cgroup.pids()?.contains(&self.pid) {
             let _ = kill(Pid::from_raw(self.pid), signal);
@@ -480,18 +395,17 @@ impl Service {
             for pid in self.cgroup.pids()? {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
-            if !self.wait_until_empty(Duration::from_secs(5))? {
-                return Err(format!(
-                    "{}: processes {:?} survived SIGKILL",
-                    self.name,
-                    self.cgroup.pids()?
-                ));
-            }
+            ensure!(
+                self.wait_until_empty(Duration::from_secs(5))?,
+                "{}: processes {:?} survived SIGKILL",
+                self.name,
+                self.cgroup.pids()?
+            );
         }
         self.cgroup.remove()
     }
 
-    fn wait_until_empty(&self, timeout: Duration) -> Result<bool, String> {
+    fn wait_until_empty(&self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         while !self.cgroup.pids()?.is_empty() {
             if Instant::now() > deadline {
@@ -503,101 +417,62 @@ impl Service {
     }
 }
 
-/// Builds the service and the replay in release mode, together: built apart, Cargo unifies
-/// their dependencies' features differently and each build relinks the other's binary.
-pub fn build_release() -> Result<(), String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "rinha",
-            "--package",
-            "replay",
-        ])
-        .current_dir(repo_root())
-        .status()
-        .map_err(|error| format!("cannot run cargo: {error}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo build --release failed ({status})"))
-    }
-}
-
 /// PostgreSQL's owner and nginx's workers (nobody) must reach the run directory; a checkout
 /// under a private home directory would shut them out, so that case uses the temp directory.
-fn run_dir() -> Result<PathBuf, String> {
-    let in_repository = state_dir().join("run");
-    let reachable = !Uid::effective().is_root() || world_traversable(&repo_root());
-    let dir = if reachable {
-        in_repository
+fn run_dir() -> Result<PathBuf> {
+    let world_traversable = |dir: &Path| {
+        dir.ancestors().all(|dir| {
+            std::fs::metadata(dir).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0)
+        })
+    };
+    let dir = if !Uid::effective().is_root() || world_traversable(&repo_root()) {
+        state_dir().join("run")
     } else {
         std::env::temp_dir().join(format!("rinha-stack-{}", std::process::id()))
     };
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|error| format!("cannot clear {}: {error}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
     create_dir(&dir)?;
     Ok(dir)
 }
 
-fn world_traversable(dir: &Path) -> bool {
-    dir.ancestors().all(|ancestor| {
-        std::fs::metadata(ancestor).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0)
-    })
-}
-
-fn create_dir(dir: &Path) -> Result<(), String> {
+fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
-        .map_err(|error| format!("cannot create {}: {error}", dir.display()))
+        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 fn is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn wait_until_ready(
-    name: &str,
-    child: &mut Child,
-    log: &Path,
-    ready: &mut impl FnMut() -> bool,
-) -> Result<(), String> {
+/// Tells whether a service just started answers yet.
+type ReadyCheck<'a> = Box<dyn Fn() -> bool + 'a>;
+
+fn wait_until_ready(name: &str, child: &mut Child, ready: impl Fn() -> bool) -> Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
+    let log = log_path(name);
     loop {
-        if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
-            return Err(format!(
-                "{name} exited while starting ({status}); see {}",
-                log.display()
-            ));
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited while starting ({status}); see {}", log.display());
         }
         if ready() {
             return Ok(());
         }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{name} not ready after {} s; see {}",
-                START_TIMEOUT.as_secs(),
-                log.display()
-            ));
-        }
+        ensure!(
+            Instant::now() < deadline,
+            "{name} not ready after {} s; see {}",
+            START_TIMEOUT.as_secs(),
+            log.display()
+        );
         sleep(POLL_INTERVAL);
     }
 }
 
-/// Tells whether a service just started answers yet.
-type ReadyCheck = Box<dyn FnMut() -> bool>;
-
-fn log_path(name: &str) -> PathBuf {
-    logs_dir().join(format!("{name}.log"))
-}
-
 /// Spawns `command` into `cgroup`, in its own process group, its output going to the service's
 /// log (appended to when the service is started again).
-fn spawn(name: &str, cgroup: &Cgroup, mut command: Command, append: bool) -> Result<Child, String> {
+fn spawn(name: &str, cgroup: &Cgroup, mut command: Command, append: bool) -> Result<Child> {
     cgroup.attach_on_exec(&mut command)?;
     let path = log_path(name);
     let log = std::fs::OpenOptions::new()
@@ -606,16 +481,15 @@ fn spawn(name: &str, cgroup: &Cgroup, mut command: Command, append: bool) -> Res
         .append(append)
         .truncate(!append)
         .open(&path)
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-    let log_copy = log.try_clone().map_err(|error| error.to_string())?;
+        .with_context(|| format!("cannot open {}", path.display()))?;
     command
         .stdin(Stdio::null())
-        .stdout(log_copy)
+        .stdout(log.try_clone()?)
         .stderr(log)
         // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
         .process_group(0)
         .spawn()
-        .map_err(|error| format!("cannot start {name}: {error}"))
+        .with_context(|| format!("cannot start {name}"))
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing sensible answers.
@@ -623,13 +497,8 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
-    let head = std::str::from_utf8(&head).ok()?;
-    head.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+    std::str::from_utf8(&head).ok()?.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
