@@ -19,7 +19,7 @@ use xshell::{Cmd, Shell, cmd};
 use crate::cgroup::Cgroup;
 use crate::stress::{self, Measured};
 use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Topology};
-use crate::{RunArgs, images, quietly, repo_root, run_quietly};
+use crate::{RunArgs, build_release, images, quietly, repo_root, run_quietly};
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(180);
@@ -119,6 +119,8 @@ pub fn compose_down(sh: &Shell) -> Result<()> {
 pub fn compose_stress(sh: &Shell, args: &RunArgs) -> Result<()> {
     let engine = Engine::detect(sh)?;
     let out = stress::out_dir(args, "compose-stress")?;
+    // The replay runs on the host.
+    build_release(sh)?;
     // A fresh stack: an empty database for the counts, new cgroups for the figures.
     stop(sh, engine)?;
     let outcome = ContainerStack::start(sh, engine).and_then(|stack| {

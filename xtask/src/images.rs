@@ -1,14 +1,15 @@
 //! `cargo xtask images [--rebuild]`: builds the images the compose files run, on a machine with a
 //! container engine but neither Nix nor a registry to pull from.
-//! - The API: the release `rinha` binary and exactly the shared libraries it links, nothing else.
+//! - The API: `docker/Dockerfile`, over base images made from Debian's packages.
 //! - PostgreSQL and nginx: root filesystems of Debian's own packages, made by mmdebstrap.
 //!
-//! Each runs as a non-root user and carries the tag the compose files give it. An image is
-//! imported from a tar stream with its settings given as Dockerfile instructions, which podman
-//! and Docker both accept. An image whose inputs have not changed is kept (a label holds a
-//! SHA-256 digest of them), so a second run takes seconds.
+//! Each runs as a non-root user and carries the tag the compose files give it. The Debian images
+//! are imported from tar streams with their settings given as Dockerfile instructions, which
+//! podman and Docker both accept, and kept while their inputs are unchanged (a label holds a
+//! SHA-256 digest of them); the API's build is cached by the engine's own layers. So a second
+//! run takes seconds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -17,7 +18,7 @@ use xshell::{Cmd, Shell, cmd};
 
 use crate::containers::Engine;
 use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
-use crate::{build_release, quietly, release_binary, repo_root};
+use crate::{quietly, repo_root, run_quietly};
 
 /// Holds the digest of an image's inputs.
 const INPUTS_LABEL: &str = "org.rinha.inputs";
@@ -94,80 +95,33 @@ fn tags_in_compose_files(sh: &Shell, engine: Engine) -> Result<[String; 3]> {
     Ok(tags.map(|tag| tag.expect("every role has a service")))
 }
 
-/// The API image: `rinha` and the shared objects `ldd` lists for it, at the paths the dynamic
-/// loader looks in, with a passwd entry for the user it runs as.
+/// The API image from `docker/Dockerfile`, the one recipe for it, over the base images
+/// `docker/base-images.sh` makes from Debian's packages (it prints the build image's name).
+/// The engine's own layer cache decides what is rebuilt.
 fn build_api(sh: &Shell, engine: Engine, tag: &str, rebuild: bool) -> Result<Built> {
     let started = Instant::now();
-    // The native stack's build, which also gives compose-stress its replay.
-    build_release(sh)?;
-    let binary = release_binary("rinha");
-    let libraries = linked_libraries(&cmd!(sh, "ldd {binary}").quiet().read()?);
-    let mut files = vec![(binary.clone(), PathBuf::from("/usr/local/bin/rinha"))];
-    files.extend(libraries.into_iter().map(|library| (library.clone(), library)));
-
-    let mut inputs = Inputs::default();
-    inputs.add(format!("{API_CHANGES:?}{API_USERS:?}"));
-    for (source, target) in &files {
-        inputs.add(target.as_os_str().as_encoded_bytes());
-        inputs.add(sh.read_binary_file(source)?);
-    }
-    let digest = inputs.digest();
-    if !rebuild && label_of(sh, engine, tag).as_deref() == Some(digest.as_str()) {
-        return finished(sh, engine, tag, started, true);
-    }
-
-    let rootfs = repo_root().join(WORK_DIR).join("api-rootfs");
-    sh.remove_path(&rootfs)?;
-    for (source, target) in &files {
-        // Copies the content (and mode), so a library reached through a symlink lands as a
-        // plain file.
-        let destination = rootfs.join(target.strip_prefix("/").unwrap_or(target));
-        sh.create_dir(destination.parent().expect("a file in the root filesystem has a parent"))?;
-        sh.copy_file(source, destination)?;
-    }
-    for (path, content) in API_USERS {
-        sh.write_file(rootfs.join(path), content)?;
-    }
-    let tar = cmd!(sh, "tar --create --numeric-owner --owner=0 --group=0 --directory {rootfs} .");
-    import(
-        sh,
-        engine,
-        tar,
-        API_CHANGES,
-        &digest,
+    let rebuild_bases = rebuild.then_some("--rebuild");
+    let engine_name = match engine {
+        Engine::Docker => "docker",
+        Engine::Podman => "podman",
+    };
+    let rust_image = cmd!(sh, "bash docker/base-images.sh {rebuild_bases...}")
+        .env("CONTAINER_ENGINE", engine_name)
+        .read()
+        .context("making the base images")?;
+    let no_cache = rebuild.then_some("--no-cache");
+    let build = engine.command(sh).args([
+        "build",
+        "--pull=never",
+        "--build-arg",
+        &format!("RUST_IMAGE={rust_image}"),
+        "--file",
+        "docker/Dockerfile",
+        "--tag",
         tag,
-        &repo_root().join(WORK_DIR).join("api.log"),
-    )?;
+    ]);
+    run_quietly(build.args(no_cache).arg(".")).context("building docker/Dockerfile")?;
     finished(sh, engine, tag, started, false)
-}
-
-/// Image settings of the API: the compose files set the port and the database per replica.
-const API_CHANGES: &[&str] = &[
-    "USER rinha",
-    "ENV PATH=/usr/local/bin",
-    "ENTRYPOINT [\"/usr/local/bin/rinha\"]",
-    "EXPOSE 8081",
-    "EXPOSE 8082",
-];
-
-/// The API's user and group, and the host name lookup order: the compose files map the other
-/// services' names in /etc/hosts.
-const API_USERS: &[(&str, &str)] = &[
-    ("etc/passwd", "rinha:x:10001:10001:rinha:/nonexistent:/usr/local/bin/rinha\n"),
-    ("etc/group", "rinha:x:10001:\n"),
-    ("etc/nsswitch.conf", "hosts: files dns\n"),
-];
-
-/// The absolute paths in `ldd` output: `name => /path (address)` and the loader's `/path (address)`.
-fn linked_libraries(ldd_output: &str) -> Vec<PathBuf> {
-    ldd_output
-        .lines()
-        .filter_map(|line| {
-            let path = line.split_once("=>").map_or(line, |(_, resolved)| resolved);
-            let path = path.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
 }
 
 /// An image made of Debian packages.
@@ -399,24 +353,3 @@ fn finished(sh: &Shell, engine: Engine, tag: &str, started: Instant, kept: bool)
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ldd_output_gives_the_files_to_copy() {
-        let output = "\tlinux-vdso.so.1 (0x00007ffc5b1f2000)
-\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0e8c5a0000)
-\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0e8c3bf000)
-\t/lib64/ld-linux-x86-64.so.2 (0x00007f0e8d1c3000)
-";
-        assert_eq!(
-            linked_libraries(output),
-            [
-                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
-                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
-            ]
-        );
-    }
-}

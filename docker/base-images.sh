@@ -10,10 +10,10 @@
 #   machine's Rust toolchain, for the Dockerfile's RUST_IMAGE argument. It is named after the
 #   toolchain it holds, not after the public rust image the Dockerfile defaults to.
 #
-# Usage: .ci/base-images.sh [--rebuild]
+# Usage: docker/base-images.sh [--rebuild]
 # An image that already exists is kept unless --rebuild is given. Progress goes to stderr; stdout
 # gets the build image's name, so that CI can run
-#   podman build --build-arg RUST_IMAGE="$(bash .ci/base-images.sh)" ...
+#   podman build --build-arg RUST_IMAGE="$(bash docker/base-images.sh)" ...
 # CONTAINER_ENGINE=docker|podman chooses the engine (podman by default); run as root, as
 # mmdebstrap needs for a root filesystem with its owners.
 set -euo pipefail
