@@ -352,4 +352,3 @@ fn finished(sh: &Shell, engine: Engine, tag: &str, started: Instant, kept: bool)
         kept,
     })
 }
-
