@@ -7,6 +7,7 @@ mod containers;
 mod delivery;
 mod fault;
 mod images;
+mod instructions;
 mod nginx;
 mod postgres;
 mod stack;
@@ -59,6 +60,13 @@ enum Command {
     ComposeStress(RunArgs),
     /// Check the flake, compose files, workflows and configurations by static means.
     CheckDelivery,
+    /// Count the instructions one replica, and nginx in front of it, execute per request of
+    /// each kind, under callgrind (the counts repeat run to run, unlike CPU time).
+    Instructions {
+        /// Requests of each kind.
+        #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        requests: u64,
+    },
 }
 
 /// The options every stress run takes.
@@ -123,6 +131,7 @@ fn run(command: Command) -> Result<()> {
         Command::ComposeDown => containers::compose_down(&sh),
         Command::ComposeStress(args) => containers::compose_stress(&sh, &args),
         Command::CheckDelivery => delivery::check_delivery(&sh),
+        Command::Instructions { requests } => instructions::instructions(&sh, requests as usize),
     }
 }
 

@@ -65,6 +65,23 @@ pub fn derive_config(template: &str, run_dir: &Path, replicas: &[&str]) -> Resul
     Ok(derived)
 }
 
+/// A derived configuration with each loopback port `from` of `moves` (listened on or proxied
+/// to) changed to its `to`, so that it runs beside a stack on the shared ports.
+pub fn move_ports(config: &str, moves: &[(u16, u16)]) -> Result<String> {
+    let mut moved = config.to_owned();
+    for (from, to) in moves {
+        let address = format!("127.0.0.1:{from};");
+        let spaced = format!("127.0.0.1:{from} ");
+        if !moved.contains(&address) && !moved.contains(&spaced) {
+            bail!("no address 127.0.0.1:{from} to move");
+        }
+        moved = moved
+            .replace(&address, &format!("127.0.0.1:{to};"))
+            .replace(&spaced, &format!("127.0.0.1:{to} "));
+    }
+    Ok(moved)
+}
+
 /// The port of a `listen <port>...;` line that names no address.
 fn bare_listen_port(line: &str) -> Option<&str> {
     let rest = line.trim_start().strip_prefix("listen ")?.trim_start();
@@ -129,6 +146,19 @@ http {
         assert_eq!(bare_listen_port("listen 10.0.0.1:80;"), None);
         assert_eq!(bare_listen_port("listen [::]:80;"), None);
         assert_eq!(bare_listen_port("# listen 80;"), None);
+    }
+
+    #[test]
+    fn ports_move_where_listened_on_and_proxied_to() {
+        let derived = derive_config(TEMPLATE, Path::new("/run"), REPLICAS).unwrap();
+        let moves = [(9999, 40001), (8081, 40002), (8082, 40002)];
+        let moved = move_ports(&derived, &moves).unwrap();
+        assert!(moved.contains("        listen 127.0.0.1:40001;\n"), "{moved}");
+        assert!(moved.contains("        server 127.0.0.1:40002;\n"), "{moved}");
+        assert!(moved.contains("        server 127.0.0.1:40002 max_fails=0;\n"), "{moved}");
+        assert_eq!(move_ports(&derived, &[]).unwrap(), derived);
+        let error = move_ports(&derived, &[(8083, 1)]).unwrap_err();
+        assert!(error.to_string().contains("8083"), "{error}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! PostgreSQL, the replicas and nginx each run in their own cgroup, with the CPU and memory
 //! limits `docker/compose.yml` gives them. What is running is recorded in `.stack/state.json`.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, Uid};
 use serde::{Deserialize, Serialize};
-use xshell::{Shell, cmd};
+use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
 use crate::postgres::Postgres;
@@ -52,10 +53,10 @@ pub struct Service {
 }
 
 /// What starting a service needs, checked before anything is built or started.
-struct Tools {
-    topology: Topology,
-    postgres: Postgres,
-    nginx: PathBuf,
+pub struct Tools {
+    pub topology: Topology,
+    pub postgres: Postgres,
+    pub nginx: PathBuf,
 }
 
 pub fn up(sh: &Shell, preload: u64) -> Result<()> {
@@ -101,10 +102,55 @@ fn log_path(name: &str) -> PathBuf {
 }
 
 impl Tools {
-    fn load() -> Result<Tools> {
+    pub fn load() -> Result<Tools> {
         let topology = Topology::load(&repo_root())?;
         let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
         Ok(Tools { topology, postgres, nginx: nginx::locate()? })
+    }
+
+    /// The release binary serving as replica `name` on `port`, run by the `launcher` command
+    /// (none, or a profiler).
+    pub fn replica<'a>(
+        &self,
+        sh: &'a Shell,
+        name: &str,
+        port: u16,
+        database_port: u16,
+        launcher: &[OsString],
+    ) -> Result<Cmd<'a>> {
+        let rinha = release_binary("rinha");
+        // The replicas run on the host's own network: loopback only, behind nginx.
+        Ok(launched(sh, launcher, &rinha)
+            .envs(&self.topology.service(name)?.environment)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", self.postgres.url(database_port)))
+    }
+
+    /// nginx in the foreground (so that its pid is the master's, or with `settings` such as
+    /// `master_process off;` the only process's) with docker/nginx.conf derived for `dir`, its
+    /// ports moved as `moves` says, run by the `launcher` command (none, or a profiler).
+    pub fn nginx<'a>(
+        &self,
+        sh: &'a Shell,
+        dir: &Path,
+        error_log: &Path,
+        moves: &[(u16, u16)],
+        settings: &str,
+        launcher: &[OsString],
+    ) -> Result<Cmd<'a>> {
+        let template = sh.read_file(repo_root().join("docker/nginx.conf"))?;
+        let replicas: Vec<&str> =
+            self.topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
+        let config = nginx::derive_config(&template, dir, &replicas)
+            .and_then(|config| nginx::move_ports(&config, moves))
+            .context("docker/nginx.conf")?;
+        let config_path = dir.join("nginx.conf");
+        sh.write_file(&config_path, config)?;
+        let nginx = &self.nginx;
+        let settings = format!("daemon off; pid {}; {settings}", dir.join("nginx.pid").display());
+        let nginx = launched(sh, launcher, nginx).arg("-p").arg(dir).arg("-c").arg(config_path);
+        Ok(nginx.arg("-e").arg(error_log).arg("-g").arg(settings))
     }
 }
 
@@ -205,18 +251,7 @@ impl Stack {
         if name == topology.load_balancer {
             let nginx_dir = self.run_dir.join("nginx");
             create_dir(&nginx_dir)?;
-            let template = sh.read_file("docker/nginx.conf")?;
-            let replicas: Vec<&str> =
-                topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
-            let config = nginx::derive_config(&template, &nginx_dir, &replicas)
-                .context("docker/nginx.conf")?;
-            let config_path = nginx_dir.join("nginx.conf");
-            sh.write_file(&config_path, config)?;
-            let (nginx, error_log) = (&tools.nginx, log_path("nginx-error"));
-            // In the foreground, so that its pid is the master's.
-            let settings = format!("daemon off; pid {};", nginx_dir.join("nginx.pid").display());
-            let server =
-                cmd!(sh, "{nginx} -p {nginx_dir} -c {config_path} -e {error_log} -g {settings}");
+            let server = tools.nginx(sh, &nginx_dir, &log_path("nginx-error"), &[], "", &[])?;
             let port = topology.load_balancer_port;
             return Ok((
                 server.into(),
@@ -229,13 +264,8 @@ impl Stack {
             .find(|(replica, _)| replica == name)
             .context("no such service")?
             .1;
+        let replica = tools.replica(sh, name, port, self.database_port, &[])?;
         let rinha = release_binary("rinha");
-        // The replicas run on the host's own network: loopback only, behind nginx.
-        let replica = cmd!(sh, "{rinha}")
-            .envs(&topology.service(name)?.environment)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", tools.postgres.url(self.database_port));
         let healthcheck =
             cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
         let healthcheck = quietly(healthcheck);
@@ -270,7 +300,7 @@ impl Stack {
         });
         self.save()?;
         let started = Instant::now();
-        wait_until_ready(name, &mut child, ready)?;
+        wait_until_ready(name, &mut child, &log_path(name), ready)?;
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{name} is up after {elapsed:.1} s (pid {pid}, {} CPU, {} MiB)",
@@ -302,7 +332,7 @@ impl Stack {
         let mut child = spawn(name, &self.services[index].cgroup, command, true)?;
         self.services[index].pid = child.id() as i32;
         self.save()?;
-        wait_until_ready(name, &mut child, ready)
+        wait_until_ready(name, &mut child, &log_path(name), ready)
     }
 
     /// Sends `signal` to the service's own process.
@@ -447,12 +477,30 @@ fn is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// `program` run by the `launcher` command (a profiler, say), or by itself when it is empty.
+fn launched<'a>(sh: &'a Shell, launcher: &[OsString], program: &Path) -> Cmd<'a> {
+    match launcher.split_first() {
+        Some((launcher, options)) => sh.cmd(launcher).args(options).arg(program),
+        None => sh.cmd(program),
+    }
+}
+
+/// A port nothing listens on now, as the kernel picks one.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
 /// Tells whether a service just started answers yet.
 type ReadyCheck<'a> = Box<dyn Fn() -> bool + 'a>;
 
-fn wait_until_ready(name: &str, child: &mut Child, ready: impl Fn() -> bool) -> Result<()> {
+pub fn wait_until_ready(
+    name: &str,
+    child: &mut Child,
+    log: &Path,
+    ready: impl Fn() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
-    let log = log_path(name);
     loop {
         if let Some(status) = child.try_wait()? {
             bail!("{name} exited while starting ({status}); see {}", log.display());
@@ -493,7 +541,7 @@ fn spawn(name: &str, cgroup: &Cgroup, mut command: Command, append: bool) -> Res
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing sensible answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
