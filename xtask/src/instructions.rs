@@ -242,6 +242,9 @@ fn kinds(requests: usize, created: &[String]) -> Result<Vec<(&'static str, Vec<R
 /// A process under callgrind, collecting nothing until told to.
 struct Callgrind {
     sh: Shell,
+    /// The process's `HOST`, which valgrind puts in the names of the pipes `callgrind_control`
+    /// reaches it by, and which the replica reads as the address to listen on.
+    host: Option<OsString>,
     process: Running,
     out_file: PathBuf,
     dumps: usize,
@@ -264,10 +267,13 @@ impl Callgrind {
             OsString::from(format!("--callgrind-out-file={}", out_file.display())),
         ]
         .into();
-        let process = Running::start(name, command(&launcher)?, out_dir, Signal::SIGTERM, || {
+        let command = command(&launcher)?;
+        let host = command.get_envs().find(|(key, _)| *key == "HOST").and_then(|(_, value)| value);
+        let host = host.map(OsString::from);
+        let process = Running::start(name, command, out_dir, Signal::SIGTERM, || {
             http_status(port, "/contagem-pessoas").is_some()
         })?;
-        Ok(Callgrind { sh: sh.clone(), process, out_file, dumps: 0 })
+        Ok(Callgrind { sh: sh.clone(), host, process, out_file, dumps: 0 })
     }
 
     /// Sends `batch` to `base` through `agent`, checking each status, and returns the
@@ -299,7 +305,11 @@ impl Callgrind {
 
     fn control(&self, request: &str) -> Result<()> {
         let pid = self.process.child.id().to_string();
-        run_quietly(cmd!(self.sh, "callgrind_control {request} {pid}"))
+        let control = cmd!(self.sh, "callgrind_control {request} {pid}");
+        run_quietly(match &self.host {
+            Some(host) => control.env("HOST", host),
+            None => control.env_remove("HOST"),
+        })
     }
 }
 
