@@ -64,7 +64,7 @@ enum Command {
     /// each kind, under callgrind (the counts repeat run to run, unlike CPU time).
     Instructions {
         /// Requests of each kind.
-        #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         requests: u64,
     },
 }
