@@ -64,14 +64,20 @@ fn each(files: &[PathBuf], check: impl Fn(&Path) -> Result<()>) -> Result<()> {
     Ok(())
 }
 
-/// The files under `directory`, at any depth, whose name ends in `.extension`; sorted.
-fn files_with_extension(sh: &Shell, directory: &str, extension: &str) -> Result<Vec<PathBuf>> {
+/// The files under `directories`, at any depth, whose name ends in one of `extensions`; sorted.
+fn files_with_extension(
+    sh: &Shell,
+    directories: &[&str],
+    extensions: &[&str],
+) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    for path in sh.read_dir(directory)? {
-        if path.is_dir() {
-            files.extend(files_with_extension(sh, &path.to_string_lossy(), extension)?);
-        } else if path.extension().is_some_and(|found| found == extension) {
-            files.push(path);
+    for directory in directories {
+        for path in sh.read_dir(directory)? {
+            if path.is_dir() {
+                files.extend(files_with_extension(sh, &[&path.to_string_lossy()], extensions)?);
+            } else if path.extension().is_some_and(|found| extensions.iter().any(|e| found == *e)) {
+                files.push(path);
+            }
         }
     }
     files.sort();
@@ -79,9 +85,7 @@ fn files_with_extension(sh: &Shell, directory: &str, extension: &str) -> Result<
 }
 
 fn nix_files(sh: &Shell) -> Result<Vec<PathBuf>> {
-    let mut files = vec![PathBuf::from("flake.nix")];
-    files.extend(files_with_extension(sh, "nix", "nix")?);
-    Ok(files)
+    Ok([vec![PathBuf::from("flake.nix")], files_with_extension(sh, &["nix"], &["nix"])?].concat())
 }
 
 fn nix_files_parse(sh: &Shell) -> Result<()> {
@@ -95,14 +99,12 @@ fn no_dead_nix_code(sh: &Shell) -> Result<()> {
 
 /// The apps' and the images' entry points, each file on its own.
 fn scripts_pass_shellcheck(sh: &Shell) -> Result<()> {
-    let mut files = files_with_extension(sh, "nix/scripts", "sh")?;
-    files.extend(files_with_extension(sh, "docker", "sh")?);
+    let files = files_with_extension(sh, &["nix/scripts", "docker"], &["sh"])?;
     each(&files, |file| run_quietly(cmd!(sh, "shellcheck {file}")))
 }
 
 fn workflow_files(sh: &Shell) -> Result<Vec<PathBuf>> {
-    let mut files = files_with_extension(sh, ".github/workflows", "yml")?;
-    files.extend(files_with_extension(sh, ".github/workflows", "yaml")?);
+    let files = files_with_extension(sh, &[".github/workflows"], &["yml", "yaml"])?;
     ensure!(!files.is_empty(), "no workflows in .github/workflows");
     Ok(files)
 }

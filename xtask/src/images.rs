@@ -91,18 +91,13 @@ fn build_api(sh: &Shell, engine: Engine, tag: &str, rebuild: bool) -> Result<Str
         .env("CONTAINER_ENGINE", engine.name())
         .read()
         .context("making the base images")?;
-    let no_cache = rebuild.then_some("--no-cache");
-    let build = engine.command(sh).args([
-        "build",
-        "--pull=never",
-        "--build-arg",
-        &format!("RUST_IMAGE={rust_image}"),
-        "--file",
-        "docker/Dockerfile",
-        "--tag",
-        tag,
-    ]);
-    run_quietly(build.args(no_cache).arg(".")).context("building docker/Dockerfile")?;
+    let (engine_name, no_cache) = (engine.name(), rebuild.then_some("--no-cache"));
+    let rust_image = format!("RUST_IMAGE={rust_image}");
+    let build = cmd!(
+        sh,
+        "{engine_name} build --pull=never --build-arg {rust_image} --file docker/Dockerfile --tag {tag} {no_cache...} ."
+    );
+    run_quietly(build).context("building docker/Dockerfile")?;
     finished(sh, engine, tag, started, false)
 }
 
