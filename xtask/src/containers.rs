@@ -8,7 +8,7 @@
 //! `deploy.resources.limits` would otherwise go unnoticed and the run would measure an
 //! unlimited stack.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use xshell::{Cmd, Shell, cmd};
 use crate::cgroup::Cgroup;
 use crate::stress::{self, Measured};
 use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Topology};
-use crate::{RunArgs, build_release, images, quietly, repo_root, run_quietly};
+use crate::{RunArgs, build_release, ensure_ports_free, images, quietly, repo_root, run_quietly};
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(180);
@@ -48,11 +48,15 @@ impl Engine {
         }
     }
 
-    pub fn command<'a>(self, sh: &'a Shell) -> Cmd<'a> {
+    pub fn name(self) -> &'static str {
         match self {
-            Engine::Docker => cmd!(sh, "docker"),
-            Engine::Podman => cmd!(sh, "podman"),
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
         }
+    }
+
+    pub fn command(self, sh: &Shell) -> Cmd<'_> {
+        sh.cmd(self.name())
     }
 
     /// The compose front end for `file`.
@@ -85,15 +89,10 @@ impl Engine {
     /// The id of the one container of `service` in compose `project`, if it exists. Both
     /// front ends label containers with Compose's project and service labels.
     fn service_container(self, sh: &Shell, project: &str, service: &str) -> Result<Option<String>> {
-        let (project, service) = (
-            format!("label=com.docker.compose.project={project}"),
-            format!("label=com.docker.compose.service={service}"),
-        );
-        let ids = self
-            .command(sh)
-            .args(["ps", "--all", "--quiet", "--filter", &project, "--filter", &service])
-            .quiet()
-            .read()?;
+        let project = format!("label=com.docker.compose.project={project}");
+        let label = format!("label=com.docker.compose.service={service}");
+        let ps = ["ps", "--all", "--quiet", "--filter", &project, "--filter", &label];
+        let ids = self.command(sh).args(ps).quiet().read()?;
         let ids: Vec<&str> = ids.split_whitespace().collect();
         ensure!(ids.len() <= 1, "more than one container for {service}");
         Ok(ids.first().map(|id| id.to_string()))
@@ -129,7 +128,8 @@ pub fn compose_stress(sh: &Shell, args: &RunArgs) -> Result<()> {
         let outcome =
             stress::replay_and_report(sh, &topology, &stack.containers, args, &out, 1.0, None);
         if outcome.is_err() {
-            stack.save_logs(sh, &out);
+            let names = stack.containers.iter().map(|container| container.name.clone());
+            show_logs(sh, engine, &names.zip(stack.ids).collect::<Vec<_>>(), Some(&out));
         }
         outcome
     });
@@ -142,7 +142,6 @@ pub fn compose_stress(sh: &Shell, args: &RunArgs) -> Result<()> {
 
 /// The compose stack's containers, running and healthy.
 struct ContainerStack {
-    engine: Engine,
     containers: Vec<Measured>,
     ids: Vec<String>,
 }
@@ -163,13 +162,7 @@ impl ContainerStack {
         images::prepare(sh, engine, false)?;
         // Checked last, as building the images can take minutes.
         let topology = Topology::load(&repo_root())?;
-        let ports = topology.ports();
-        for port in &ports {
-            ensure!(
-                TcpListener::bind(("127.0.0.1", *port)).is_ok(),
-                "port {port} is in use on 127.0.0.1: another stack is up (cargo xtask down, cargo xtask compose-down?); the compose stack needs {ports:?}"
-            );
-        }
+        ensure_ports_free(&topology.ports(), "compose stack")?;
         let launched =
             engine.compose(sh, HOST_COMPOSE_FILE).args(["up", "--detach", "--no-build"]).run();
         let mut started = Vec::new();
@@ -201,14 +194,11 @@ impl ContainerStack {
         };
         match checked() {
             Ok(containers) => Ok(ContainerStack {
-                engine,
                 containers,
                 ids: started.into_iter().map(|(_, id)| id).collect(),
             }),
             Err(error) => {
-                for (service, id) in &started {
-                    print_tail(service, &container_log(sh, engine, id));
-                }
+                show_logs(sh, engine, &started, None);
                 stop(sh, engine)?;
                 Err(error)
             }
@@ -228,20 +218,6 @@ impl ContainerStack {
                 limits.cpus
             );
         }
-    }
-
-    /// Every container's log, in `out/logs`, and the end of each on the terminal.
-    fn save_logs(&self, sh: &Shell, out: &Path) {
-        let dir = out.join("logs");
-        for (container, id) in self.containers.iter().zip(&self.ids) {
-            let log = container_log(sh, self.engine, id);
-            let path = dir.join(format!("{}.log", container.name));
-            if let Err(error) = sh.write_file(&path, &log) {
-                eprintln!("{error}");
-            }
-            print_tail(&container.name, &log);
-        }
-        println!("container logs: {}", dir.display());
     }
 }
 
@@ -297,22 +273,28 @@ fn wait_until_healthy(
     }
 }
 
-/// A container's output, standard output and error together.
-fn container_log(sh: &Shell, engine: Engine, id: &str) -> String {
-    match engine.command(sh).args(["logs", id]).quiet().ignore_status().output() {
-        Ok(output) => {
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr)
+/// The end of each container's log on the terminal, and all of it in `out/logs` if given.
+fn show_logs(sh: &Shell, engine: Engine, containers: &[(String, String)], out: Option<&Path>) {
+    for (service, id) in containers {
+        let log = match engine.command(sh).args(["logs", id]).quiet().ignore_status().output() {
+            Ok(output) => [output.stdout, output.stderr].concat(),
+            Err(error) => error.to_string().into_bytes(),
+        };
+        let log = String::from_utf8_lossy(&log);
+        if let Some(out) = out
+            && let Err(error) =
+                sh.write_file(out.join("logs").join(format!("{service}.log")), &*log)
+        {
+            eprintln!("{error}");
         }
-        Err(error) => error.to_string(),
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        eprintln!("--- {service}: last {} lines of its log", tail.len());
+        for line in tail {
+            eprintln!("{service} | {line}");
+        }
     }
-}
-
-fn print_tail(service: &str, log: &str) {
-    let lines: Vec<&str> = log.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-    eprintln!("--- {service}: last {} lines of its log", tail.len());
-    for line in tail {
-        eprintln!("{service} | {line}");
+    if let Some(out) = out {
+        println!("container logs: {}", out.join("logs").display());
     }
 }

@@ -7,13 +7,14 @@
 //! Programs it calls: nix-instantiate (Debian's nix-bin parses without a store), deadnix,
 //! shellcheck, check-jsonschema, promtool, nginx and unshare.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 use xshell::{Shell, cmd};
 
 use crate::run_quietly;
-use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Topology};
+use crate::topology::{COMPOSE_FILE, Compose, HOST_COMPOSE_FILE, Limits, Topology};
 
 /// The contest's budget for the whole stack.
 const CPU_BUDGET_MILLICORES: u64 = 1500;
@@ -63,14 +64,20 @@ fn each(files: &[PathBuf], check: impl Fn(&Path) -> Result<()>) -> Result<()> {
     Ok(())
 }
 
-/// The files under `directory`, at any depth, whose name ends in `.extension`; sorted.
-fn files_with_extension(sh: &Shell, directory: &str, extension: &str) -> Result<Vec<PathBuf>> {
+/// The files under `directories`, at any depth, whose name ends in one of `extensions`; sorted.
+fn files_with_extension(
+    sh: &Shell,
+    directories: &[&str],
+    extensions: &[&str],
+) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    for path in sh.read_dir(directory)? {
-        if path.is_dir() {
-            files.extend(files_with_extension(sh, &path.to_string_lossy(), extension)?);
-        } else if path.extension().is_some_and(|found| found == extension) {
-            files.push(path);
+    for directory in directories {
+        for path in sh.read_dir(directory)? {
+            if path.is_dir() {
+                files.extend(files_with_extension(sh, &[&path.to_string_lossy()], extensions)?);
+            } else if path.extension().is_some_and(|found| extensions.iter().any(|e| found == *e)) {
+                files.push(path);
+            }
         }
     }
     files.sort();
@@ -78,9 +85,7 @@ fn files_with_extension(sh: &Shell, directory: &str, extension: &str) -> Result<
 }
 
 fn nix_files(sh: &Shell) -> Result<Vec<PathBuf>> {
-    let mut files = vec![PathBuf::from("flake.nix")];
-    files.extend(files_with_extension(sh, "nix", "nix")?);
-    Ok(files)
+    Ok([vec![PathBuf::from("flake.nix")], files_with_extension(sh, &["nix"], &["nix"])?].concat())
 }
 
 fn nix_files_parse(sh: &Shell) -> Result<()> {
@@ -94,14 +99,12 @@ fn no_dead_nix_code(sh: &Shell) -> Result<()> {
 
 /// The apps' and the images' entry points, each file on its own.
 fn scripts_pass_shellcheck(sh: &Shell) -> Result<()> {
-    let mut files = files_with_extension(sh, "nix/scripts", "sh")?;
-    files.extend(files_with_extension(sh, "docker", "sh")?);
+    let files = files_with_extension(sh, &["nix/scripts", "docker"], &["sh"])?;
     each(&files, |file| run_quietly(cmd!(sh, "shellcheck {file}")))
 }
 
 fn workflow_files(sh: &Shell) -> Result<Vec<PathBuf>> {
-    let mut files = files_with_extension(sh, ".github/workflows", "yml")?;
-    files.extend(files_with_extension(sh, ".github/workflows", "yaml")?);
+    let files = files_with_extension(sh, &[".github/workflows"], &["yml", "yaml"])?;
     ensure!(!files.is_empty(), "no workflows in .github/workflows");
     Ok(files)
 }
@@ -151,17 +154,18 @@ fn compose_files_match_schema(sh: &Shell) -> Result<()> {
 /// The topology's services all have limits, those add up to at most the contest's budget, and
 /// docker/compose.host.yml carries the very same limits.
 fn compose_limits_fit_budget(sh: &Shell) -> Result<()> {
-    limits_fit_budget(&sh.current_dir())
+    let topology = Topology::load(&sh.current_dir())?;
+    let host = Compose::read(&sh.current_dir().join(HOST_COMPOSE_FILE))?;
+    let found = budget_problems(&topology.compose.limits(), &host.limits());
+    ensure!(found.is_empty(), found.join("\n"));
+    Ok(())
 }
 
-fn limits_fit_budget(root: &Path) -> Result<()> {
-    let topology = Topology::load(root)?;
-    let host = Compose::read(&root.join(HOST_COMPOSE_FILE))?;
-    let (limits, host_limits) = (topology.compose.limits(), host.limits());
+fn budget_problems(limits: &BTreeMap<&str, Limits>, host: &BTreeMap<&str, Limits>) -> Vec<String> {
     let mut found = Vec::new();
-    if host_limits != limits {
+    if host != limits {
         found.push(format!(
-            "{HOST_COMPOSE_FILE} limits {host_limits:?} differ from {COMPOSE_FILE}'s {limits:?}"
+            "{HOST_COMPOSE_FILE} limits {host:?} differ from {COMPOSE_FILE}'s {limits:?}"
         ));
     }
     let millicores: u64 = limits.values().map(|limits| (limits.cpus * 1000.0).round() as u64).sum();
@@ -178,8 +182,7 @@ fn limits_fit_budget(root: &Path) -> Result<()> {
             MEMORY_BUDGET_BYTES >> 20
         ));
     }
-    ensure!(found.is_empty(), found.join("\n"));
-    Ok(())
+    found
 }
 
 fn prometheus_config_is_valid(sh: &Shell) -> Result<()> {
@@ -216,50 +219,24 @@ mod tests {
         ));
     }
 
-    fn service(name: &str, cpus: &str, memory: &str) -> String {
-        format!(
-            "  {name}:\n    deploy:\n      resources:\n        limits:\n          cpus: \"{cpus}\"\n          memory: {memory}\n"
-        )
-    }
-
-    const REPLICA: &str =
-        "    build: .\n    environment:\n      DATABASE_URL: postgres://p:p@db:5432/rinha\n";
-
-    /// A scratch repository holding the two compose files.
-    fn repository(bridge: &[String], host: &[String]) -> xshell::TempDir {
-        let sh = Shell::new().unwrap();
-        let root = sh.create_temp_dir().unwrap();
-        for (file, services) in [COMPOSE_FILE, HOST_COMPOSE_FILE].iter().zip([bridge, host]) {
-            sh.write_file(root.path().join(file), format!("services:\n{}", services.concat()))
-                .unwrap();
-        }
-        root
-    }
-
-    fn contest_split() -> Vec<String> {
-        vec![
-            service("db", "0.85", "1792M"),
-            service("api1", "0.2", "512M") + REPLICA + "      PORT: 8081\n",
-            service("api2", "0.2", "512M") + REPLICA + "      PORT: 8082\n",
-            service("nginx", "0.25", "128M") + "    ports: [\"9999:9999\"]\n",
-        ]
-    }
-
     #[test]
     fn the_contest_split_fits_and_over_budget_or_diverging_limits_fail() {
-        let root = repository(&contest_split(), &contest_split());
-        limits_fit_budget(root.path()).unwrap();
-
-        let mut greedy = contest_split();
-        greedy[0] = service("db", "0.95", "2900M");
-        let error = limits_fit_budget(repository(&greedy, &greedy).path()).unwrap_err().to_string();
-        assert!(error.contains("1600 millicores"), "{error}");
-        assert!(error.contains("4052 MiB"), "{error}");
-
-        let mut host = contest_split();
-        host[1] = service("api1", "0.30", "512M");
-        let error =
-            limits_fit_budget(repository(&contest_split(), &host).path()).unwrap_err().to_string();
-        assert!(error.contains("differ"), "{error}");
+        let limits = |db: (f64, u64), api1_cpus: f64| {
+            let limit = |cpus, memory_mib: u64| Limits { cpus, memory_bytes: memory_mib << 20 };
+            BTreeMap::from([
+                ("db", limit(db.0, db.1)),
+                ("api1", limit(api1_cpus, 512)),
+                ("api2", limit(0.2, 512)),
+                ("nginx", limit(0.25, 128)),
+            ])
+        };
+        let contest = limits((0.85, 1792), 0.2);
+        assert_eq!(budget_problems(&contest, &contest), Vec::<String>::new());
+        let greedy = limits((0.95, 2900), 0.2);
+        let problems = budget_problems(&greedy, &greedy).join("\n");
+        assert!(problems.contains("1600 millicores"), "{problems}");
+        assert!(problems.contains("4052 MiB"), "{problems}");
+        let problems = budget_problems(&contest, &limits((0.85, 1792), 0.3));
+        assert!(problems[0].contains("differ"), "{problems:?}");
     }
 }

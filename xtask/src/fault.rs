@@ -9,7 +9,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -58,13 +58,11 @@ impl Fault {
                 .collect();
             anyhow!("unknown fault {name:?}: one of {}", names.join(", "))
         })?;
-        let at_seconds = at
-            .map(|at| {
-                let seconds =
-                    at.parse::<f64>().ok().filter(|seconds| *seconds >= 0.0 && seconds.is_finite());
-                seconds.with_context(|| format!("{at:?} is not a number of seconds"))
-            })
-            .transpose()?;
+        let at_seconds = at.map(|at| match at.parse::<f64>() {
+            Ok(seconds) if seconds >= 0.0 && seconds.is_finite() => Ok(seconds),
+            _ => Err(anyhow!("{at:?} is not a number of seconds")),
+        });
+        let at_seconds = at_seconds.transpose()?;
         Ok(Fault { kind, at_seconds })
     }
 

@@ -25,14 +25,6 @@ const INPUTS_LABEL: &str = "org.rinha.inputs";
 /// Files of the image builds: the API's staged root filesystem and mmdebstrap's logs.
 const WORK_DIR: &str = "target/images";
 
-/// An image built (or kept) by this run.
-struct Built {
-    tag: String,
-    size_bytes: u64,
-    seconds: f64,
-    kept: bool,
-}
-
 /// Builds the images the compose files name, keeping those whose inputs have not changed unless
 /// `rebuild`, and prints their sizes and build times.
 pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
@@ -41,7 +33,7 @@ pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
     sh.create_dir(WORK_DIR)?;
     // The two images from Debian packages are built side by side (they mostly wait on downloads
     // and dpkg) while the API's binary compiles.
-    let built = std::thread::scope(|scope| -> Result<Vec<Built>> {
+    let built = std::thread::scope(|scope| -> Result<Vec<String>> {
         let debian = [(&POSTGRES, database), (&NGINX, load_balancer)].map(|(image, tag)| {
             let sh = sh.clone();
             scope.spawn(move || build_debian(&sh, engine, image, &tag, rebuild))
@@ -54,14 +46,8 @@ pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
         Ok(built)
     })?;
     println!("{:<40} {:>9} {:>8}", "image", "size MB", "seconds");
-    for image in &built {
-        let kept = if image.kept { "  (unchanged, kept)" } else { "" };
-        println!(
-            "{:<40} {:>9.1} {:>8.1}{kept}",
-            image.tag,
-            image.size_bytes as f64 / 1e6,
-            image.seconds
-        );
+    for row in built {
+        println!("{row}");
     }
     println!("images ready in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -98,29 +84,20 @@ fn tags_in_compose_files(sh: &Shell, engine: Engine) -> Result<[String; 3]> {
 /// The API image from `docker/Dockerfile`, the one recipe for it, over the base images
 /// `docker/base-images.sh` makes from Debian's packages (it prints the build image's name).
 /// The engine's own layer cache decides what is rebuilt.
-fn build_api(sh: &Shell, engine: Engine, tag: &str, rebuild: bool) -> Result<Built> {
+fn build_api(sh: &Shell, engine: Engine, tag: &str, rebuild: bool) -> Result<String> {
     let started = Instant::now();
     let rebuild_bases = rebuild.then_some("--rebuild");
-    let engine_name = match engine {
-        Engine::Docker => "docker",
-        Engine::Podman => "podman",
-    };
     let rust_image = cmd!(sh, "bash docker/base-images.sh {rebuild_bases...}")
-        .env("CONTAINER_ENGINE", engine_name)
+        .env("CONTAINER_ENGINE", engine.name())
         .read()
         .context("making the base images")?;
-    let no_cache = rebuild.then_some("--no-cache");
-    let build = engine.command(sh).args([
-        "build",
-        "--pull=never",
-        "--build-arg",
-        &format!("RUST_IMAGE={rust_image}"),
-        "--file",
-        "docker/Dockerfile",
-        "--tag",
-        tag,
-    ]);
-    run_quietly(build.args(no_cache).arg(".")).context("building docker/Dockerfile")?;
+    let (engine_name, no_cache) = (engine.name(), rebuild.then_some("--no-cache"));
+    let rust_image = format!("RUST_IMAGE={rust_image}");
+    let build = cmd!(
+        sh,
+        "{engine_name} build --pull=never --build-arg {rust_image} --file docker/Dockerfile --tag {tag} {no_cache...} ."
+    );
+    run_quietly(build).context("building docker/Dockerfile")?;
     finished(sh, engine, tag, started, false)
 }
 
@@ -195,16 +172,16 @@ fn build_debian(
     image: &DebianImage,
     tag: &str,
     rebuild: bool,
-) -> Result<Built> {
+) -> Result<String> {
     let started = Instant::now();
     let suite = debian_suite(sh)?;
-    let mut inputs = Inputs::default();
-    inputs.add(format!("{image:?}{EXCLUDED_PATHS:?}{suite}"));
+    let mut inputs = vec![format!("{image:?}{EXCLUDED_PATHS:?}{suite}").into_bytes()];
     for (source, _) in image.uploads {
-        inputs.add(sh.read_binary_file(source)?);
+        inputs.push(sh.read_binary_file(source)?);
     }
-    let digest = inputs.digest();
-    if !rebuild && label_of(sh, engine, tag).as_deref() == Some(digest.as_str()) {
+    let digest = digest(&inputs);
+    let label = format!("{{{{ index .Config.Labels \"{INPUTS_LABEL}\" }}}}");
+    if !rebuild && image_field(sh, engine, tag, &label) == Some(digest.clone()) {
         return finished(sh, engine, tag, started, true);
     }
 
@@ -256,19 +233,13 @@ fn debian_suite(sh: &Shell) -> Result<String> {
 
 /// A SHA-256 digest of an image's inputs, each one length-prefixed so that no two lists of
 /// inputs run together into the same bytes.
-#[derive(Default)]
-struct Inputs(Sha256);
-
-impl Inputs {
-    fn add(&mut self, input: impl AsRef<[u8]>) {
-        let input = input.as_ref();
-        self.0.update((input.len() as u64).to_le_bytes());
-        self.0.update(input);
+fn digest(inputs: &[Vec<u8>]) -> String {
+    let mut hasher = Sha256::new();
+    for input in inputs {
+        hasher.update((input.len() as u64).to_le_bytes());
+        hasher.update(input);
     }
-
-    fn digest(self) -> String {
-        self.0.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
-    }
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Feeds the tar stream `producer` writes to the engine's `import`, with `changes` and the
@@ -309,11 +280,10 @@ fn import(
     }
     // Both engines print the new image's id.
     let image = String::from_utf8_lossy(&imported.stdout).trim().to_owned();
-    let previous = image_id(sh, engine, tag);
+    let previous = image_field(sh, engine, tag, "{{.Id}}");
     engine.command(sh).args(["tag", &image, tag]).quiet().run()?;
-    if let Some(previous) =
-        previous.filter(|previous| Some(previous) != image_id(sh, engine, tag).as_ref())
-    {
+    let now = image_field(sh, engine, tag, "{{.Id}}");
+    if let Some(previous) = previous.filter(|previous| Some(previous) != now.as_ref()) {
         // Best effort: the image the tag left stays while a container still uses it.
         let _ = quietly(engine.command(sh).args(["image", "rm", &previous])).run();
     }
@@ -331,24 +301,12 @@ fn image_field(sh: &Shell, engine: Engine, tag: &str, format: &str) -> Option<St
     field.ok().map(|field| field.trim().to_owned())
 }
 
-fn image_id(sh: &Shell, engine: Engine, tag: &str) -> Option<String> {
-    image_field(sh, engine, tag, "{{.Id}}")
-}
-
-/// The inputs digest an existing image was built from.
-fn label_of(sh: &Shell, engine: Engine, tag: &str) -> Option<String> {
-    image_field(sh, engine, tag, &format!("{{{{ index .Config.Labels \"{INPUTS_LABEL}\" }}}}"))
-}
-
-fn finished(sh: &Shell, engine: Engine, tag: &str, started: Instant, kept: bool) -> Result<Built> {
+/// The image's row in the table `prepare` prints: tag, size, build time.
+fn finished(sh: &Shell, engine: Engine, tag: &str, started: Instant, kept: bool) -> Result<String> {
     let size = image_field(sh, engine, tag, "{{.Size}}")
         .with_context(|| format!("{tag} was not built"))?;
-    Ok(Built {
-        tag: tag.to_owned(),
-        size_bytes: size
-            .parse()
-            .with_context(|| format!("{tag}: size {size:?} is not a number"))?,
-        seconds: started.elapsed().as_secs_f64(),
-        kept,
-    })
+    let size: f64 =
+        size.parse().with_context(|| format!("{tag}: size {size:?} is not a number"))?;
+    let kept = if kept { "  (unchanged, kept)" } else { "" };
+    Ok(format!("{tag:<40} {:>9.1} {:>8.1}{kept}", size / 1e6, started.elapsed().as_secs_f64()))
 }

@@ -21,8 +21,8 @@ use nix::unistd::Pid;
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use crate::stack::{Tools, free_port, http_status, wait_until_ready};
-use crate::{build_release, repo_root, run_quietly};
+use crate::stack::{Tools, http_status, wait_until_ready};
+use crate::{build_release, free_port, repo_root, run_quietly};
 
 /// Long enough for PostgreSQL's fast shutdown, and for a replica's drain under valgrind.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);

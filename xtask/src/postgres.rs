@@ -42,13 +42,11 @@ impl Postgres {
                     PROGRAMS.join(", ")
                 )
             })?;
-        let owner = if Uid::effective().is_root() {
-            let user = User::from_name(USER)?.with_context(|| {
+        let owner = match Uid::effective().is_root() {
+            true => Some(User::from_name(USER)?.with_context(|| {
                 format!("PostgreSQL refuses to run as root and there is no `{USER}` user: `apt-get install -y postgresql-15` creates it")
-            })?;
-            Some(user)
-        } else {
-            None
+            })?),
+            false => None,
         };
         let sh = Shell::new()?;
         sh.change_dir("/");

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use xshell::{Cmd, Shell, cmd};
 use crate::cgroup::Cgroup;
 use crate::postgres::Postgres;
 use crate::topology::{Limits, Topology};
-use crate::{build_release, nginx, quietly, release_binary, repo_root};
+use crate::{build_release, ensure_ports_free, is_free, nginx, quietly, release_binary, repo_root};
 
 /// PostgreSQL takes the first free port from the compose file's.
 const DATABASE_PORT_TRIES: u16 = 68;
@@ -181,12 +181,7 @@ impl Stack {
     pub fn start(sh: &Shell, preload: u64) -> Result<Stack> {
         let tools = Tools::load()?;
         let ports = &tools.topology.ports()[1..];
-        for port in ports {
-            ensure!(
-                is_free(*port),
-                "port {port} is in use on 127.0.0.1 (another stack or server?); the native stack needs {ports:?}"
-            );
-        }
+        ensure_ports_free(ports, "native stack")?;
         let first = tools.topology.database_port;
         let database_port = (first..first + DATABASE_PORT_TRIES)
             .find(|port| is_free(*port))
@@ -282,28 +277,20 @@ impl Stack {
     ) -> Result<()> {
         let limits = tools.topology.limits(name)?;
         let cgroup = Cgroup::create(name, &limits)?;
-        let (command, ready) = self.command(sh, tools, name)?;
-        let mut child = match spawn(name, &cgroup, command, false) {
-            Ok(child) => child,
-            Err(error) => {
-                let _ = cgroup.remove();
-                return Err(error);
-            }
-        };
-        let pid = child.id();
-        self.services.push(Service {
-            name: name.to_owned(),
-            pid: pid as i32,
-            stop_signal: stop_signal.as_str().to_owned(),
-            limits,
-            cgroup,
-        });
-        self.save()?;
+        let stop_signal = stop_signal.as_str().to_owned();
+        self.services.push(Service { name: name.to_owned(), pid: 0, stop_signal, limits, cgroup });
         let started = Instant::now();
-        wait_until_ready(name, &mut child, &log_path(name), ready)?;
-        let elapsed = started.elapsed().as_secs_f64();
+        if let Err(error) = self.run(sh, tools, self.services.len() - 1, false) {
+            // Not started: nothing of it is left to stop.
+            if let Some(service) = self.services.pop_if(|service| service.pid == 0) {
+                let _ = service.cgroup.remove();
+            }
+            return Err(error);
+        }
         println!(
-            "{name} is up after {elapsed:.1} s (pid {pid}, {} CPU, {} MiB)",
+            "{name} is up after {:.1} s (pid {}, {} CPU, {} MiB)",
+            started.elapsed().as_secs_f64(),
+            self.services[self.services.len() - 1].pid,
             limits.cpus,
             limits.memory_bytes >> 20
         );
@@ -319,27 +306,45 @@ impl Stack {
         signal: Signal,
         pause: Duration,
     ) -> Result<()> {
-        let tools = Tools::load()?;
         let index = self.index_of(name)?;
-        self.signal(name, signal)?;
+        let service = &self.services[index];
+        kill(Pid::from_raw(service.pid), signal)
+            .with_context(|| format!("cannot send {signal} to {name}"))?;
         ensure!(
-            self.services[index].wait_until_empty(STOP_TIMEOUT)?,
+            service.wait_until_empty(STOP_TIMEOUT)?,
             "{name} did not stop within {} s of {signal}",
             STOP_TIMEOUT.as_secs()
         );
         sleep(pause);
-        let (command, ready) = self.command(sh, &tools, name)?;
-        let mut child = spawn(name, &self.services[index].cgroup, command, true)?;
-        self.services[index].pid = child.id() as i32;
-        self.save()?;
-        wait_until_ready(name, &mut child, &log_path(name), ready)
+        self.run(sh, &Tools::load()?, index, true)
     }
 
-    /// Sends `signal` to the service's own process.
-    pub fn signal(&self, name: &str, signal: Signal) -> Result<()> {
-        let service = &self.services[self.index_of(name)?];
-        kill(Pid::from_raw(service.pid), signal)
-            .with_context(|| format!("cannot send {signal} to {name}"))
+    /// Spawns service `index` into its cgroup, in its own process group, its output going to
+    /// its log (appended to when it is started `again`); records its pid and waits until it is
+    /// ready.
+    fn run(&mut self, sh: &Shell, tools: &Tools, index: usize, again: bool) -> Result<()> {
+        let name = self.services[index].name.clone();
+        let (mut command, ready) = self.command(sh, tools, &name)?;
+        self.services[index].cgroup.attach_on_exec(&mut command)?;
+        let path = log_path(&name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(again)
+            .truncate(!again)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        self.services[index].pid = child.id() as i32;
+        self.save()?;
+        wait_until_ready(&name, &mut child, &path, ready)
     }
 
     /// Sends `signal` to every process of the service (PostgreSQL's backends too), as a
@@ -473,10 +478,6 @@ fn create_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-fn is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
 /// `program` run by the `launcher` command (a profiler, say), or by itself when it is empty.
 fn launched<'a>(sh: &'a Shell, launcher: &[OsString], program: &Path) -> Cmd<'a> {
     match launcher.split_first() {
@@ -485,15 +486,10 @@ fn launched<'a>(sh: &'a Shell, launcher: &[OsString], program: &Path) -> Cmd<'a>
     }
 }
 
-/// A port nothing listens on now, as the kernel picks one.
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// Tells whether a service just started answers yet.
 type ReadyCheck<'a> = Box<dyn Fn() -> bool + 'a>;
 
+/// Waits until `ready`, failing when `child` exits first or takes too long (`log` tells why).
 pub fn wait_until_ready(
     name: &str,
     child: &mut Child,
@@ -501,12 +497,9 @@ pub fn wait_until_ready(
     ready: impl Fn() -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
-    loop {
+    while !ready() {
         if let Some(status) = child.try_wait()? {
             bail!("{name} exited while starting ({status}); see {}", log.display());
-        }
-        if ready() {
-            return Ok(());
         }
         ensure!(
             Instant::now() < deadline,
@@ -516,28 +509,7 @@ pub fn wait_until_ready(
         );
         sleep(POLL_INTERVAL);
     }
-}
-
-/// Spawns `command` into `cgroup`, in its own process group, its output going to the service's
-/// log (appended to when the service is started again).
-fn spawn(name: &str, cgroup: &Cgroup, mut command: Command, append: bool) -> Result<Child> {
-    cgroup.attach_on_exec(&mut command)?;
-    let path = log_path(name);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))
+    Ok(())
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing sensible answers.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
-use crate::cgroup::{Cgroup, Throttling};
+use crate::cgroup::{Cgroup, CpuUsage};
 use crate::fault::Fault;
 use crate::stack::Stack;
 use crate::topology::{Limits, Topology};
@@ -102,7 +102,7 @@ pub fn replay_and_report(
     let load = cmd!(sh, "{replay} run --payloads {PAYLOADS} --terms {TERMS} --base-url {base_url} --scale {scale} --out {out} {metrics...} {rate...}")
         .ignore_stdout();
 
-    let before = cpu_figures(services)?;
+    let before = cpu_usage(services)?;
     let window = match fault {
         None => {
             load.run()?;
@@ -125,31 +125,26 @@ pub fn replay_and_report(
             Some((fault, window))
         }
     };
-    let after = cpu_figures(services)?;
+    let after = cpu_usage(services)?;
 
     let mut figures = serde_json::Map::new();
     let mut throttling = Vec::new();
-    for ((service, (cpu_before, throttled_before)), (cpu_after, throttled_after)) in
-        services.iter().zip(before).zip(after)
-    {
-        let throttled = throttled_after - throttled_before;
+    for ((service, before), after) in services.iter().zip(before).zip(after) {
+        let used = after - before;
         throttling.push(format!(
             "{} {} of {} ({:.2} s)",
-            service.name,
-            throttled.throttled_periods,
-            throttled.periods,
-            throttled.throttled_seconds
+            service.name, used.throttled_periods, used.periods, used.throttled_seconds
         ));
         figures.insert(
             service.name.to_owned(),
             json!({
-                "cpu_seconds": cpu_after - cpu_before,
+                "cpu_seconds": used.seconds,
                 "peak_memory_bytes": service.cgroup.peak_memory_bytes()?,
                 "cpu_limit": service.limits.cpus,
                 "memory_limit_bytes": service.limits.memory_bytes,
-                "cpu_periods": throttled.periods,
-                "cpu_throttled_periods": throttled.throttled_periods,
-                "cpu_throttled_seconds": throttled.throttled_seconds,
+                "cpu_periods": used.periods,
+                "cpu_throttled_periods": used.throttled_periods,
+                "cpu_throttled_seconds": used.throttled_seconds,
             }),
         );
     }
@@ -193,9 +188,6 @@ pub fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| path.display().to_string())
 }
 
-fn cpu_figures(services: &[Measured]) -> Result<Vec<(f64, Throttling)>> {
-    services
-        .iter()
-        .map(|service| Ok((service.cgroup.cpu_seconds()?, service.cgroup.throttling()?)))
-        .collect()
+fn cpu_usage(services: &[Measured]) -> Result<Vec<CpuUsage>> {
+    services.iter().map(|service| service.cgroup.cpu_usage()).collect()
 }

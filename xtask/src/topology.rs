@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
+use serde::de::{Deserializer, Error as _, IgnoredAny};
 use serde::{Deserialize, Serialize};
-use yaml_rust2::{Yaml, YamlLoader};
+use serde_yaml_ng::Value;
 
 pub const COMPOSE_FILE: &str = "docker/compose.yml";
 pub const HOST_COMPOSE_FILE: &str = "docker/compose.host.yml";
@@ -20,15 +21,19 @@ pub struct Limits {
     pub memory_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Service {
     pub image: Option<String>,
     /// `None` for services outside the 1.5 CPU budget (measuring aids).
+    #[serde(default, rename = "deploy", deserialize_with = "limits")]
     pub limits: Option<Limits>,
+    #[serde(default, deserialize_with = "environment")]
     pub environment: BTreeMap<String, String>,
     /// Built from this repository (`build:`): the API.
+    #[serde(default, rename = "build", deserialize_with = "present")]
     pub built_here: bool,
     /// The host side of each `ports:` entry.
+    #[serde(default, rename = "ports", deserialize_with = "host_ports")]
     pub published_ports: Vec<u16>,
 }
 
@@ -47,19 +52,22 @@ impl Compose {
     }
 
     pub fn parse(text: &str) -> Result<Compose> {
-        let documents = YamlLoader::load_from_str(text)?;
-        let document = documents.first().context("empty compose file")?;
-        let services =
-            field(document, "services").and_then(Yaml::as_hash).context("no `services` mapping")?;
-        let services = services
-            .iter()
-            .map(|(name, service)| {
-                let name = name.as_str().context("a service name is not a string")?;
-                let service = parse_service(service).with_context(|| format!("services.{name}"))?;
-                Ok((name.to_owned(), service))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Compose { name: field(document, "name").and_then(scalar), services })
+        #[derive(Deserialize)]
+        struct File {
+            name: Option<String>,
+            services: BTreeMap<String, Value>,
+        }
+        let mut document: Value = serde_yaml_ng::from_str(text)?;
+        // Compose files share a block between services with merge keys (`<<: *anchor`); a key
+        // written in the mapping wins over a merged one.
+        document.apply_merge()?;
+        let file: File = serde_yaml_ng::from_value(document)?;
+        let services = file.services.into_iter().map(|(name, service)| {
+            let service =
+                Service::deserialize(service).with_context(|| format!("services.{name}"))?;
+            Ok((name, service))
+        });
+        Ok(Compose { name: file.name, services: services.collect::<Result<_>>()? })
     }
 
     /// The limits of every service that has them.
@@ -98,8 +106,7 @@ impl Topology {
             let env = |key: &str| {
                 service.environment.get(key).with_context(|| format!("{name} has no {key}"))
             };
-            let port = env("PORT")?.parse().with_context(|| format!("{name}'s PORT"))?;
-            replicas.push((name.clone(), port));
+            replicas.push((name.clone(), env("PORT")?.parse().context(format!("{name}'s PORT"))?));
             let address = database_address(env("DATABASE_URL")?)
                 .with_context(|| format!("{name}'s DATABASE_URL"))?;
             ensure!(
@@ -107,8 +114,8 @@ impl Topology {
                 "the replicas name different databases"
             );
         }
-        ensure!(!replicas.is_empty(), "no service is built from this repository (`build:`)");
-        let (database, database_port) = database.expect("there is a replica");
+        let (database, database_port) =
+            database.context("no service is built from this repository (`build:`)")?;
         let mut balancers = compose.services.iter().filter(|(name, service)| {
             service.limits.is_some() && **name != database && !service.built_here
         });
@@ -172,67 +179,33 @@ fn database_address(url: &str) -> Result<(String, u16)> {
     Ok((host.to_owned(), port.parse()?))
 }
 
-fn parse_service(service: &Yaml) -> Result<Service> {
-    let limits = field(service, "deploy")
-        .and_then(|deploy| field(deploy, "resources"))
-        .and_then(|r| field(r, "limits"));
-    let published_ports = match field(service, "ports") {
-        Some(Yaml::Array(ports)) => ports
-            .iter()
-            .map(|port| {
-                let port = scalar(port).context("a port is not a scalar")?;
-                let host_side = port.rsplit(':').nth(1).unwrap_or(&port);
-                host_side.parse().with_context(|| format!("port {port:?}"))
-            })
-            .collect::<Result<_>>()?,
-        _ => Vec::new(),
-    };
-    Ok(Service {
-        image: field(service, "image").and_then(scalar),
-        limits: limits.map(parse_limits).transpose()?,
-        environment: field(service, "environment")
-            .map(parse_environment)
-            .transpose()?
-            .unwrap_or_default(),
-        built_here: field(service, "build").is_some(),
-        published_ports,
-    })
-}
-
-fn parse_limits(limits: &Yaml) -> Result<Limits> {
-    let value = |key: &str| {
-        field(limits, key)
-            .and_then(scalar)
-            .with_context(|| format!("no deploy.resources.limits.{key}"))
-    };
-    let cpus = value("cpus")?;
-    let cpus = cpus.trim().parse::<f64>().ok().filter(|cpus| *cpus > 0.0 && cpus.is_finite());
-    Ok(Limits {
-        cpus: cpus.context("the cpus limit is not a positive number")?,
-        memory_bytes: parse_memory(&value("memory")?)?,
-    })
-}
-
-/// Looks `key` up in a mapping, following YAML merge keys (`<<: *anchor`), which compose files
-/// use to share a block between services: a key written in the mapping wins over a merged one.
-fn field<'a>(node: &'a Yaml, key: &str) -> Option<&'a Yaml> {
-    let mapping = node.as_hash()?;
-    if let Some(value) = mapping.get(&Yaml::String(key.to_owned())) {
-        return Some(value);
-    }
-    match mapping.get(&Yaml::String("<<".to_owned()))? {
-        Yaml::Array(merged) => merged.iter().find_map(|source| field(source, key)),
-        merged => field(merged, key),
-    }
-}
-
-fn scalar(node: &Yaml) -> Option<String> {
-    match node {
-        Yaml::String(text) | Yaml::Real(text) => Some(text.clone()),
-        Yaml::Integer(number) => Some(number.to_string()),
-        Yaml::Boolean(flag) => Some(flag.to_string()),
+/// A scalar as compose reads it: `PORT: 8081` is `PORT: "8081"`.
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
         _ => None,
     }
+}
+
+fn present<'de, D: Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(value).map(|_| true)
+}
+
+fn limits<'de, D: Deserializer<'de>>(deploy: D) -> Result<Option<Limits>, D::Error> {
+    let deploy = Value::deserialize(deploy)?;
+    let limits = &deploy["resources"]["limits"];
+    if limits.is_null() {
+        return Ok(None);
+    }
+    let cpus = scalar(&limits["cpus"]).and_then(|cpus| cpus.trim().parse::<f64>().ok());
+    let cpus = cpus
+        .filter(|cpus| *cpus > 0.0 && cpus.is_finite())
+        .ok_or_else(|| D::Error::custom("deploy.resources.limits.cpus is not a positive number"))?;
+    let memory = scalar(&limits["memory"])
+        .ok_or_else(|| D::Error::custom("no deploy.resources.limits.memory"))?;
+    Ok(Some(Limits { cpus, memory_bytes: parse_memory(&memory).map_err(D::Error::custom)? }))
 }
 
 /// Parses a compose byte value (`128M`, `2304m`, `1.5g`, `512mb`, `1073741824`): the units are
@@ -242,108 +215,88 @@ fn parse_memory(text: &str) -> Result<u64> {
     let without_b = lower.strip_suffix('b').unwrap_or(&lower);
     let shift = ["k", "m", "g", "t"].iter().position(|unit| without_b.ends_with(unit));
     let number = shift.map_or(without_b, |_| &without_b[..without_b.len() - 1]);
-    let value = number.trim().parse::<f64>().ok().filter(|value| *value > 0.0 && value.is_finite());
-    let value =
-        value.ok_or_else(|| anyhow!("memory limit {text:?} is not a byte value such as 256M"))?;
-    let multiplier = shift.map_or(1u64, |shift| 1 << (10 * (shift + 1)));
-    Ok((value * multiplier as f64).round() as u64)
+    match number.trim().parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => {
+            Ok((value * shift.map_or(1u64, |shift| 1 << (10 * (shift + 1))) as f64).round() as u64)
+        }
+        _ => bail!("memory limit {text:?} is not a byte value such as 256M"),
+    }
 }
 
 /// `environment` is either a mapping or a list of `NAME=value` strings.
-fn parse_environment(node: &Yaml) -> Result<BTreeMap<String, String>> {
-    match node {
-        Yaml::Hash(mapping) => mapping
+fn environment<'de, D: Deserializer<'de>>(
+    environment: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let not_scalar = || D::Error::custom("an environment entry is not a scalar");
+    match Value::deserialize(environment)? {
+        Value::Mapping(mapping) => mapping
             .iter()
             .map(|(name, value)| {
-                let name = name.as_str().context("an environment name is not a string")?;
                 let value = if value.is_null() { Some(String::new()) } else { scalar(value) };
-                Ok((
-                    name.to_owned(),
-                    value.with_context(|| format!("environment {name} is not a scalar"))?,
-                ))
+                scalar(name).zip(value).ok_or_else(not_scalar)
             })
             .collect(),
-        Yaml::Array(entries) => entries
+        Value::Sequence(entries) => entries
             .iter()
             .map(|entry| {
-                let entry = entry.as_str().context("an environment entry is not a string")?;
+                let entry = entry.as_str().ok_or_else(not_scalar)?;
                 let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
                 Ok((name.to_owned(), value.to_owned()))
             })
             .collect(),
-        _ => bail!("environment is neither a mapping nor a list"),
+        _ => Err(D::Error::custom("environment is neither a mapping nor a list")),
     }
+}
+
+fn host_ports<'de, D: Deserializer<'de>>(ports: D) -> Result<Vec<u16>, D::Error> {
+    let ports = Vec::<Value>::deserialize(ports)?;
+    ports
+        .iter()
+        .map(|port| {
+            let port = scalar(port).ok_or_else(|| D::Error::custom("a port is not a scalar"))?;
+            let host_side = port.rsplit(':').nth(1).unwrap_or(&port);
+            host_side.parse().map_err(|_| D::Error::custom(format!("port {port:?}")))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const COMPOSE: &str = r#"
-x-api: &api
-  image: rinha
-  build: .
-  environment:
-    DATABASE_URL: postgres://postgres:postgres@db:5432/rinha
-    PORT: 8081
-  deploy:
-    resources:
-      limits:
-        cpus: "0.25"
-        memory: 256M
-services:
-  api1:
-    <<: *api
-  api2:
-    <<: *api
-    environment:
-      - PORT=8082
-      - DATABASE_URL=postgres://db/rinha
-  lb:
-    image: nginx
-    ports: ["9999:9999"]
-    deploy:
-      resources:
-        limits:
-          cpus: 0.15
-          memory: 128mb
-  db:
-    image: postgres:15
-    deploy:
-      resources:
-        limits:
-          cpus: '0.85'
-          memory: 2304M
-  prometheus:
-    image: prom
-    ports: ["127.0.0.1:9090:9090"]
-"#;
-
-    #[test]
-    fn roles_ports_and_limits_come_from_the_file_merges_included() {
-        let topology = Topology::of(Compose::parse(COMPOSE).unwrap()).unwrap();
-        assert_eq!(topology.replicas, [("api1".to_owned(), 8081), ("api2".to_owned(), 8082)]);
-        assert_eq!((topology.database.as_str(), topology.database_port), ("db", 5432));
-        assert_eq!((topology.load_balancer.as_str(), topology.load_balancer_port), ("lb", 9999));
-        assert_eq!(topology.budgeted(), ["db", "api1", "api2", "lb"]);
-        assert_eq!(topology.ports(), [5432, 8081, 8082, 9999]);
-        assert_eq!(
-            topology.limits("api2").unwrap(),
-            Limits { cpus: 0.25, memory_bytes: 256 << 20 }
-        );
-        assert_eq!(topology.limits("lb").unwrap(), Limits { cpus: 0.15, memory_bytes: 128 << 20 });
-        assert_eq!(topology.limits("db").unwrap().memory_bytes, 2304 << 20);
-        assert!(topology.limits("prometheus").is_err());
-        let api1 = topology.service("api1").unwrap();
-        assert_eq!(api1.environment["DATABASE_URL"], "postgres://postgres:postgres@db:5432/rinha");
-        assert_eq!(topology.service("prometheus").unwrap().published_ports, [9090]);
-    }
-
     #[test]
     fn the_shared_compose_file_has_the_contest_topology() {
         let topology = Topology::load(&crate::repo_root()).unwrap();
         assert_eq!(topology.budgeted(), ["db", "api1", "api2", "nginx"]);
         assert_eq!(topology.ports(), [5432, 8081, 8082, 9999]);
+        assert_eq!(topology.service("api1").unwrap().published_ports, [8081]);
+        assert_eq!(topology.service("db").unwrap().environment["POSTGRES_DB"], "rinha");
+        assert!(topology.limits("prometheus").is_err());
+    }
+
+    #[test]
+    fn merges_list_environments_and_bare_numbers() {
+        let compose = r#"
+x-api: &api
+  build: .
+  environment: { DATABASE_URL: "postgres://p:p@db:5432/rinha", PORT: 8081 }
+  deploy: { resources: { limits: { cpus: 0.25, memory: 256mb } } }
+services:
+  api1: *api
+  api2:
+    <<: *api
+    environment: [PORT=8082, "DATABASE_URL=postgres://db/rinha"]
+  lb: { ports: [9999], deploy: { resources: { limits: { cpus: "0.15", memory: 128M } } } }
+  db: { deploy: { resources: { limits: { cpus: "0.85", memory: 1G } } } }
+"#;
+        let topology = Topology::of(Compose::parse(compose).unwrap()).unwrap();
+        assert_eq!(topology.replicas, [("api1".to_owned(), 8081), ("api2".to_owned(), 8082)]);
+        assert_eq!(topology.ports(), [5432, 8081, 8082, 9999]);
+        assert_eq!(
+            topology.limits("api2").unwrap(),
+            Limits { cpus: 0.25, memory_bytes: 256 << 20 }
+        );
+        assert_eq!(topology.limits("db").unwrap().memory_bytes, 1 << 30);
     }
 
     #[test]
@@ -351,7 +304,6 @@ services:
         assert_eq!(parse_memory("1073741824").unwrap(), 1 << 30);
         assert_eq!(parse_memory("512KB").unwrap(), 512 << 10);
         assert_eq!(parse_memory("1.5g").unwrap(), 3 << 29);
-        assert_eq!(parse_memory("2G").unwrap(), 2 << 30);
         assert_eq!(parse_memory("100b").unwrap(), 100);
         for bad in ["", "M", "-1M", "0", "12x", "1..5g"] {
             assert!(parse_memory(bad).is_err(), "{bad:?} accepted");
@@ -360,8 +312,8 @@ services:
 
     #[test]
     fn malformed_limits_name_their_service() {
-        let error = Compose::parse("services:\n  db:\n    deploy:\n      resources:\n        limits:\n          cpus: none\n          memory: 1G\n")
-            .unwrap_err();
+        let compose = "services: { db: { deploy: { resources: { limits: { cpus: none } } } } }";
+        let error = Compose::parse(compose).unwrap_err();
         assert!(format!("{error:#}").contains("services.db"), "{error:#}");
     }
 }
