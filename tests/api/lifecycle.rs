@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    AppProcess, TestApp, db_client, fresh_database, pessoa, set_reachable, settings,
+    AppProcess, TestApp, db_client, fresh_database, pessoa, set_reachable, settings, stored_people,
 };
 
 /// Sends `count` creations at once and returns the statuses and locations of those answered.
@@ -33,11 +33,7 @@ async fn burst(address: &str, prefix: &str, count: usize) -> Vec<(u16, Option<St
 async fn wait_for_first_write(database: &str) {
     let db = db_client(database).await;
     for _ in 0..500 {
-        let stored: i64 = db
-            .query_one("SELECT count(*) FROM pessoas", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let stored = stored_people(&db).await;
         if stored > 0 {
             return;
         }
@@ -62,12 +58,7 @@ async fn sigterm_finishes_in_flight_writes_and_exits_zero() {
         answered.iter().all(|(status, _)| *status == 201),
         "{answered:?}"
     );
-    let stored: i64 = db_client(&database)
-        .await
-        .query_one("SELECT count(*) FROM pessoas", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let stored = stored_people(&db_client(&database).await).await;
     assert_eq!(
         stored as usize,
         answered.len(),
@@ -264,12 +255,7 @@ async fn time_waiting_for_a_writer_counts_against_the_timeout_and_is_never_store
         assert!(*took < Duration::from_millis(1300), "{answered:?}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let stored: i64 = db_client(&database)
-        .await
-        .query_one("SELECT count(*) FROM pessoas", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let stored = stored_people(&db_client(&database).await).await;
     assert_eq!(stored, 0, "a write answered 503 was stored");
 }
 

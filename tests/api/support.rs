@@ -274,3 +274,11 @@ pub async fn db_client(database_url: &str) -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// How many people the database holds, read past every replica.
+pub async fn stored_people(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM pessoas", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
