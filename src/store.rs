@@ -36,7 +36,9 @@ const UNANSWERED_GRACE: Duration = Duration::from_secs(1);
 /// The columns of a person, in the API's order.
 macro_rules! person_columns {
     () => {
-        "id, apelido, nome, to_char(nascimento, 'YYYY-MM-DD') AS nascimento, stack"
+        // The date as text, `YYYY-MM-DD` under the session's ISO DateStyle (see `Store::new`):
+        // `to_char` would cost PostgreSQL three times as much a row.
+        "id, apelido, nome, nascimento::text AS nascimento, stack"
     };
 }
 
@@ -164,7 +166,7 @@ impl Store {
             .map_err(StoreError::InvalidUrl)?;
         pg_config.connect_timeout(settings.db_timeout);
         pg_config.options(format!(
-            "-c statement_timeout={}",
+            "-c statement_timeout={} -c DateStyle=ISO",
             settings.db_timeout.as_millis()
         ));
         pg_config.application_name("rinha");

@@ -29,6 +29,37 @@ async fn a_record_created_on_one_replica_is_readable_at_once_on_the_other() {
 }
 
 #[tokio::test]
+async fn dates_read_from_the_database_are_iso_whatever_its_date_style() {
+    let database = fresh_database().await;
+    let name = database.rsplit('/').next().unwrap();
+    db_client(&database)
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" SET DateStyle = 'German, DMY'"
+        ))
+        .await
+        .unwrap();
+    // The second replica reads the person by id and by its catch-up, the third as it loads.
+    let first = TestApp::spawn_on(&database).await;
+    let second = TestApp::spawn_on(&database).await;
+    let mut body = pessoa("datado");
+    body["nascimento"] = "0987-06-05".into();
+    let location = first.create(&body).await;
+    let third = TestApp::spawn_on(&database).await;
+    for (replica, path) in [
+        (&second, location.clone()),
+        (&second, "/pessoas?t=datado".to_owned()),
+        (&third, location.clone()),
+    ] {
+        let text = replica.get(&path).await.text().await.unwrap();
+        assert!(
+            text.contains(r#""nascimento":"0987-06-05""#),
+            "{path}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn racing_posts_of_one_apelido_create_exactly_one() {
     let database = fresh_database().await;
     let replicas = [
