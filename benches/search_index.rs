@@ -22,7 +22,7 @@ const TERMS: &str = include_str!("../gatling/resources/termos-busca.tsv");
 
 fn people() -> Vec<Pessoa> {
     let mut payloads = PayloadGenerator::new(DEFAULT_SEED);
-    std::iter::from_fn(|| Some(Pessoa::parse(payloads.next_payload().as_bytes()).ok()))
+    std::iter::from_fn(|| Some(Pessoa::parse(payloads.next_payload().as_bytes(), None).ok()))
         .flatten()
         .take(PEOPLE)
         .collect()

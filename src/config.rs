@@ -37,6 +37,9 @@ pub struct Settings {
     /// after its answer, before it stops accepting; longer than nginx keeps an idle upstream
     /// connection, so that nginx never sends a request down one the replica is closing.
     pub drain: Duration,
+    /// `ID_PARITY`: 0 or 1, the last bit of every id this replica makes, so that nginx sends a
+    /// lookup to the replica that stored the person; without it, that bit is random.
+    pub id_parity: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -105,6 +108,10 @@ impl Settings {
             body_timeout: Duration::from_millis(number("BODY_TIMEOUT_MS", 10_000, 1..=600_000)?),
             shutdown_grace: Duration::from_millis(number("SHUTDOWN_GRACE_MS", 5000, 0..=600_000)?),
             drain: Duration::from_millis(number("DRAIN_MS", 3000, 0..=600_000)?),
+            id_parity: match lookup("ID_PARITY") {
+                None => None,
+                Some(_) => Some(number("ID_PARITY", 0, 0..=1)? as u8),
+            },
         })
     }
 }
@@ -156,6 +163,7 @@ mod tests {
             ("DRAIN_MS", "600"),
             ("MAX_CONNECTIONS", "16"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
+            ("ID_PARITY", "1"),
         ])
         .unwrap();
         assert_eq!(s.port, 9001);
@@ -171,6 +179,7 @@ mod tests {
         assert_eq!(s.drain, Duration::from_millis(600));
         assert_eq!(s.max_connections, 16);
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
+        assert_eq!(s.id_parity, Some(1));
     }
 
     #[test]
@@ -180,6 +189,7 @@ mod tests {
         assert!(settings(&[("BATCH_MAX", "0")]).is_err());
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
         assert!(settings(&[("MEMORY_LIMIT_MB", "0")]).is_err());
+        assert!(settings(&[("ID_PARITY", "2")]).is_err());
         let err = settings(&[("HOST", "localhost")]).unwrap_err();
         assert!(err.to_string().contains("HOST"), "{err}");
     }

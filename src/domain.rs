@@ -152,11 +152,17 @@ pub enum RejectedPayload {
 
 impl Pessoa {
     /// Parses a raw `POST /pessoas` body into a new person with a fresh, time-ordered id
-    /// (UUIDv7 keeps the primary-key index append-mostly).
-    pub fn parse(body: &[u8]) -> Result<Pessoa, RejectedPayload> {
+    /// (UUIDv7 keeps the primary-key index append-mostly). With a `parity`, the id's last bit,
+    /// one of its random ones, is set to it: nginx sends a lookup of the id to the replica
+    /// that made it, which holds the person in memory.
+    pub fn parse(body: &[u8], parity: Option<u8>) -> Result<Pessoa, RejectedPayload> {
         let payload: PessoaPayload =
             serde_json::from_slice(body).map_err(RejectedPayload::Malformed)?;
-        Pessoa::try_from((Uuid::now_v7(), payload)).map_err(RejectedPayload::Invalid)
+        let mut id = Uuid::now_v7().into_bytes();
+        if let Some(parity) = parity {
+            id[15] = (id[15] & !1) | parity;
+        }
+        Pessoa::try_from((Uuid::from_bytes(id), payload)).map_err(RejectedPayload::Invalid)
     }
 
     pub fn id(&self) -> Uuid {
@@ -243,7 +249,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<Pessoa, RejectedPayload> {
-        Pessoa::parse(json.as_bytes())
+        Pessoa::parse(json.as_bytes(), None)
     }
 
     fn assert_malformed(json: &str) {
@@ -258,6 +264,22 @@ mod tests {
             matches!(parse(json), Err(RejectedPayload::Invalid(_))),
             "expected 422 for {json}"
         );
+    }
+
+    #[test]
+    fn ids_are_version_7_with_the_parity_asked_for() {
+        let body = br#"{"apelido":"a","nome":"b","nascimento":"2000-01-01","stack":null}"#;
+        for parity in [0, 1] {
+            for _ in 0..64 {
+                let id = Pessoa::parse(body, Some(parity)).unwrap().id();
+                assert_eq!(id.get_version_num(), 7);
+                assert_eq!(id.as_bytes()[15] & 1, parity, "{id}");
+            }
+        }
+        let parities: std::collections::HashSet<u8> = (0..64)
+            .map(|_| Pessoa::parse(body, None).unwrap().id().as_bytes()[15] & 1)
+            .collect();
+        assert_eq!(parities.len(), 2, "without a parity the bit stays random");
     }
 
     #[test]

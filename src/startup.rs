@@ -65,6 +65,7 @@ impl Application {
                 writer,
                 metrics,
                 body_timeout: settings.body_timeout,
+                id_parity: settings.id_parity,
             },
             writer_task,
             limits: Limits {

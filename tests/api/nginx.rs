@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{TestApp, fresh_database};
+use rinha::config::Settings;
+
+use crate::support::{TestApp, fresh_database, metric_value, pessoa, settings};
 
 /// nginx running `docker/nginx.conf` with the replicas' and its own ports swapped in, and its
 /// scratch files in a directory of its own.
@@ -99,8 +101,15 @@ fn locate_nginx() -> PathBuf {
 
 async fn stack() -> (TestApp, TestApp, Nginx, reqwest::Client) {
     let database = fresh_database().await;
-    let api1 = TestApp::spawn_on(&database).await;
-    let api2 = TestApp::spawn_on(&database).await;
+    // As docker/compose.yml sets them.
+    let replica = |parity| {
+        TestApp::spawn_with(Settings {
+            id_parity: Some(parity),
+            ..settings(&database)
+        })
+    };
+    let api1 = replica(0).await;
+    let api2 = replica(1).await;
     let port = |app: &TestApp| app.address.rsplit(':').next().unwrap().to_owned();
     let (port1, port2) = (port(&api1), port(&api2));
     let nginx = Nginx::start([&port1, &port2]);
@@ -180,5 +189,54 @@ async fn metrics_are_never_served_through_nginx() {
             "text/html",
             "GET {path} through nginx"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_lookup_goes_to_the_replica_that_stored_the_person_or_else_to_the_other() {
+    let (mut api1, api2, nginx, http) = stack().await;
+    let mut locations = Vec::new();
+    for i in 0..20 {
+        let response = http
+            .post(format!("{}/pessoas", nginx.address))
+            .json(&pessoa(&format!("roteado{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let found = http
+            .get(format!("{}{location}", nginx.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(found.status(), 200, "{location}");
+        locations.push(location);
+    }
+    for api in [&api1, &api2] {
+        let metrics = api.get("/metrics").await.text().await.unwrap();
+        let answered = |route_status: &str| {
+            metric_value(&metrics, &format!("http_requests_total{{{route_status}}}"))
+        };
+        assert_eq!(
+            answered(r#"route="GET /pessoas/:id",status="200""#),
+            answered(r#"route="POST /pessoas",status="201""#),
+            "{}: each lookup at the replica that stored the person",
+            api.address
+        );
+    }
+    // With api1 gone, its people are looked up on api2, in the database.
+    api1.begin_stop();
+    let gone = format!("{}/contagem-pessoas", api1.address);
+    while http.get(&gone).send().await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for location in &locations {
+        let found = http
+            .get(format!("{}{location}", nginx.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(found.status(), 200, "{location}: {}", nginx.error_log());
     }
 }

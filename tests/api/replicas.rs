@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::support::{TestApp, db_client, fresh_database, pessoa, settings};
+use crate::support::{TestApp, db_client, fresh_database, metric_value, pessoa, settings};
 
 #[tokio::test]
 async fn a_record_created_on_one_replica_is_readable_at_once_on_the_other() {
@@ -147,14 +147,6 @@ async fn a_search_sees_a_row_committed_after_newer_ones() {
 }
 
 /// The value of an unlabelled series in Prometheus text.
-fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_replica_past_its_memory_budget_still_answers_every_route() {
     let database = fresh_database().await;

@@ -69,6 +69,7 @@ pub fn settings(database_url: &str) -> Settings {
         shutdown_grace: Duration::from_secs(5),
         // Tests stop their replicas at once unless they test the drain.
         drain: Duration::ZERO,
+        id_parity: None,
     }
 }
 
@@ -281,4 +282,13 @@ pub async fn stored_people(db: &tokio_postgres::Client) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// The value of the sample `name` (with its labels, if any) in a Prometheus text exposition.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+        .parse()
+        .unwrap()
 }

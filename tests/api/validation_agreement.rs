@@ -14,7 +14,7 @@ use rinha::domain::Pessoa;
 /// The apelido the service stores a body under when the apelido is still free, or `None` when it
 /// answers 400 or 422 whatever is stored.
 fn service_apelido(body: &[u8]) -> Option<String> {
-    Pessoa::parse(body)
+    Pessoa::parse(body, None)
         .ok()
         .map(|pessoa| pessoa.apelido().as_ref().to_owned())
 }
