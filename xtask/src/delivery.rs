@@ -226,17 +226,17 @@ mod tests {
             BTreeMap::from([
                 ("db", limit(db.0, db.1)),
                 ("api1", limit(api1_cpus, 512)),
-                ("api2", limit(0.2, 512)),
+                ("api2", limit(0.4, 512)),
                 ("nginx", limit(0.25, 128)),
             ])
         };
-        let contest = limits((0.85, 1792), 0.2);
+        let contest = limits((0.45, 1792), 0.4);
         assert_eq!(budget_problems(&contest, &contest), Vec::<String>::new());
-        let greedy = limits((0.95, 2900), 0.2);
+        let greedy = limits((0.55, 2900), 0.4);
         let problems = budget_problems(&greedy, &greedy).join("\n");
         assert!(problems.contains("1600 millicores"), "{problems}");
         assert!(problems.contains("4052 MiB"), "{problems}");
-        let problems = budget_problems(&contest, &limits((0.85, 1792), 0.3));
+        let problems = budget_problems(&contest, &limits((0.45, 1792), 0.3));
         assert!(problems[0].contains("differ"), "{problems:?}");
     }
 }

@@ -100,7 +100,7 @@ pub fn instructions(sh: &Shell, requests: usize) -> Result<()> {
     let replica_port = free_port()?;
     let mut replica = Callgrind::start(sh, &out_dir, "rinha", replica_port, |launcher| {
         let replica = tools.replica(sh, replica_name, replica_port, database_port, launcher)?;
-        // One worker thread, as under the replica's compose limit (0.2 CPU), where the
+        // One worker thread, as under the replica's compose limit (0.4 CPU), where the
         // runtime's default (the CPUs the quota allows) is one; two would make the counts vary
         // with which thread happens to pick up each task.
         Ok(replica.env("TOKIO_WORKER_THREADS", "1").into())
