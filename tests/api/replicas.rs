@@ -146,7 +146,6 @@ async fn a_search_sees_a_row_committed_after_newer_ones() {
     assert_eq!(search("antigo").await, 1, "committed last, found at once");
 }
 
-/// The value of an unlabelled series in Prometheus text.
 #[tokio::test]
 async fn a_replica_past_its_memory_budget_still_answers_every_route() {
     let database = fresh_database().await;
