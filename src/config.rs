@@ -33,9 +33,9 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE_MS`: how long a replica told to stop waits for its open requests before
     /// it closes their connections.
     pub shutdown_grace: Duration,
-    /// `DRAIN_MS`: how long a replica told to stop goes on serving, closing each connection
-    /// after its answer, before it stops accepting; longer than nginx keeps an idle upstream
-    /// connection, so that nginx never sends a request down one the replica is closing.
+    /// `DRAIN_MS`: how long a replica told to stop (and no longer accepting) goes on answering
+    /// on its open connections, closing each after its answer; longer than nginx keeps an idle
+    /// upstream connection, so that nginx never sends a request down one the replica is closing.
     pub drain: Duration,
     /// `ID_PARITY`: 0 or 1, the last bit of every id this replica makes, so that nginx sends a
     /// lookup to the replica that stored the person; without it, that bit is random.

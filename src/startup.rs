@@ -109,13 +109,7 @@ struct Limits {
     drain: Duration,
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes; drains for the drain time (still
-/// accepting, but closing each connection after its next answer), so that a proxy holding idle
-/// connections to this replica uses each once more or drops it, instead of sending a request
-/// down one the replica closes (a POST sent so is not retried: the client would get a 502);
-/// then closes idle connections and waits for the others to finish their requests, for at most
-/// the shutdown grace: a client that stalls (one that never reads its answers, say) must not
-/// keep the replica from exiting.
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops: see [`drain`].
 ///
 /// Through hyper rather than `warp::serve`, which sets no timer: with one, a connection that
 /// has not sent a whole request head within the header timeout, idle time included, is closed.
@@ -131,19 +125,17 @@ async fn serve<F>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
+    let mut connections = Connections {
+        http,
+        graceful: GracefulShutdown::new(),
+        open: JoinSet::new(),
+        draining: Arc::new(AtomicBool::new(false)),
+    };
     // A connection is accepted only with a permit, as tokio-rs/mini-redis does: at the cap,
     // new clients wait in the listen backlog (and beyond it are refused by the kernel) instead
     // of each costing the replica a task, buffers and a descriptor.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let draining = Arc::new(AtomicBool::new(false));
-    let drained = async {
-        shutdown.await;
-        draining.store(true, Ordering::Relaxed);
-        tokio::time::sleep(limits.drain).await;
-    };
-    let mut shutdown = std::pin::pin!(drained);
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => {
@@ -161,8 +153,85 @@ async fn serve<F>(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(warp::service(filter.clone()));
-        let draining = draining.clone();
+        connections.serve(stream, Some(permit), filter.clone());
+    }
+    drain(listener, connections, filter, &limits).await;
+}
+
+/// Stops serving without failing a request a proxy sent: a `POST` that nginx has sent down a
+/// connection is never sent again (it may have been stored), so a connection that closes before
+/// its answer costs the client a `502`, while a connection refused only sends the request to the
+/// other replica.
+///
+/// So, first, every connection the kernel has already accepted is taken from the backlog (past
+/// the connection cap: the backlog is bounded) and the listener closed, so new connections are
+/// refused from then on. Then, for the drain time, each connection is closed after its next
+/// answer, which lets nginx use each of its idle connections to this replica once more or drop
+/// it (it keeps them idle 2 s), rather than send a request down one being closed. Then idle
+/// connections are closed, and the others may finish their requests for at most the shutdown
+/// grace: a client that stalls (one that never reads its answers, say) must not keep the
+/// replica from exiting.
+async fn drain<F>(listener: TcpListener, mut connections: Connections, filter: F, limits: &Limits)
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    connections.draining.store(true, Ordering::Relaxed);
+    // Out of the reactor, the listener accepts without waiting for it to notice readiness.
+    match listener.into_std() {
+        Ok(listener) => {
+            while let Ok((stream, _)) = listener.accept() {
+                match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                {
+                    Ok(stream) => connections.serve(stream, None, filter.clone()),
+                    Err(error) => tracing::warn!(%error, "cannot serve a waiting connection"),
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot take the waiting connections"),
+    }
+    tokio::time::sleep(limits.drain).await;
+    let Connections {
+        graceful, mut open, ..
+    } = connections;
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "closing {} connections still open after the shutdown grace of {:?}",
+            open.len(),
+            limits.shutdown_grace
+        );
+    }
+    // Ends the connections still open; their requests already queued are written all the same.
+    open.shutdown().await;
+}
+
+/// The connections being served, and whether the replica is draining.
+struct Connections {
+    http: hyper::server::conn::http1::Builder,
+    graceful: GracefulShutdown,
+    open: JoinSet<()>,
+    /// Once set, each answer closes its connection.
+    draining: Arc<AtomicBool>,
+}
+
+impl Connections {
+    /// Serves `stream` on a task of its own, holding `permit` until it closes.
+    fn serve<F>(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        filter: F,
+    ) where
+        F: warp::Filter + Clone + Send + Sync + 'static,
+        F::Extract: warp::Reply,
+    {
+        let service = TowerToHyperService::new(warp::service(filter));
+        let draining = self.draining.clone();
         let service = hyper::service::service_fn(move |request| {
             let answer = match refuse_transfer_codings(request.headers()) {
                 Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
@@ -179,28 +248,17 @@ async fn serve<F>(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        connections.spawn(async move {
+        let connection = self
+            .graceful
+            .watch(self.http.serve_connection(TokioIo::new(stream), service));
+        self.open.spawn(async move {
             // A client that goes away or times out is no error of the server's.
             let _ = connection.await;
             drop(permit);
         });
         // Forget finished connections as they go, so the set holds only live ones.
-        while connections.try_join_next().is_some() {}
+        while self.open.try_join_next().is_some() {}
     }
-    drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "closing {} connections still open after the shutdown grace of {:?}",
-            connections.len(),
-            limits.shutdown_grace
-        );
-    }
-    // Ends the connections still open; their requests already queued are written all the same.
-    connections.shutdown().await;
 }
 
 /// Waits out a failed accept. Errors of one connection are nothing to wait for; running out of

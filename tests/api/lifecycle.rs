@@ -414,10 +414,45 @@ async fn a_replica_told_to_stop_answers_on_open_connections_while_it_drains() {
         "a request on an idle connection while draining is answered, and the connection then \
          closed: {draining:?}"
     );
-    let mut fresh = TcpStream::connect(&address).await.unwrap();
-    let fresh_answer = exchange(&mut fresh).await;
-    assert!(
-        fresh_answer.starts_with("http/1.1 200"),
-        "new connections are still served while draining: {fresh_answer:?}"
+    assert_eq!(
+        TcpStream::connect(&address).await.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "a new connection is refused while draining, so a proxy sends it to another replica"
     );
+}
+
+#[tokio::test]
+async fn a_request_waiting_in_the_backlog_when_a_replica_is_told_to_stop_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    // One connection at a time: a second client waits in the kernel's backlog, as one does
+    // that connects just as the replica is told to stop.
+    let mut app = TestApp::spawn_with(rinha::config::Settings {
+        max_connections: 1,
+        drain: Duration::from_millis(500),
+        ..settings(&fresh_database().await)
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let request = b"GET /contagem-pessoas HTTP/1.1\r\nHost: rinha\r\n\r\n";
+    let mut first = TcpStream::connect(&address).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    let read = first.read(&mut buffer).await.unwrap();
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    let mut waiting = TcpStream::connect(&address).await.unwrap();
+    waiting.write_all(request).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    app.begin_stop();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), waiting.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(
+        matches!(read, Ok(Ok(_))) && answer.starts_with("http/1.1 200"),
+        "a request the kernel had accepted is answered, not reset: {read:?} {answer:?}"
+    );
+    assert!(answer.contains("connection: close"), "{answer}");
+    drop(first);
 }
