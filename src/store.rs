@@ -68,6 +68,26 @@ pub const PAGE_SQL: &str = concat!(
      ORDER BY insert_xact, id LIMIT $4"
 );
 
+/// One person; an apelido already taken inserts nothing and returns no row.
+const INSERT_ONE_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+     VALUES ($1, $2, $3, $4::text::date, $5) \
+     ON CONFLICT (apelido) DO NOTHING \
+     RETURNING id";
+
+/// Several people, as parallel arrays. A batch of arrays cannot travel as a two-dimensional
+/// array (rows differ in length and unnest would flatten it), so each stack travels as JSON
+/// text. An apelido taken, by an earlier row or one earlier in the batch, inserts nothing.
+const INSERT_BATCH_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+     SELECT id, apelido, nome, nascimento::date, \
+            CASE WHEN stack IS NULL THEN NULL ELSE ARRAY( \
+                SELECT item FROM jsonb_array_elements_text(stack::jsonb) \
+                    WITH ORDINALITY AS items(item, position) \
+                ORDER BY position) END \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+          AS input(id, apelido, nome, nascimento, stack) \
+     ON CONFLICT (apelido) DO NOTHING \
+     RETURNING id";
+
 /// Where a page of [`Store::page`] starts: after this (insert_xact, id).
 pub type PageStart = (i64, Uuid);
 
@@ -304,42 +324,55 @@ impl Store {
 
     /// Inserts `batch` in one statement and one transaction, skipping people whose apelido is
     /// taken (by an earlier row or by another row of the same batch). Returns the ids inserted.
+    ///
+    /// A batch of one, which is nearly every batch unless the database falls behind, has a
+    /// statement of its own: without the unnest and the JSON of the batch form, a transaction
+    /// of one person costs PostgreSQL about a quarter less CPU (pgbench, commit included:
+    /// 90-106 µs against 127-130).
     pub async fn insert_batch(&self, batch: &[&Pessoa]) -> Result<HashSet<Uuid>, StoreError> {
-        let ids: Vec<Uuid> = batch.iter().map(|p| p.id()).collect();
-        let apelidos: Vec<&str> = batch.iter().map(|p| p.apelido().as_ref()).collect();
-        let nomes: Vec<&str> = batch.iter().map(|p| p.nome().as_ref()).collect();
-        let nascimentos: Vec<&str> = batch.iter().map(|p| p.nascimento().as_ref()).collect();
-        // A batch of arrays cannot travel as a two-dimensional array (rows differ in length and
-        // unnest would flatten it), so each stack travels as JSON text.
-        let stacks: Vec<Option<String>> = batch
-            .iter()
-            .map(|p| {
-                p.stack()
-                    .map(|items| serde_json::to_string(items).expect("text serialises"))
-            })
-            .collect();
         let client = self.client().await?;
         self.bounded(async {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
-                     SELECT id, apelido, nome, nascimento::date, \
-                            CASE WHEN stack IS NULL THEN NULL ELSE ARRAY( \
-                                SELECT item FROM jsonb_array_elements_text(stack::jsonb) \
-                                    WITH ORDINALITY AS items(item, position) \
-                                ORDER BY position) END \
-                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-                          AS input(id, apelido, nome, nascimento, stack) \
-                     ON CONFLICT (apelido) DO NOTHING \
-                     RETURNING id",
-                )
-                .await?;
-            let rows = client
-                .query(
-                    &statement,
-                    &[&ids, &apelidos, &nomes, &nascimentos, &stacks],
-                )
-                .await?;
+            let rows = match batch {
+                [pessoa] => {
+                    let statement = client.prepare_cached(INSERT_ONE_SQL).await?;
+                    let stack: Option<Vec<&str>> = pessoa
+                        .stack()
+                        .map(|items| items.iter().map(AsRef::as_ref).collect());
+                    client
+                        .query(
+                            &statement,
+                            &[
+                                &pessoa.id(),
+                                &pessoa.apelido().as_ref(),
+                                &pessoa.nome().as_ref(),
+                                &pessoa.nascimento().as_ref(),
+                                &stack,
+                            ],
+                        )
+                        .await?
+                }
+                _ => {
+                    let statement = client.prepare_cached(INSERT_BATCH_SQL).await?;
+                    let ids: Vec<Uuid> = batch.iter().map(|p| p.id()).collect();
+                    let apelidos: Vec<&str> = batch.iter().map(|p| p.apelido().as_ref()).collect();
+                    let nomes: Vec<&str> = batch.iter().map(|p| p.nome().as_ref()).collect();
+                    let nascimentos: Vec<&str> =
+                        batch.iter().map(|p| p.nascimento().as_ref()).collect();
+                    let stacks: Vec<Option<String>> = batch
+                        .iter()
+                        .map(|p| {
+                            p.stack()
+                                .map(|items| serde_json::to_string(items).expect("text serialises"))
+                        })
+                        .collect();
+                    client
+                        .query(
+                            &statement,
+                            &[&ids, &apelidos, &nomes, &nascimentos, &stacks],
+                        )
+                        .await?
+                }
+            };
             rows.iter()
                 .map(|row| row.try_get(0).map_err(decode))
                 .collect()

@@ -114,6 +114,79 @@ async fn concurrent_writes_are_batched_and_each_gets_its_own_answer() {
 }
 
 #[tokio::test]
+async fn a_batch_stores_each_person_whole_and_skips_apelidos_taken() {
+    use rinha::domain::Pessoa;
+    use rinha::store::Store;
+
+    // The store's two statements, for one person and for several, read back the same.
+    let database = fresh_database().await;
+    let store = Store::new(&settings(&database)).unwrap();
+    store.migrate().await.unwrap();
+    let parse = |body: Value| Pessoa::parse(body.to_string().as_bytes(), None).unwrap();
+    let alone = parse(serde_json::json!({
+        "apelido": "só", "nome": "Única", "nascimento": "1999-12-31", "stack": ["Zig", "C"]
+    }));
+    assert_eq!(store.insert_batch(&[&alone]).await.unwrap().len(), 1);
+    let batch = [
+        parse(serde_json::json!({
+            "apelido": "lote", "nome": "Ana", "nascimento": "2000-02-29", "stack": ["Rust", "Go", "C"]
+        })),
+        parse(serde_json::json!({
+            "apelido": "lote", "nome": "Bia", "nascimento": "2001-01-01", "stack": null
+        })),
+        parse(serde_json::json!({
+            "apelido": "só", "nome": "Outra", "nascimento": "2001-01-01", "stack": null
+        })),
+        parse(serde_json::json!({
+            "apelido": "vazia", "nome": "Cris", "nascimento": "1980-05-06", "stack": []
+        })),
+    ];
+    let references: Vec<&Pessoa> = batch.iter().collect();
+    let inserted = store.insert_batch(&references).await.unwrap();
+    assert_eq!(inserted.len(), 2, "one 'lote' and 'vazia'; 'só' was taken");
+    assert!(inserted.contains(&batch[3].id()));
+
+    let rows = db_client(&database)
+        .await
+        .query(
+            "SELECT apelido, nome, nascimento::text, stack FROM pessoas ORDER BY apelido",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<(String, String, String, Option<Vec<String>>)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let lote = if inserted.contains(&batch[0].id()) {
+        ("Ana", "2000-02-29", Some(vec!["Rust", "Go", "C"]))
+    } else {
+        ("Bia", "2001-01-01", None)
+    };
+    let owned = |items: Option<Vec<&str>>| {
+        items.map(|items| items.into_iter().map(str::to_owned).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        stored,
+        vec![
+            ("lote".into(), lote.0.into(), lote.1.into(), owned(lote.2)),
+            (
+                "só".into(),
+                "Única".into(),
+                "1999-12-31".into(),
+                owned(Some(vec!["Zig", "C"]))
+            ),
+            (
+                "vazia".into(),
+                "Cris".into(),
+                "1980-05-06".into(),
+                Some(vec![])
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_search_sees_a_row_committed_after_newer_ones() {
     let app = TestApp::spawn().await;
     let search = |term: &'static str| {
