@@ -64,13 +64,18 @@ fn step(out: &Path, rate: f64) -> Result<(bool, String, String)> {
         .map(|(after, before)| after - before);
     let count_matches = stored.is_some() && stored == summary["expected_count"].as_u64();
     let (p99_ms, kos) = (all["p99_ms"].as_f64().unwrap_or(f64::INFINITY), all["ko"].as_u64());
-    let (mut header, mut usage) = (String::new(), String::new());
+    let (mut header, mut usage, mut stack_cpu) = (String::new(), String::new(), 0.0);
     for (name, service) in stack["services"].as_object().into_iter().flatten() {
         let cpu = service["cpu_seconds"].as_f64().unwrap_or(0.0);
         let throttled = service["cpu_throttled_periods"].as_u64().unwrap_or(0);
         header += &format!(" {:>16}", format!("{name} CPU s/thr"));
         usage += &format!(" {:>16}", format!("{cpu:.1} / {throttled}"));
+        stack_cpu += cpu;
     }
+    // What a request cost the whole stack: its CPU seconds over every request sent.
+    let requests = all["count"].as_u64().unwrap_or(0).max(1) as f64;
+    header += &format!(" {:>12}", "stack µs/req");
+    usage += &format!(" {:>12.0}", stack_cpu * 1e6 / requests);
     let row = format!(
         "{rate:>6.2} {:>10} {p99_ms:>9.2} {:>6} {:>8}{usage}",
         peak.max().unwrap_or(0),
