@@ -10,11 +10,12 @@ use rinha::config::Settings;
 use crate::support::{TestApp, fresh_database, metric_value, pessoa, settings};
 
 /// nginx running `docker/nginx.conf` with the replicas' and its own ports swapped in, and its
-/// scratch files in a directory of its own.
+/// scratch files in a directory of its own; with a client to send it requests.
 struct Nginx {
     child: Child,
     address: String,
     dir: PathBuf,
+    http: reqwest::Client,
 }
 
 impl Nginx {
@@ -69,7 +70,16 @@ impl Nginx {
             child,
             address: format!("http://127.0.0.1:{port}"),
             dir,
+            http: reqwest::Client::new(),
         }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
     }
 
     fn error_log(&self) -> String {
@@ -99,7 +109,7 @@ fn locate_nginx() -> PathBuf {
         .expect("nginx on PATH or in /usr/sbin (apt-get install -y nginx-light)")
 }
 
-async fn stack() -> (TestApp, TestApp, Nginx, reqwest::Client) {
+async fn stack() -> (TestApp, TestApp, Nginx) {
     let database = fresh_database().await;
     // As docker/compose.yml sets them.
     let replica = |parity| {
@@ -113,15 +123,11 @@ async fn stack() -> (TestApp, TestApp, Nginx, reqwest::Client) {
     let port = |app: &TestApp| app.address.rsplit(':').next().unwrap().to_owned();
     let (port1, port2) = (port(&api1), port(&api2));
     let nginx = Nginx::start([&port1, &port2]);
-    let http = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(response) = http
-            .get(format!("{}/contagem-pessoas", nginx.address))
-            .send()
-            .await
+        if let Ok(response) = nginx.http.get(nginx.url("/contagem-pessoas")).send().await
             && response.status() == 200
         {
-            return (api1, api2, nginx, http);
+            return (api1, api2, nginx);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -130,14 +136,15 @@ async fn stack() -> (TestApp, TestApp, Nginx, reqwest::Client) {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused_by_nginx_and_never_take_a_replica_out() {
-    let (_api1, _api2, nginx, http) = stack().await;
+    let (_api1, _api2, nginx) = stack().await;
     let huge = format!(
         r#"{{"apelido":"a","nome":"n","nascimento":"2000-01-01","stack":["{}"]}}"#,
         "x".repeat(600 * 1024)
     );
     for _ in 0..10 {
-        let response = http
-            .post(format!("{}/pessoas", nginx.address))
+        let response = nginx
+            .http
+            .post(nginx.url("/pessoas"))
             .header("content-type", "application/json")
             .body(huge.clone())
             .send()
@@ -147,8 +154,9 @@ async fn oversized_bodies_are_refused_by_nginx_and_never_take_a_replica_out() {
     }
     // A body the replicas never read (GET) makes them close with data unread.
     for _ in 0..4 {
-        let response = http
-            .get(format!("{}/contagem-pessoas", nginx.address))
+        let response = nginx
+            .http
+            .get(nginx.url("/contagem-pessoas"))
             .body("x".repeat(60 * 1024))
             .send()
             .await
@@ -156,18 +164,14 @@ async fn oversized_bodies_are_refused_by_nginx_and_never_take_a_replica_out() {
         assert_ne!(response.status(), 502, "{}", nginx.error_log());
     }
     for _ in 0..20 {
-        let response = http
-            .get(format!("{}/contagem-pessoas", nginx.address))
-            .send()
-            .await
-            .unwrap();
+        let response = nginx.get("/contagem-pessoas").await;
         assert_eq!(response.status(), 200, "{}", nginx.error_log());
     }
 }
 
 #[tokio::test]
 async fn metrics_are_never_served_through_nginx() {
-    let (_api1, _api2, nginx, http) = stack().await;
+    let (_api1, _api2, nginx) = stack().await;
     for path in [
         "/metrics",
         "/metrics/",
@@ -177,11 +181,7 @@ async fn metrics_are_never_served_through_nginx() {
         "/%6detrics",
         "/pessoas/../metrics",
     ] {
-        let response = http
-            .get(format!("{}{path}", nginx.address))
-            .send()
-            .await
-            .unwrap();
+        let response = nginx.get(path).await;
         assert_eq!(response.status(), 404, "GET {path} through nginx");
         // nginx's own page, not the replica's JSON: the request never reached a replica.
         assert_eq!(
@@ -194,22 +194,19 @@ async fn metrics_are_never_served_through_nginx() {
 
 #[tokio::test]
 async fn a_lookup_goes_to_the_replica_that_stored_the_person_or_else_to_the_other() {
-    let (mut api1, api2, nginx, http) = stack().await;
+    let (mut api1, api2, nginx) = stack().await;
     let mut locations = Vec::new();
     for i in 0..20 {
-        let response = http
-            .post(format!("{}/pessoas", nginx.address))
+        let response = nginx
+            .http
+            .post(nginx.url("/pessoas"))
             .json(&pessoa(&format!("roteado{i}")))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 201);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
-        let found = http
-            .get(format!("{}{location}", nginx.address))
-            .send()
-            .await
-            .unwrap();
+        let found = nginx.get(&location).await;
         assert_eq!(found.status(), 200, "{location}");
         locations.push(location);
     }
@@ -228,15 +225,11 @@ async fn a_lookup_goes_to_the_replica_that_stored_the_person_or_else_to_the_othe
     // With api1 gone, its people are looked up on api2, in the database.
     api1.begin_stop();
     let gone = format!("{}/contagem-pessoas", api1.address);
-    while http.get(&gone).send().await.is_ok() {
+    while nginx.http.get(&gone).send().await.is_ok() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for location in &locations {
-        let found = http
-            .get(format!("{}{location}", nginx.address))
-            .send()
-            .await
-            .unwrap();
+        let found = nginx.get(location).await;
         assert_eq!(found.status(), 200, "{location}: {}", nginx.error_log());
     }
 }
