@@ -1,32 +1,22 @@
-//! `cargo xtask instructions`: the instructions one replica (and nginx in front of it) executes
-//! per request, by kind, as callgrind counts them. A count is the same run after run whatever
-//! else the machine does, unlike CPU time, so it shows where the CPU goes per request kind on
-//! a shared, noisy machine.
+//! `cargo xtask instructions`: the instructions one replica (and nginx in front of the
+//! replicas) executes per request, by kind, as callgrind counts them. A count is the same run
+//! after run whatever else the machine does, unlike CPU time, so it shows where the CPU goes
+//! per request kind on a shared, noisy machine.
 //!
-//! PostgreSQL, the replica and nginx run on ports the kernel picks, each started here and
-//! stopped when the command ends, however it ends. The replica and nginx run under callgrind
-//! with collection off; it is switched on around each batch of requests only, and the batch's
-//! dump gives its total instructions (Ir).
+//! It runs on a fresh native stack, under its limits, whose first replica and nginx run under
+//! callgrind with collection off; it is switched on around each batch of requests only, and the
+//! batch's dump gives its total instructions (Ir). The stack is stopped at the end, however the
+//! command ends.
 
-use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use crate::stack::{Tools, http_status, wait_until_ready};
-use crate::{build_release, free_port, repo_root, run_quietly};
-
-/// Long enough for PostgreSQL's fast shutdown, and for a replica's drain under valgrind.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+use crate::stack::{Stack, callgrind_file};
+use crate::topology::Topology;
+use crate::{repo_root, run_quietly};
 
 /// One request of a batch, and the status it must get.
 struct Request {
@@ -65,46 +55,39 @@ struct Report {
     replica: Vec<Row>,
     /// What a replica spends on a new connection beyond a request on a kept one.
     replica_new_connection: i64,
-    /// nginx's own instructions for `GET /contagem-pessoas` proxied to the replica.
+    /// nginx's own instructions for `GET /contagem-pessoas` proxied to the replicas.
     nginx: Vec<Row>,
     /// What nginx spends on a new client connection beyond a request on a kept one.
     nginx_new_connection: i64,
 }
 
 pub fn instructions(sh: &Shell, requests: usize) -> Result<()> {
-    let tools = Tools::load()?;
-    build_release(sh)?;
+    ensure!(
+        Stack::load()?.is_none(),
+        "the native stack is up: stop it first with cargo xtask down"
+    );
     let out_dir = repo_root().join("target/instructions");
     if out_dir.exists() {
         sh.remove_path(&out_dir)?;
     }
     sh.create_dir(&out_dir)?;
-    // PostgreSQL's owner must reach the cluster, which a checkout under a private home
-    // directory would shut out. Made first, so removed last, once every process started after
-    // it (and dropped before it, whatever the outcome) has stopped.
-    let scratch = Scratch::create()?;
-    let database_port = free_port()?;
-    let data_dir = scratch.0.join("db/data");
-    tools.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
-    // Stopped when dropped, after the processes started after it.
-    let _database = Running::start(
-        "postgres",
-        tools.postgres.server(&data_dir, database_port, &scratch.0.join("db")),
-        &out_dir,
-        Signal::SIGINT,
-        || tools.postgres.is_ready(database_port),
-    )?;
-    tools.postgres.create_database(database_port)?;
+    let stack = Stack::start(sh, 0, Some(out_dir.clone()))?;
+    let report = measure(sh, &stack, &out_dir, requests);
+    stack.stop()?;
+    let report = report?;
+    print_report(&report);
+    let json = out_dir.join("instructions.json");
+    sh.write_file(&json, serde_json::to_string_pretty(&report)?)?;
+    println!("written to {}", json.display());
+    Ok(())
+}
 
-    let replica_name = &tools.topology.replicas[0].0;
-    let replica_port = free_port()?;
-    let mut replica = Callgrind::start(sh, &out_dir, "rinha", replica_port, |launcher| {
-        let replica = tools.replica(sh, replica_name, replica_port, database_port, launcher)?;
-        // One worker thread, as under the replica's compose limit (0.4 CPU), where the
-        // runtime's default (the CPUs the quota allows) is one; two would make the counts vary
-        // with which thread happens to pick up each task.
-        Ok(replica.env("TOKIO_WORKER_THREADS", "1").into())
-    })?;
+fn measure(sh: &Shell, stack: &Stack, out_dir: &Path, requests: usize) -> Result<Report> {
+    let topology = Topology::load(&repo_root())?;
+    let (replica_name, replica_port) = &topology.replicas[0];
+    // The replica listens on `HOST`, which valgrind also puts in the names of the pipes
+    // `callgrind_control` reaches it by; nginx inherits this process's.
+    let mut replica = Callgrind::of(sh, stack, out_dir, replica_name, Some("127.0.0.1"))?;
     let base = format!("http://127.0.0.1:{replica_port}");
     let kept = agent(true);
     let fresh = agent(false);
@@ -127,19 +110,8 @@ pub fn instructions(sh: &Shell, requests: usize) -> Result<()> {
     }
     let replica_new_connection = new_connection_cost(&rows)?;
 
-    let nginx_port = free_port()?;
-    let nginx_dir = scratch.0.join("nginx");
-    sh.create_dir(&nginx_dir)?;
-    let topology = &tools.topology;
-    let moves: Vec<(u16, u16)> = std::iter::once((topology.load_balancer_port, nginx_port))
-        .chain(topology.replicas.iter().map(|(_, port)| (*port, replica_port)))
-        .collect();
-    let mut nginx = Callgrind::start(sh, &out_dir, "nginx", nginx_port, |launcher| {
-        let error_log = out_dir.join("nginx-error.log");
-        let single = "master_process off;";
-        Ok(tools.nginx(sh, &nginx_dir, &error_log, &moves, single, launcher)?.into())
-    })?;
-    let through = format!("http://127.0.0.1:{nginx_port}");
+    let mut nginx = Callgrind::of(sh, stack, out_dir, &topology.load_balancer, None)?;
+    let through = format!("http://127.0.0.1:{}", topology.load_balancer_port);
     let mut nginx_rows = Vec::new();
     for counted in [false, true] {
         nginx_rows.clear();
@@ -150,18 +122,13 @@ pub fn instructions(sh: &Shell, requests: usize) -> Result<()> {
         }
     }
     let nginx_new_connection = new_connection_cost(&nginx_rows)?;
-    let report = Report {
+    Ok(Report {
         requests_per_kind: requests,
         replica: rows,
         replica_new_connection,
         nginx: nginx_rows,
         nginx_new_connection,
-    };
-    print_report(&report);
-    let json = out_dir.join("instructions.json");
-    sh.write_file(&json, serde_json::to_string_pretty(&report)?)?;
-    println!("written to {}", json.display());
-    Ok(())
+    })
 }
 
 fn print_report(report: &Report) {
@@ -243,41 +210,27 @@ fn kinds(requests: usize, created: &[String]) -> Result<Vec<(&'static str, Vec<R
     ])
 }
 
-/// A process under callgrind, collecting nothing until told to.
-struct Callgrind {
-    sh: Shell,
-    /// The process's `HOST`, which valgrind puts in the names of the pipes `callgrind_control`
-    /// reaches it by, and which the replica reads as the address to listen on.
-    host: Option<OsString>,
-    process: Running,
+/// A service of the stack running under callgrind, collecting nothing until told to.
+struct Callgrind<'a> {
+    sh: &'a Shell,
+    pid: String,
+    /// The `HOST` the service runs with, if it is not this process's.
+    host: Option<&'a str>,
     out_file: PathBuf,
     dumps: usize,
 }
 
-impl Callgrind {
-    /// Starts the command `command` makes from a launcher, and waits until `port` answers.
-    fn start(
-        sh: &Shell,
+impl<'a> Callgrind<'a> {
+    fn of(
+        sh: &'a Shell,
+        stack: &Stack,
         out_dir: &Path,
         name: &str,
-        port: u16,
-        command: impl FnOnce(&[OsString]) -> Result<Command>,
-    ) -> Result<Callgrind> {
-        let out_file = out_dir.join(format!("callgrind.{name}"));
-        let launcher: Vec<OsString> = [
-            "valgrind".into(),
-            "--tool=callgrind".into(),
-            "--instr-atstart=no".into(),
-            OsString::from(format!("--callgrind-out-file={}", out_file.display())),
-        ]
-        .into();
-        let command = command(&launcher)?;
-        let host = command.get_envs().find(|(key, _)| *key == "HOST").and_then(|(_, value)| value);
-        let host = host.map(OsString::from);
-        let process = Running::start(name, command, out_dir, Signal::SIGTERM, || {
-            http_status(port, "/contagem-pessoas").is_some()
-        })?;
-        Ok(Callgrind { sh: sh.clone(), host, process, out_file, dumps: 0 })
+        host: Option<&'a str>,
+    ) -> Result<Callgrind<'a>> {
+        let service = stack.services.iter().find(|service| service.name == name);
+        let pid = service.with_context(|| format!("the stack has no {name}"))?.pid.to_string();
+        Ok(Callgrind { sh, pid, host, out_file: callgrind_file(out_dir, name), dumps: 0 })
     }
 
     /// Sends `batch` to `base` through `agent`, checking each status, and returns the
@@ -308,11 +261,11 @@ impl Callgrind {
     }
 
     fn control(&self, request: &str) -> Result<()> {
-        let pid = self.process.child.id().to_string();
+        let pid = &self.pid;
         let control = cmd!(self.sh, "callgrind_control {request} {pid}");
-        run_quietly(match &self.host {
+        run_quietly(match self.host {
             Some(host) => control.env("HOST", host),
-            None => control.env_remove("HOST"),
+            None => control,
         })
     }
 }
@@ -354,88 +307,6 @@ fn total_instructions(dump: &str) -> Result<u64> {
         line("totals:").or_else(|| line("summary:")).context("no totals: or summary: line")?;
     let first = total.split_whitespace().next().context("an empty totals: line")?;
     first.parse().with_context(|| format!("{first:?} is not a count"))
-}
-
-/// A process started here, stopped with its signal (then killed, if it lingers) when dropped.
-struct Running {
-    name: String,
-    child: Child,
-    stop: Signal,
-}
-
-impl Running {
-    /// Starts `command` with its output in `NAME.log` under `logs`, and waits until `ready`.
-    fn start(
-        name: &str,
-        mut command: Command,
-        logs: &Path,
-        stop: Signal,
-        ready: impl Fn() -> bool,
-    ) -> Result<Running> {
-        let log_path = logs.join(format!("{name}.log"));
-        let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        let mut running = Running { name: name.to_owned(), child, stop };
-        wait_until_ready(name, &mut running.child, &log_path, ready)?;
-        Ok(running)
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        if self.child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        kill(pid, self.stop)?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                eprintln!(
-                    "{} did not stop within {} s; killing it",
-                    self.name,
-                    STOP_TIMEOUT.as_secs()
-                );
-                self.child.kill()?;
-                self.child.wait()?;
-                break;
-            }
-            sleep(POLL_INTERVAL);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Err(error) = self.stop() {
-            eprintln!("cannot stop {}: {error:#}", self.name);
-        }
-    }
-}
-
-/// A directory in the temporary directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn create() -> Result<Scratch> {
-        let dir = std::env::temp_dir().join(format!("rinha-instructions-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("cannot remove {}: {error}", self.0.display());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -65,23 +65,6 @@ pub fn derive_config(template: &str, run_dir: &Path, replicas: &[&str]) -> Resul
     Ok(derived)
 }
 
-/// A derived configuration with each loopback port `from` of `moves` (listened on or proxied
-/// to) changed to its `to`, so that it runs beside a stack on the shared ports.
-pub fn move_ports(config: &str, moves: &[(u16, u16)]) -> Result<String> {
-    let mut moved = config.to_owned();
-    for (from, to) in moves {
-        let address = format!("127.0.0.1:{from};");
-        let spaced = format!("127.0.0.1:{from} ");
-        if !moved.contains(&address) && !moved.contains(&spaced) {
-            bail!("no address 127.0.0.1:{from} to move");
-        }
-        moved = moved
-            .replace(&address, &format!("127.0.0.1:{to};"))
-            .replace(&spaced, &format!("127.0.0.1:{to} "));
-    }
-    Ok(moved)
-}
-
 /// The port of a `listen <port>...;` line that names no address.
 fn bare_listen_port(line: &str) -> Option<&str> {
     let rest = line.trim_start().strip_prefix("listen ")?.trim_start();
@@ -116,20 +99,5 @@ mod tests {
         assert!(error.to_string().contains("api2"), "{error}");
         let no_http = template.replace("http {", "stream {");
         assert!(derive_config(&no_http, Path::new("/run"), REPLICAS).is_err());
-    }
-
-    #[test]
-    fn ports_move_where_listened_on_and_proxied_to() {
-        let shared = include_str!("../../docker/nginx.conf");
-        let derived = derive_config(shared, Path::new("/run"), REPLICAS).unwrap();
-        let moves = [(9999, 40001), (8081, 40002), (8082, 40002)];
-        let moved = move_ports(&derived, &moves).unwrap();
-        assert!(moved.contains("listen 127.0.0.1:40001 "), "{moved}");
-        let servers = shared.matches("server api").count();
-        assert_eq!(moved.matches("server 127.0.0.1:40002 ").count(), servers, "{moved}");
-        assert!(!moved.contains(":8081") && !moved.contains(":9999"), "{moved}");
-        assert_eq!(move_ports(&derived, &[]).unwrap(), derived);
-        let error = move_ports(&derived, &[(8083, 1)]).unwrap_err();
-        assert!(error.to_string().contains("8083"), "{error}");
     }
 }

@@ -39,13 +39,16 @@ pub struct Stack {
     pub database_port: u16,
     /// In start order.
     pub services: Vec<Service>,
+    /// Where callgrind writes, when the first replica and the load balancer run under it
+    /// (`cargo xtask instructions`).
+    pub callgrind: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Service {
     pub name: String,
     /// The process started for the service; it starts the rest of the group, if any.
-    pid: i32,
+    pub pid: i32,
     /// The signal for a clean, prompt exit (PostgreSQL's fast shutdown is SIGINT).
     stop_signal: String,
     pub limits: Limits,
@@ -68,7 +71,7 @@ pub fn up(sh: &Shell, preload: u64) -> Result<()> {
         println!("some of the stack's processes are gone; stopping the rest first");
         stack.stop()?;
     }
-    let stack = Stack::start(sh, preload)?;
+    let stack = Stack::start(sh, preload, None)?;
     stack.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
@@ -97,6 +100,11 @@ fn state_file() -> PathBuf {
     state_dir().join("state.json")
 }
 
+/// The file callgrind writes service `name`'s dumps to (`callgrind.NAME.1`, `.2`, …).
+pub fn callgrind_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("callgrind.{name}"))
+}
+
 fn log_path(name: &str) -> PathBuf {
     logs_dir().join(format!("{name}.log"))
 }
@@ -106,51 +114,6 @@ impl Tools {
         let topology = Topology::load(&repo_root())?;
         let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
         Ok(Tools { topology, postgres, nginx: nginx::locate()? })
-    }
-
-    /// The release binary serving as replica `name` on `port`, run by the `launcher` command
-    /// (none, or a profiler).
-    pub fn replica<'a>(
-        &self,
-        sh: &'a Shell,
-        name: &str,
-        port: u16,
-        database_port: u16,
-        launcher: &[OsString],
-    ) -> Result<Cmd<'a>> {
-        let rinha = release_binary("rinha");
-        // The replicas run on the host's own network: loopback only, behind nginx.
-        Ok(launched(sh, launcher, &rinha)
-            .envs(&self.topology.service(name)?.environment)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", self.postgres.url(database_port)))
-    }
-
-    /// nginx in the foreground (so that its pid is the master's, or with `settings` such as
-    /// `master_process off;` the only process's) with docker/nginx.conf derived for `dir`, its
-    /// ports moved as `moves` says, run by the `launcher` command (none, or a profiler).
-    pub fn nginx<'a>(
-        &self,
-        sh: &'a Shell,
-        dir: &Path,
-        error_log: &Path,
-        moves: &[(u16, u16)],
-        settings: &str,
-        launcher: &[OsString],
-    ) -> Result<Cmd<'a>> {
-        let template = sh.read_file(repo_root().join("docker/nginx.conf"))?;
-        let replicas: Vec<&str> =
-            self.topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
-        let config = nginx::derive_config(&template, dir, &replicas)
-            .and_then(|config| nginx::move_ports(&config, moves))
-            .context("docker/nginx.conf")?;
-        let config_path = dir.join("nginx.conf");
-        sh.write_file(&config_path, config)?;
-        let nginx = &self.nginx;
-        let settings = format!("daemon off; pid {}; {settings}", dir.join("nginx.pid").display());
-        let nginx = launched(sh, launcher, nginx).arg("-p").arg(dir).arg("-c").arg(config_path);
-        Ok(nginx.arg("-e").arg(error_log).arg("-g").arg(settings))
     }
 }
 
@@ -178,7 +141,7 @@ impl Stack {
     }
 
     /// Builds the binaries and starts every service, stopping what it started if one fails.
-    pub fn start(sh: &Shell, preload: u64) -> Result<Stack> {
+    pub fn start(sh: &Shell, preload: u64, callgrind: Option<PathBuf>) -> Result<Stack> {
         let tools = Tools::load()?;
         let ports = &tools.topology.ports()[1..];
         ensure_ports_free(ports, "native stack")?;
@@ -187,7 +150,8 @@ impl Stack {
             .find(|port| is_free(*port))
             .with_context(|| format!("no free port for PostgreSQL from {first}"))?;
         build_release(sh)?;
-        let mut stack = Stack { run_dir: run_dir()?, database_port, services: Vec::new() };
+        let mut stack =
+            Stack { run_dir: run_dir()?, database_port, services: Vec::new(), callgrind };
         if let Err(error) = stack.launch(sh, &tools, preload) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
@@ -243,10 +207,30 @@ impl Stack {
             let port = self.database_port;
             return Ok((server, Box::new(move || tools.postgres.is_ready(port))));
         }
+        let launcher = self.launcher(topology, name);
         if name == topology.load_balancer {
-            let nginx_dir = self.run_dir.join("nginx");
-            create_dir(&nginx_dir)?;
-            let server = tools.nginx(sh, &nginx_dir, &log_path("nginx-error"), &[], "", &[])?;
+            let dir = self.run_dir.join("nginx");
+            create_dir(&dir)?;
+            let template = sh.read_file(repo_root().join("docker/nginx.conf"))?;
+            let replicas: Vec<&str> =
+                topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
+            let config =
+                nginx::derive_config(&template, &dir, &replicas).context("docker/nginx.conf")?;
+            let config_path = dir.join("nginx.conf");
+            sh.write_file(&config_path, config)?;
+            // In the foreground, so that its pid is the master's; under callgrind in one
+            // process, whose instructions are then all of nginx's.
+            let single = if self.callgrind.is_some() { "master_process off;" } else { "" };
+            let settings = format!("daemon off; pid {}; {single}", dir.join("nginx.pid").display());
+            let server = launched(sh, &launcher, &tools.nginx)
+                .arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(config_path)
+                .arg("-e")
+                .arg(log_path("nginx-error"))
+                .arg("-g")
+                .arg(settings);
             let port = topology.load_balancer_port;
             return Ok((
                 server.into(),
@@ -259,12 +243,32 @@ impl Stack {
             .find(|(replica, _)| replica == name)
             .context("no such service")?
             .1;
-        let replica = tools.replica(sh, name, port, self.database_port, &[])?;
         let rinha = release_binary("rinha");
+        // The replicas run on the host's own network: loopback only, behind nginx.
+        let replica = launched(sh, &launcher, &rinha)
+            .envs(&topology.service(name)?.environment)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", tools.postgres.url(self.database_port));
         let healthcheck =
             cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
         let healthcheck = quietly(healthcheck);
         Ok((replica.into(), Box::new(move || healthcheck.run().is_ok())))
+    }
+
+    /// valgrind's command line for the first replica and the load balancer, collecting nothing
+    /// until told to, when the stack runs them under callgrind; otherwise nothing.
+    fn launcher(&self, topology: &Topology, name: &str) -> Vec<OsString> {
+        match &self.callgrind {
+            Some(dir) if name == topology.load_balancer || name == topology.replicas[0].0 => {
+                let out_file =
+                    format!("--callgrind-out-file={}", callgrind_file(dir, name).display());
+                ["valgrind", "--tool=callgrind", "--instr-atstart=no", &out_file]
+                    .map(OsString::from)
+                    .into()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Starts `name` in its own cgroup, records it, and waits until it is ready.
@@ -490,7 +494,7 @@ fn launched<'a>(sh: &'a Shell, launcher: &[OsString], program: &Path) -> Cmd<'a>
 type ReadyCheck<'a> = Box<dyn Fn() -> bool + 'a>;
 
 /// Waits until `ready`, failing when `child` exits first or takes too long (`log` tells why).
-pub fn wait_until_ready(
+fn wait_until_ready(
     name: &str,
     child: &mut Child,
     log: &Path,
@@ -513,7 +517,7 @@ pub fn wait_until_ready(
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing sensible answers.
-pub fn http_status(port: u16, path: &str) -> Option<u16> {
+fn http_status(port: u16, path: &str) -> Option<u16> {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;

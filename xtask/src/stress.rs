@@ -35,7 +35,7 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         None => false,
     };
     let topology = Topology::load(&repo_root())?;
-    let mut stack = Stack::start(sh, args.preload)?;
+    let mut stack = Stack::start(sh, args.preload, None)?;
     let services: Vec<Measured> = stack
         .services
         .iter()

@@ -1,32 +1,41 @@
 #!/usr/bin/env bash
-# Makes the base images docker/Dockerfile builds on, from Debian's packages, for a machine that
-# has Debian's mirror and crates.io but neither Docker Hub nor gcr.io:
+# Makes images from Debian 12's packages, for a machine that has Debian's mirror and crates.io but
+# neither Docker Hub nor gcr.io:
 #
-# - gcr.io/distroless/cc-debian12:nonroot, under the name the Dockerfile's runtime stage uses: a
-#   local equivalent of that image, the same Debian 12 packages (libc6, libssl3, libgcc-s1,
+# - gcr.io/distroless/cc-debian12:nonroot, under the name docker/Dockerfile's runtime stage uses:
+#   a local equivalent of that image, the same Debian 12 packages (libc6, libssl3, libgcc-s1,
 #   libgomp1, libstdc++6, with the CA bundle, tzdata, netbase and base-files), no shell or
 #   package manager, the user nonroot (65532:65532).
 # - localhost/rinha-rust-build:<version>-bookworm: Debian 12 with gcc, libc6-dev, make and this
 #   machine's Rust toolchain, for the Dockerfile's RUST_IMAGE argument. It is named after the
 #   toolchain it holds, not after the public rust image the Dockerfile defaults to.
+# - With --postgres TAG and --nginx TAG, the compose files' database and load balancer images:
+#   Debian's postgresql-15 and nginx-light on Essential packages only (no apt), each run by its
+#   Debian user. `cargo xtask images` passes the tags the compose files give them.
 #
-# Usage: docker/base-images.sh [--rebuild]
-# An image that already exists is kept unless --rebuild is given. Progress goes to stderr; stdout
-# gets the build image's name, so that CI can run
-#   podman build --build-arg RUST_IMAGE="$(bash docker/base-images.sh)" ...
+# Usage: docker/debian-images.sh [--rebuild] [--postgres TAG] [--nginx TAG]
+# A base image that already exists is kept, and so is a service image built from this script and
+# entry point as they are now (a label holds their digest), unless --rebuild is given. Progress
+# goes to stderr; stdout gets the build image's name, so that CI can run
+#   podman build --build-arg RUST_IMAGE="$(bash docker/debian-images.sh)" ...
 # CONTAINER_ENGINE=docker|podman chooses the engine (podman by default); run as root, as
 # mmdebstrap needs for a root filesystem with its owners.
 set -euo pipefail
 
-rebuild=false
-case "$#:${1-}" in
-  0:) ;;
-  1:--rebuild) rebuild=true ;;
-  *)
-    echo "usage: $0 [--rebuild]" >&2
-    exit 2
-    ;;
-esac
+rebuild=false postgres_image='' nginx_image=''
+while (($#)); do
+  case "$1" in
+    --rebuild) rebuild=true ;;
+    --postgres) postgres_image=${2:?--postgres needs a tag} && shift ;;
+    --nginx) nginx_image=${2:?--nginx needs a tag} && shift ;;
+    *)
+      echo "usage: $0 [--rebuild] [--postgres TAG] [--nginx TAG]" >&2
+      exit 2
+      ;;
+  esac
+  shift
+done
+here=$(cd "$(dirname "$0")" && pwd)
 
 engine=${CONTAINER_ENGINE:-podman}
 # The Debian release distroless' cc-debian12 and rust's *-bookworm images are made from.
@@ -150,14 +159,90 @@ build_rust() {
     "$work/rust.tar" "$rust_image" >/dev/null
 }
 
-for image in "$runtime_image" "$rust_image"; do
-  if ! $rebuild && exists "$image"; then
-    log "$image exists, kept (--rebuild makes it again)"
+# The PostgreSQL and nginx images: only Essential packages and the service's own, without
+# Recommends, and no apt. The root filesystem only ever becomes a tar stream. mmdebstrap would
+# empty /run after the hooks, taking the directories they make there; the setup hook empties it
+# instead, first. It runs chrooted, so that user names resolve in the image's passwd.
+# Usage: build_service TAG SETUP [MMDEBSTRAP_OPTION...] -- [DOCKERFILE_INSTRUCTION...]
+build_service() {
+  local tag=$1 setup=$2 options=() changes=() change name
+  shift 2
+  while [[ $1 != -- ]]; do options+=("$1") && shift; done
+  shift
+  for change in "$@" "LABEL $inputs_label=$inputs"; do changes+=(--change "$change"); done
+  name=${tag//[^a-z0-9]/-}
+  # The hooks run in mmdebstrap's shell, where $1 is the root filesystem.
+  # shellcheck disable=SC2016
+  mmdebstrap --variant=essential "${mmdebstrap_options[@]}" "${options[@]}" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --skip=cleanup/run \
+    --customize-hook="chroot \"\$1\" sh -c 'find /run -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} + && $setup'" \
+    --format=tar "$suite" "$work/$name.tar" 2>"$work/$name.log" \
+    || { cat "$work/$name.log" >&2; return 1; }
+  "$engine" import "${changes[@]}" "$work/$name.tar" "$tag" >/dev/null
+}
+
+build_postgres() {
+  # LLVM serves only JIT compilation, which the server configuration turns off, and without its
+  # provider library PostgreSQL runs without JIT; it is over half the image. Debian's package
+  # creates a cluster on installation; the entry point makes its own from the compose file's
+  # settings, in PGDATA.
+  build_service "$postgres_image" \
+    'rm -rf /var/lib/postgresql/15 /etc/postgresql/15 &&
+     chmod 755 /usr/local/bin/postgres-entrypoint &&
+     install -d -o postgres -g postgres -m 700 /var/lib/postgresql/data &&
+     install -d -o postgres -g postgres -m 2775 /run/postgresql' \
+    --include=postgresql-15 \
+    --dpkgopt='path-exclude=/usr/lib/*/libLLVM-*' \
+    --dpkgopt='path-exclude=/usr/lib/*/libz3.so*' \
+    --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/llvmjit*' \
+    --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/bitcode/*' \
+    --customize-hook="upload $here/postgres-entrypoint.sh /usr/local/bin/postgres-entrypoint" \
+    -- \
+    'USER postgres' \
+    'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin' \
+    'ENV PGDATA=/var/lib/postgresql/data' \
+    'ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]' \
+    'CMD ["postgres"]' \
+    'STOPSIGNAL SIGINT' \
+    'EXPOSE 5432'
+}
+
+build_nginx() {
+  # The master runs as www-data: its temp and log directories are its own. The compose files put
+  # its pid file in /tmp. SIGQUIT is the graceful shutdown: finish the requests in flight.
+  build_service "$nginx_image" \
+    'install -d -o www-data -g www-data /var/lib/nginx /var/log/nginx' \
+    --include=nginx-light \
+    -- \
+    'USER www-data' \
+    'CMD ["nginx", "-g", "daemon off;"]' \
+    'STOPSIGNAL SIGQUIT' \
+    'EXPOSE 9999'
+}
+
+inputs_label=org.rinha.inputs
+inputs=$(cat "$0" "$here/postgres-entrypoint.sh" | sha256sum | cut -d ' ' -f 1)
+
+# Whether image $1 must be made: it is missing, or is a service image ($2 = service) made from
+# other inputs, or --rebuild was given.
+stale() {
+  $rebuild && return 0
+  exists "$1" || return 0
+  [[ -n ${2-} ]] || return 1
+  [[ $("$engine" image inspect --format "{{ index .Config.Labels \"$inputs_label\" }}" "$1") != "$inputs" ]]
+}
+
+for build in runtime:"$runtime_image" rust:"$rust_image" postgres:"$postgres_image" nginx:"$nginx_image"; do
+  kind=${build%%:*} image=${build#*:} service=
+  [[ -n $image ]] || continue
+  [[ $kind == postgres || $kind == nginx ]] && service=$kind
+  if ! stale "$image" "$service"; then
+    log "$image is up to date, kept (--rebuild makes it again)"
     continue
   fi
   log "making $image from Debian $suite's packages"
   started=$SECONDS
-  if [[ $image == "$runtime_image" ]]; then build_runtime; else build_rust; fi
+  "build_$kind"
   log "$image made in $((SECONDS - started)) s"
 done
 
