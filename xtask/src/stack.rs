@@ -3,8 +3,6 @@
 //! limits `docker/compose.yml` gives them. What is running is recorded in `.stack/state.json`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +27,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Long enough for PostgreSQL's fast shutdown to write its checkpoint.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// For a request that checks whether a service answers.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running native stack.
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,10 +56,10 @@ pub struct Service {
 }
 
 /// What starting a service needs, checked before anything is built or started.
-pub struct Tools {
-    pub topology: Topology,
-    pub postgres: Postgres,
-    pub nginx: PathBuf,
+struct Tools {
+    topology: Topology,
+    postgres: Postgres,
+    nginx: PathBuf,
 }
 
 pub fn up(sh: &Shell, preload: u64) -> Result<()> {
@@ -110,7 +110,7 @@ fn log_path(name: &str) -> PathBuf {
 }
 
 impl Tools {
-    pub fn load() -> Result<Tools> {
+    fn load() -> Result<Tools> {
         let topology = Topology::load(&repo_root())?;
         let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
         Ok(Tools { topology, postgres, nginx: nginx::locate()? })
@@ -516,13 +516,10 @@ fn wait_until_ready(
     Ok(())
 }
 
-/// The status code of `GET path` on a loopback port, or `None` if nothing sensible answers.
+/// The status code of `GET path` on a loopback port, or `None` if nothing answers.
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    let timeout = Duration::from_secs(2);
-    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head).ok()?.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+    let config = ureq::Agent::config_builder().http_status_as_error(false);
+    let agent = ureq::Agent::new_with_config(config.timeout_global(Some(TIMEOUT)).build());
+    let response = agent.get(format!("http://127.0.0.1:{port}{path}")).call();
+    response.ok().map(|response| response.status().as_u16())
 }

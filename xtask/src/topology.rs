@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde::de::{Deserializer, Error as _, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
@@ -21,19 +20,15 @@ pub struct Limits {
     pub memory_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub image: Option<String>,
     /// `None` for services outside the 1.5 CPU budget (measuring aids).
-    #[serde(default, rename = "deploy", deserialize_with = "limits")]
     pub limits: Option<Limits>,
-    #[serde(default, deserialize_with = "environment")]
     pub environment: BTreeMap<String, String>,
     /// Built from this repository (`build:`): the API.
-    #[serde(default, rename = "build", deserialize_with = "present")]
     pub built_here: bool,
     /// The host side of each `ports:` entry.
-    #[serde(default, rename = "ports", deserialize_with = "host_ports")]
     pub published_ports: Vec<u16>,
 }
 
@@ -52,22 +47,18 @@ impl Compose {
     }
 
     pub fn parse(text: &str) -> Result<Compose> {
-        #[derive(Deserialize)]
-        struct File {
-            name: Option<String>,
-            services: BTreeMap<String, Value>,
-        }
         let mut document: Value = serde_yaml_ng::from_str(text)?;
         // Compose files share a block between services with merge keys (`<<: *anchor`); a key
         // written in the mapping wins over a merged one.
         document.apply_merge()?;
-        let file: File = serde_yaml_ng::from_value(document)?;
-        let services = file.services.into_iter().map(|(name, service)| {
-            let service =
-                Service::deserialize(service).with_context(|| format!("services.{name}"))?;
-            Ok((name, service))
+        let services = document["services"].as_mapping().context("no services")?.iter();
+        let services = services.map(|(name, service)| {
+            let name = scalar(name).context("a service name is not a scalar")?;
+            let parsed = Service::of(service).with_context(|| format!("services.{name}"))?;
+            Ok((name, parsed))
         });
-        Ok(Compose { name: file.name, services: services.collect::<Result<_>>()? })
+        let name = document["name"].as_str().map(str::to_owned);
+        Ok(Compose { name, services: services.collect::<Result<_>>()? })
     }
 
     /// The limits of every service that has them.
@@ -76,6 +67,50 @@ impl Compose {
             .iter()
             .filter_map(|(name, service)| Some((name.as_str(), service.limits?)))
             .collect()
+    }
+}
+
+impl Service {
+    fn of(service: &Value) -> Result<Service> {
+        let mut environment = BTreeMap::new();
+        match &service["environment"] {
+            Value::Null => {}
+            Value::Mapping(entries) => {
+                for (name, value) in entries {
+                    let value = if value.is_null() { Some(String::new()) } else { scalar(value) };
+                    let entry = scalar(name).zip(value).context("an environment entry")?;
+                    environment.insert(entry.0, entry.1);
+                }
+            }
+            _ => bail!("environment is not a mapping"),
+        }
+        let ports = service["ports"].as_sequence().map(Vec::as_slice).unwrap_or_default();
+        let published_ports = ports.iter().map(|port| {
+            let port = scalar(port).context("a port is not a scalar")?;
+            let host_side = port.rsplit(':').nth(1).unwrap_or(&port);
+            host_side.parse().with_context(|| format!("port {port:?}"))
+        });
+        let limits = &service["deploy"]["resources"]["limits"];
+        let limits = match limits.is_null() {
+            true => None,
+            false => {
+                let cpus = scalar(&limits["cpus"]).and_then(|cpus| cpus.trim().parse().ok());
+                let cpus = cpus.filter(|cpus: &f64| *cpus > 0.0 && cpus.is_finite());
+                let memory =
+                    scalar(&limits["memory"]).context("no deploy.resources.limits.memory")?;
+                Some(Limits {
+                    cpus: cpus.context("deploy.resources.limits.cpus is not a positive number")?,
+                    memory_bytes: parse_memory(&memory)?,
+                })
+            }
+        };
+        Ok(Service {
+            image: service["image"].as_str().map(str::to_owned),
+            limits,
+            environment,
+            built_here: !service["build"].is_null(),
+            published_ports: published_ports.collect::<Result<_>>()?,
+        })
     }
 }
 
@@ -189,25 +224,6 @@ fn scalar(value: &Value) -> Option<String> {
     }
 }
 
-fn present<'de, D: Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
-    IgnoredAny::deserialize(value).map(|_| true)
-}
-
-fn limits<'de, D: Deserializer<'de>>(deploy: D) -> Result<Option<Limits>, D::Error> {
-    let deploy = Value::deserialize(deploy)?;
-    let limits = &deploy["resources"]["limits"];
-    if limits.is_null() {
-        return Ok(None);
-    }
-    let cpus = scalar(&limits["cpus"]).and_then(|cpus| cpus.trim().parse::<f64>().ok());
-    let cpus = cpus
-        .filter(|cpus| *cpus > 0.0 && cpus.is_finite())
-        .ok_or_else(|| D::Error::custom("deploy.resources.limits.cpus is not a positive number"))?;
-    let memory = scalar(&limits["memory"])
-        .ok_or_else(|| D::Error::custom("no deploy.resources.limits.memory"))?;
-    Ok(Some(Limits { cpus, memory_bytes: parse_memory(&memory).map_err(D::Error::custom)? }))
-}
-
 /// Parses a compose byte value (`128M`, `2304m`, `1.5g`, `512mb`, `1073741824`): the units are
 /// powers of 1024, in either case, with an optional trailing `b`.
 fn parse_memory(text: &str) -> Result<u64> {
@@ -221,43 +237,6 @@ fn parse_memory(text: &str) -> Result<u64> {
         }
         _ => bail!("memory limit {text:?} is not a byte value such as 256M"),
     }
-}
-
-/// `environment` is either a mapping or a list of `NAME=value` strings.
-fn environment<'de, D: Deserializer<'de>>(
-    environment: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let not_scalar = || D::Error::custom("an environment entry is not a scalar");
-    match Value::deserialize(environment)? {
-        Value::Mapping(mapping) => mapping
-            .iter()
-            .map(|(name, value)| {
-                let value = if value.is_null() { Some(String::new()) } else { scalar(value) };
-                scalar(name).zip(value).ok_or_else(not_scalar)
-            })
-            .collect(),
-        Value::Sequence(entries) => entries
-            .iter()
-            .map(|entry| {
-                let entry = entry.as_str().ok_or_else(not_scalar)?;
-                let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
-                Ok((name.to_owned(), value.to_owned()))
-            })
-            .collect(),
-        _ => Err(D::Error::custom("environment is neither a mapping nor a list")),
-    }
-}
-
-fn host_ports<'de, D: Deserializer<'de>>(ports: D) -> Result<Vec<u16>, D::Error> {
-    let ports = Vec::<Value>::deserialize(ports)?;
-    ports
-        .iter()
-        .map(|port| {
-            let port = scalar(port).ok_or_else(|| D::Error::custom("a port is not a scalar"))?;
-            let host_side = port.rsplit(':').nth(1).unwrap_or(&port);
-            host_side.parse().map_err(|_| D::Error::custom(format!("port {port:?}")))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -275,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn merges_list_environments_and_bare_numbers() {
+    fn merges_and_bare_numbers() {
         let compose = r#"
 x-api: &api
   build: .
@@ -285,7 +264,7 @@ services:
   api1: *api
   api2:
     <<: *api
-    environment: [PORT=8082, "DATABASE_URL=postgres://db/rinha"]
+    environment: { PORT: 8082, DATABASE_URL: "postgres://db/rinha" }
   lb: { ports: [9999], deploy: { resources: { limits: { cpus: "0.15", memory: 128M } } } }
   db: { deploy: { resources: { limits: { cpus: "0.85", memory: 1G } } } }
 "#;
