@@ -178,7 +178,12 @@ build_service() {
     --customize-hook="chroot \"\$1\" sh -c 'find /run -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} + && $setup'" \
     --format=tar "$suite" "$work/$name.tar" 2>"$work/$name.log" \
     || { cat "$work/$name.log" >&2; return 1; }
-  "$engine" import "${changes[@]}" "$work/$name.tar" "$tag" >/dev/null
+  # The image the tag leaves is removed, unless a container still uses it.
+  local previous
+  previous=$("$engine" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+  "$engine" import "${changes[@]}" "$work/$name.tar" "$tag" >/dev/null 2>>"$work/$name.log" \
+    || { cat "$work/$name.log" >&2; return 1; }
+  if [[ -n $previous ]]; then "$engine" image rm "$previous" >/dev/null 2>&1 || true; fi
 }
 
 build_postgres() {
