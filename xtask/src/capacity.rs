@@ -1,6 +1,7 @@
-//! `cargo xtask capacity [--scale S]`: the stress test at injection rates 1, 1.25, 1.5, … times
-//! the contest's, each on a fresh native stack, until a run fails; the capacity is the largest
-//! factor whose run had no KO, the expected count and an overall p99 of at most 10 ms.
+//! `cargo xtask capacity [--scale S]`: the stress test at increasing injection rates (times the
+//! contest's), each on a fresh native stack; the capacity is the largest factor whose run had no
+//! KO, the expected count and an overall p99 of at most 10 ms. The rate doubles from 1 until a
+//! run fails, then a bisection narrows it to a multiple of 0.25.
 
 use std::path::Path;
 
@@ -11,40 +12,55 @@ use crate::stress::{self, read_json};
 use crate::{RunArgs, StressArgs};
 
 const STEP: f64 = 0.25;
-/// Bounds the search: four times the contest's load is far past what the limits allow.
-const MAX_RATE: f64 = 4.0;
+/// Bounds the search, so that it ends on a machine where every run passes.
+const MAX_RATE: f64 = 16.0;
 const P99_LIMIT_MS: f64 = 10.0;
 
 pub fn capacity(sh: &Shell, scale: f64) -> Result<()> {
     let out = stress::out_dir(&RunArgs { scale, out: None, strict: false }, "capacity")?;
-    let (mut rows, mut capacity, mut header) = (Vec::new(), None, String::new());
-    let mut rate = 1.0;
-    while rate <= MAX_RATE {
-        let run = RunArgs { scale, out: Some(out.join(format!("rate-{rate}"))), strict: false };
-        let report =
-            stress::stress(sh, &StressArgs { run, preload: 0, fault: None, rate }, "capacity")?;
-        let (passed, row, services) = step(&report, rate)?;
-        rows.push(row);
+    let (mut rows, mut header) = (Vec::new(), String::new());
+    let (mut passed, mut failed) = (None, None);
+    let mut rate = Some(1.0);
+    while let Some(now) = rate {
+        let run = RunArgs { scale, out: Some(out.join(format!("rate-{now}"))), strict: false };
+        let args = StressArgs { run, preload: 0, fault: None, rate: now };
+        let (pass, row, services) = step(&stress::stress(sh, &args, "capacity")?, now)?;
+        rows.push((now, row));
         header = services;
-        if !passed {
-            break;
-        }
-        capacity = Some(rate);
-        rate += STEP;
+        *(if pass { &mut passed } else { &mut failed }) = Some(now);
+        rate = next_rate(passed, failed);
     }
     println!(
         "\n{:>6} {:>10} {:>9} {:>6} {:>8}{header}",
         "rate", "peak req/s", "p99 ms", "KO", "count"
     );
-    for row in rows {
+    rows.sort_by(|(a, _), (b, _)| a.total_cmp(b));
+    for (_, row) in rows {
         println!("{row}");
     }
     let reports = format!("(scale {scale}, reports in {})", out.display());
-    match capacity {
+    match passed {
+        Some(MAX_RATE) => println!(
+            "capacity: at least {MAX_RATE:.2} times the contest's rate, the search's bound {reports}"
+        ),
         Some(rate) => println!("capacity: {rate:.2} times the contest's rate {reports}"),
         None => println!("capacity: below the contest's rate {reports}"),
     }
     Ok(())
+}
+
+/// The rate to run next, given the largest that passed and the smallest that failed so far:
+/// double until a failure (up to the bound), then halve the gap, on multiples of the step, until
+/// the two are one step apart. `None` ends the search; so does a failure at the contest's rate.
+fn next_rate(passed: Option<f64>, failed: Option<f64>) -> Option<f64> {
+    match (passed, failed) {
+        (Some(passed), None) => (passed < MAX_RATE).then(|| (passed * 2.0).min(MAX_RATE)),
+        (Some(passed), Some(failed)) if failed - passed > STEP => {
+            let steps = ((failed - passed) / STEP / 2.0).floor();
+            Some(passed + steps * STEP)
+        }
+        _ => None,
+    }
 }
 
 /// Whether one run passed, its row of the table and the table's service columns, from its
@@ -83,4 +99,29 @@ fn step(out: &Path, rate: f64) -> Result<(bool, String, String)> {
         if count_matches { "=" } else { "wrong" }
     );
     Ok((kos == Some(0) && count_matches && p99_ms <= P99_LIMIT_MS, row, header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rates a search runs, and its result, on a stack that passes up to `limit`.
+    fn search(limit: f64) -> (Vec<f64>, Option<f64>) {
+        let (mut runs, mut passed, mut failed, mut rate) = (Vec::new(), None, None, Some(1.0));
+        while let Some(now) = rate {
+            runs.push(now);
+            *(if now <= limit { &mut passed } else { &mut failed }) = Some(now);
+            rate = next_rate(passed, failed);
+        }
+        (runs, passed)
+    }
+
+    #[test]
+    fn the_rate_doubles_until_a_failure_then_bisects_to_a_step() {
+        assert_eq!(search(5.3), (vec![1.0, 2.0, 4.0, 8.0, 6.0, 5.0, 5.5, 5.25], Some(5.25)));
+        assert_eq!(search(2.0), (vec![1.0, 2.0, 4.0, 3.0, 2.5, 2.25], Some(2.0)));
+        assert_eq!(search(1.1), (vec![1.0, 2.0, 1.5, 1.25], Some(1.0)));
+        assert_eq!(search(100.0), (vec![1.0, 2.0, 4.0, 8.0, 16.0], Some(MAX_RATE)));
+        assert_eq!(search(0.5), (vec![1.0], None));
+    }
 }
