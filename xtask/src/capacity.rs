@@ -19,17 +19,14 @@ const P99_LIMIT_MS: f64 = 10.0;
 pub fn capacity(sh: &Shell, scale: f64) -> Result<()> {
     let out = stress::out_dir(&RunArgs { scale, out: None, strict: false }, "capacity")?;
     let (mut rows, mut header) = (Vec::new(), String::new());
-    let (mut passed, mut failed) = (None, None);
-    let mut rate = Some(1.0);
-    while let Some(now) = rate {
-        let run = RunArgs { scale, out: Some(out.join(format!("rate-{now}"))), strict: false };
-        let args = StressArgs { run, preload: 0, fault: None, rate: now };
-        let (pass, row, services) = step(&stress::stress(sh, &args, "capacity")?, now)?;
-        rows.push((now, row));
+    let passed = search(|rate| {
+        let run = RunArgs { scale, out: Some(out.join(format!("rate-{rate}"))), strict: false };
+        let args = StressArgs { run, preload: 0, fault: None, rate };
+        let (pass, row, services) = step(&stress::stress(sh, &args, "capacity")?, rate)?;
+        rows.push((rate, row));
         header = services;
-        *(if pass { &mut passed } else { &mut failed }) = Some(now);
-        rate = next_rate(passed, failed);
-    }
+        Ok(pass)
+    })?;
     println!(
         "\n{:>6} {:>10} {:>9} {:>6} {:>8}{header}",
         "rate", "peak req/s", "p99 ms", "KO", "count"
@@ -47,6 +44,16 @@ pub fn capacity(sh: &Shell, scale: f64) -> Result<()> {
         None => println!("capacity: below the contest's rate {reports}"),
     }
     Ok(())
+}
+
+/// Runs `passes` at each rate the search picks, and returns the largest rate that passed.
+fn search(mut passes: impl FnMut(f64) -> Result<bool>) -> Result<Option<f64>> {
+    let (mut passed, mut failed, mut rate) = (None, None, Some(1.0));
+    while let Some(now) = rate {
+        *(if passes(now)? { &mut passed } else { &mut failed }) = Some(now);
+        rate = next_rate(passed, failed);
+    }
+    Ok(passed)
 }
 
 /// The rate to run next, given the largest that passed and the smallest that failed so far:
@@ -106,22 +113,21 @@ mod tests {
     use super::*;
 
     /// The rates a search runs, and its result, on a stack that passes up to `limit`.
-    fn search(limit: f64) -> (Vec<f64>, Option<f64>) {
-        let (mut runs, mut passed, mut failed, mut rate) = (Vec::new(), None, None, Some(1.0));
-        while let Some(now) = rate {
-            runs.push(now);
-            *(if now <= limit { &mut passed } else { &mut failed }) = Some(now);
-            rate = next_rate(passed, failed);
-        }
-        (runs, passed)
+    fn search_up_to(limit: f64) -> (Vec<f64>, Option<f64>) {
+        let mut runs = Vec::new();
+        let passed = search(|rate| {
+            runs.push(rate);
+            Ok(rate <= limit)
+        });
+        (runs, passed.unwrap())
     }
 
     #[test]
     fn the_rate_doubles_until_a_failure_then_bisects_to_a_step() {
-        assert_eq!(search(5.3), (vec![1.0, 2.0, 4.0, 8.0, 6.0, 5.0, 5.5, 5.25], Some(5.25)));
-        assert_eq!(search(2.0), (vec![1.0, 2.0, 4.0, 3.0, 2.5, 2.25], Some(2.0)));
-        assert_eq!(search(1.1), (vec![1.0, 2.0, 1.5, 1.25], Some(1.0)));
-        assert_eq!(search(100.0), (vec![1.0, 2.0, 4.0, 8.0, 16.0], Some(MAX_RATE)));
-        assert_eq!(search(0.5), (vec![1.0], None));
+        assert_eq!(search_up_to(5.3), (vec![1.0, 2.0, 4.0, 8.0, 6.0, 5.0, 5.5, 5.25], Some(5.25)));
+        assert_eq!(search_up_to(2.0), (vec![1.0, 2.0, 4.0, 3.0, 2.5, 2.25], Some(2.0)));
+        assert_eq!(search_up_to(1.1), (vec![1.0, 2.0, 1.5, 1.25], Some(1.0)));
+        assert_eq!(search_up_to(100.0), (vec![1.0, 2.0, 4.0, 8.0, 16.0], Some(MAX_RATE)));
+        assert_eq!(search_up_to(0.5), (vec![1.0], None));
     }
 }

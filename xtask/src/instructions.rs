@@ -228,8 +228,7 @@ impl<'a> Callgrind<'a> {
         name: &str,
         host: Option<&'a str>,
     ) -> Result<Callgrind<'a>> {
-        let service = stack.services.iter().find(|service| service.name == name);
-        let pid = service.with_context(|| format!("the stack has no {name}"))?.pid.to_string();
+        let pid = stack.pid_of(name)?.to_string();
         Ok(Callgrind { sh, pid, host, out_file: callgrind_file(out_dir, name), dumps: 0 })
     }
 

@@ -48,7 +48,7 @@ pub struct Stack {
 pub struct Service {
     pub name: String,
     /// The process started for the service; it starts the rest of the group, if any.
-    pub pid: i32,
+    pid: i32,
     /// The signal for a clean, prompt exit (PostgreSQL's fast shutdown is SIGINT).
     stop_signal: String,
     pub limits: Limits,
@@ -360,6 +360,11 @@ impl Stack {
                 .with_context(|| format!("cannot send {signal} to {name} ({pid})"))?;
         }
         Ok(())
+    }
+
+    /// The pid of the process started for service `name`.
+    pub fn pid_of(&self, name: &str) -> Result<i32> {
+        Ok(self.services[self.index_of(name)?].pid)
     }
 
     fn index_of(&self, name: &str) -> Result<usize> {
