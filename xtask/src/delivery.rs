@@ -89,13 +89,25 @@ mod tests {
     use crate::topology::{Compose, HOST_COMPOSE_FILE, Topology};
 
     /// The topology's services' limits add up to at most the contest's 1.5 CPU and 3 GB, and
-    /// docker/compose.host.yml carries the very same limits.
+    /// docker/compose.host.yml carries the very same limits and images.
     #[test]
     fn the_compose_limits_fit_the_contest_budget_in_both_files() {
         let topology = Topology::load(&repo_root()).unwrap();
         let limits = topology.compose.limits();
         let host = Compose::read(&repo_root().join(HOST_COMPOSE_FILE)).unwrap();
         assert_eq!(host.limits(), limits, "{HOST_COMPOSE_FILE} has other limits");
+        let images = |compose: &Compose| -> Vec<(String, Option<String>)> {
+            compose
+                .services
+                .iter()
+                .map(|(name, service)| (name.clone(), service.image.clone()))
+                .collect()
+        };
+        assert_eq!(
+            images(&host),
+            images(&topology.compose),
+            "{HOST_COMPOSE_FILE} has other images"
+        );
         let millicores: f64 = limits.values().map(|limit| (limit.cpus * 1000.0).round()).sum();
         let memory: u64 = limits.values().map(|limit| limit.memory_bytes).sum();
         assert!(millicores <= 1500.0, "the CPU limits add up to {millicores} millicores");

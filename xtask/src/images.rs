@@ -12,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use xshell::{Shell, cmd};
 
 use crate::containers::Engine;
-use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
+use crate::topology::{HOST_COMPOSE_FILE, Topology};
 use crate::{repo_root, run_quietly};
 
 /// Builds the images the compose files name, keeping those whose inputs have not changed unless
@@ -45,30 +45,18 @@ pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
     Ok(())
 }
 
-/// The tags of the API's, the database's and the load balancer's images, as both compose files
-/// resolve them for the topology's services; the files must agree.
+/// The tags of the API's, the database's and the load balancer's images, as the engine resolves
+/// the file the compose stack runs (a test of `delivery` holds the other to the same images).
 fn tags_in_compose_files(sh: &Shell, engine: Engine) -> Result<[String; 3]> {
     let topology = Topology::load(&repo_root())?;
-    let roles = [
-        topology.replicas.iter().map(|(name, _)| name.as_str()).collect(),
-        vec![topology.database.as_str()],
-        vec![topology.load_balancer.as_str()],
-    ];
-    let mut tags: [Option<String>; 3] = Default::default();
-    for file in [COMPOSE_FILE, HOST_COMPOSE_FILE] {
-        let resolved = engine.resolved(sh, file)?;
-        for (services, known) in roles.iter().zip(&mut tags) {
-            for service in services {
-                let image =
-                    resolved.services.get(*service).and_then(|service| service.image.clone());
-                let image = image.with_context(|| format!("{file}: {service} names no image"))?;
-                let known = known.get_or_insert_with(|| image.clone());
-                ensure!(
-                    *known == image,
-                    "{file}: {service} runs {image}, but {known} elsewhere in the same role"
-                );
-            }
-        }
+    let resolved = engine.resolved(sh, HOST_COMPOSE_FILE)?;
+    let image = |service: &str| {
+        let image = resolved.services.get(service).and_then(|service| service.image.clone());
+        image.with_context(|| format!("{HOST_COMPOSE_FILE}: {service} names no image"))
+    };
+    let api = image(&topology.replicas[0].0)?;
+    for (replica, _) in &topology.replicas {
+        ensure!(image(replica)? == api, "{HOST_COMPOSE_FILE}: the replicas run other images");
     }
-    Ok(tags.map(|tag| tag.expect("every role has a service")))
+    Ok([api, image(&topology.database)?, image(&topology.load_balancer)?])
 }

@@ -2,7 +2,6 @@
 //! PostgreSQL, the replicas and nginx each run in their own cgroup, with the CPU and memory
 //! limits `docker/compose.yml` gives them. What is running is recorded in `.stack/state.json`.
 
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -71,8 +70,7 @@ pub fn up(sh: &Shell, preload: u64) -> Result<()> {
         println!("some of the stack's processes are gone; stopping the rest first");
         stack.stop()?;
     }
-    let stack = Stack::start(sh, preload, None)?;
-    stack.print()?;
+    Stack::start(sh, preload, None)?.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
 }
@@ -207,7 +205,6 @@ impl Stack {
             let port = self.database_port;
             return Ok((server, Box::new(move || tools.postgres.is_ready(port))));
         }
-        let launcher = self.launcher(topology, name);
         if name == topology.load_balancer {
             let dir = self.run_dir.join("nginx");
             create_dir(&dir)?;
@@ -222,15 +219,9 @@ impl Stack {
             // process, whose instructions are then all of nginx's.
             let single = if self.callgrind.is_some() { "master_process off;" } else { "" };
             let settings = format!("daemon off; pid {}; {single}", dir.join("nginx.pid").display());
-            let server = launched(sh, &launcher, &tools.nginx)
-                .arg("-p")
-                .arg(&dir)
-                .arg("-c")
-                .arg(config_path)
-                .arg("-e")
-                .arg(log_path("nginx-error"))
-                .arg("-g")
-                .arg(settings);
+            let server = self.program(sh, topology, name, &tools.nginx);
+            let server = server.arg("-p").arg(&dir).arg("-c").arg(config_path);
+            let server = server.arg("-e").arg(log_path("nginx-error")).arg("-g").arg(settings);
             let port = topology.load_balancer_port;
             return Ok((
                 server.into(),
@@ -245,7 +236,8 @@ impl Stack {
             .1;
         let rinha = release_binary("rinha");
         // The replicas run on the host's own network: loopback only, behind nginx.
-        let replica = launched(sh, &launcher, &rinha)
+        let replica = self
+            .program(sh, topology, name, &rinha)
             .envs(&topology.service(name)?.environment)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
@@ -256,18 +248,22 @@ impl Stack {
         Ok((replica.into(), Box::new(move || healthcheck.run().is_ok())))
     }
 
-    /// valgrind's command line for the first replica and the load balancer, collecting nothing
-    /// until told to, when the stack runs them under callgrind; otherwise nothing.
-    fn launcher(&self, topology: &Topology, name: &str) -> Vec<OsString> {
+    /// `program`, run for service `name`: under callgrind, collecting nothing until told to,
+    /// when the stack measures the first replica's and the load balancer's instructions.
+    fn program<'a>(
+        &self,
+        sh: &'a Shell,
+        topology: &Topology,
+        name: &str,
+        program: &Path,
+    ) -> Cmd<'a> {
         match &self.callgrind {
             Some(dir) if name == topology.load_balancer || name == topology.replicas[0].0 => {
                 let out_file =
                     format!("--callgrind-out-file={}", callgrind_file(dir, name).display());
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no", &out_file]
-                    .map(OsString::from)
-                    .into()
+                cmd!(sh, "valgrind --tool=callgrind --instr-atstart=no {out_file} {program}")
             }
-            _ => Vec::new(),
+            _ => sh.cmd(program),
         }
     }
 
@@ -402,23 +398,13 @@ impl Stack {
         let replicas: Vec<String> =
             topology.replicas.iter().map(|(_, port)| format!(":{port}")).collect();
         println!(
-            "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}",
+            "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}; logs in {}",
             topology.load_balancer,
             topology.load_balancer_port,
             replicas.join(" and "),
-            postgres.url(self.database_port)
+            postgres.url(self.database_port),
+            logs_dir().display()
         );
-        println!("{:<8} {:>8} {:>6} {:>10}", "service", "pid", "CPUs", "memory");
-        for service in &self.services {
-            let Limits { cpus, memory_bytes } = service.limits;
-            println!(
-                "{:<8} {:>8} {cpus:>6} {:>6} MiB",
-                service.name,
-                service.pid,
-                memory_bytes >> 20
-            );
-        }
-        println!("logs in {}", logs_dir().display());
         Ok(())
     }
 }
@@ -485,14 +471,6 @@ fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
         .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-/// `program` run by the `launcher` command (a profiler, say), or by itself when it is empty.
-fn launched<'a>(sh: &'a Shell, launcher: &[OsString], program: &Path) -> Cmd<'a> {
-    match launcher.split_first() {
-        Some((launcher, options)) => sh.cmd(launcher).args(options).arg(program),
-        None => sh.cmd(program),
-    }
 }
 
 /// Tells whether a service just started answers yet.
