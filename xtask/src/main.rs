@@ -180,15 +180,11 @@ pub fn run_quietly(command: Cmd<'_>) -> Result<()> {
 pub fn ensure_ports_free(ports: &[u16], stack: &str) -> Result<()> {
     for port in ports {
         anyhow::ensure!(
-            is_free(*port),
+            std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok(),
             "port {port} is in use on 127.0.0.1: another stack or server is up (cargo xtask down, cargo xtask compose-down?); the {stack} needs {ports:?}"
         );
     }
     Ok(())
-}
-
-pub fn is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Seconds since 1970, to the microsecond.

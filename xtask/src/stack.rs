@@ -18,10 +18,8 @@ use xshell::{Cmd, Shell, cmd};
 use crate::cgroup::Cgroup;
 use crate::postgres::Postgres;
 use crate::topology::{Limits, Topology};
-use crate::{build_release, ensure_ports_free, is_free, nginx, quietly, release_binary, repo_root};
+use crate::{build_release, ensure_ports_free, nginx, quietly, release_binary, repo_root};
 
-/// PostgreSQL takes the first free port from the compose file's.
-const DATABASE_PORT_TRIES: u16 = 68;
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Long enough for PostgreSQL's fast shutdown to write its checkpoint.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,12 +139,8 @@ impl Stack {
     /// Builds the binaries and starts every service, stopping what it started if one fails.
     pub fn start(sh: &Shell, preload: u64, callgrind: Option<PathBuf>) -> Result<Stack> {
         let tools = Tools::load()?;
-        let ports = &tools.topology.ports()[1..];
-        ensure_ports_free(ports, "native stack")?;
-        let first = tools.topology.database_port;
-        let database_port = (first..first + DATABASE_PORT_TRIES)
-            .find(|port| is_free(*port))
-            .with_context(|| format!("no free port for PostgreSQL from {first}"))?;
+        ensure_ports_free(&tools.topology.ports(), "native stack")?;
+        let database_port = tools.topology.database_port;
         build_release(sh)?;
         let mut stack =
             Stack { run_dir: run_dir()?, database_port, services: Vec::new(), callgrind };
