@@ -18,7 +18,7 @@ use crate::{repo_root, run_quietly};
 /// Builds the images the compose files name, keeping those whose inputs have not changed unless
 /// `rebuild`, and prints their sizes.
 pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
-    let [api, database, load_balancer] = tags_in_compose_files(sh, engine)?;
+    let [api, database, load_balancer] = tags_in_compose_file(sh, engine)?;
     let started = Instant::now();
     let (engine_name, rebuild_flag) = (engine.name(), rebuild.then_some("--rebuild"));
     let rust_image = cmd!(
@@ -47,7 +47,7 @@ pub fn prepare(sh: &Shell, engine: Engine, rebuild: bool) -> Result<()> {
 
 /// The tags of the API's, the database's and the load balancer's images, as the engine resolves
 /// the file the compose stack runs (a test of `delivery` holds the other to the same images).
-fn tags_in_compose_files(sh: &Shell, engine: Engine) -> Result<[String; 3]> {
+fn tags_in_compose_file(sh: &Shell, engine: Engine) -> Result<[String; 3]> {
     let topology = Topology::load(&repo_root())?;
     let resolved = engine.resolved(sh, HOST_COMPOSE_FILE)?;
     let image = |service: &str| {

@@ -33,7 +33,6 @@ pub struct Stack {
     /// The cluster, nginx's files and pid files: `.stack/run`, or a temporary directory when
     /// the repository cannot be reached by the accounts the services run as.
     run_dir: PathBuf,
-    pub database_port: u16,
     /// In start order.
     pub services: Vec<Service>,
     /// Where callgrind writes, when the first replica and the load balancer run under it
@@ -140,10 +139,8 @@ impl Stack {
     pub fn start(sh: &Shell, preload: u64, callgrind: Option<PathBuf>) -> Result<Stack> {
         let tools = Tools::load()?;
         ensure_ports_free(&tools.topology.ports(), "native stack")?;
-        let database_port = tools.topology.database_port;
         build_release(sh)?;
-        let mut stack =
-            Stack { run_dir: run_dir()?, database_port, services: Vec::new(), callgrind };
+        let mut stack = Stack { run_dir: run_dir()?, services: Vec::new(), callgrind };
         if let Err(error) = stack.launch(sh, &tools, preload) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
@@ -160,12 +157,12 @@ impl Stack {
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());
         tools.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
         self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
-        tools.postgres.create_database(self.database_port)?;
+        tools.postgres.create_database(topology.database_port)?;
         if preload > 0 {
             let started = Instant::now();
             let schema = repo_root().join("sql/schema.sql");
             tools.postgres.preload(
-                self.database_port,
+                topology.database_port,
                 &schema,
                 &release_binary("replay"),
                 preload,
@@ -195,8 +192,9 @@ impl Stack {
         let topology = &tools.topology;
         if name == topology.database {
             let db_dir = self.run_dir.join("db");
-            let server = tools.postgres.server(&db_dir.join("data"), self.database_port, &db_dir);
-            let port = self.database_port;
+            let server =
+                tools.postgres.server(&db_dir.join("data"), topology.database_port, &db_dir);
+            let port = topology.database_port;
             return Ok((server, Box::new(move || tools.postgres.is_ready(port))));
         }
         if name == topology.load_balancer {
@@ -235,7 +233,7 @@ impl Stack {
             .envs(&topology.service(name)?.environment)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", tools.postgres.url(self.database_port));
+            .env("DATABASE_URL", tools.postgres.url(topology.database_port));
         let healthcheck =
             cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
         let healthcheck = quietly(healthcheck);
@@ -396,7 +394,7 @@ impl Stack {
             topology.load_balancer,
             topology.load_balancer_port,
             replicas.join(" and "),
-            postgres.url(self.database_port),
+            postgres.url(topology.database_port),
             logs_dir().display()
         );
         Ok(())
