@@ -1,16 +1,31 @@
 //! Prometheus metrics, served as text on `GET /metrics` of each replica's own port.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use warp::http::{Method, StatusCode};
 
 use crate::mirror::Mirror;
 use crate::store::Store;
+
+/// Panics of the process, counted from its panic hook, which no replica's state reaches.
+static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "panics_total",
+        "Panics contained in a connection's task since the process started.",
+    )
+    .expect("valid metric")
+});
+
+/// Counts one contained panic.
+pub fn count_panic() {
+    PANICS.inc();
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -87,7 +102,7 @@ impl Metrics {
         .expect("valid metric");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 9] = [
+        let collectors: [Box<dyn Collector>; 10] = [
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(batch_size.clone()),
@@ -96,6 +111,7 @@ impl Metrics {
             Box::new(mirror_bytes.clone()),
             Box::new(mirror_budget_bytes.clone()),
             Box::new(mirror_full.clone()),
+            Box::new(PANICS.clone()),
             // CPU seconds, resident memory, open files of this process.
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -160,8 +176,14 @@ impl Default for Metrics {
     }
 }
 
-/// A fixed set of labels, so that no request can grow the number of series.
+/// A fixed set of labels, so that no request can grow the number of series. A HEAD does a
+/// GET's work, so it counts as one.
 fn route_label(method: &Method, path: &str) -> &'static str {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     match (method, path) {
         (&Method::POST, "/pessoas") => "POST /pessoas",
         (&Method::GET, "/pessoas") => "GET /pessoas",
@@ -186,6 +208,7 @@ mod tests {
             ),
             "GET /pessoas/:id"
         );
+        assert_eq!(route_label(&Method::HEAD, "/pessoas"), "GET /pessoas");
         assert_eq!(route_label(&Method::DELETE, "/pessoas"), "other");
         assert_eq!(route_label(&Method::GET, "/anything"), "other");
     }

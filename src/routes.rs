@@ -44,22 +44,22 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .and(body_within(BODY_LIMIT_BYTES, body_timeout))
         .and(with_state.clone())
         .then(create);
-    let find = warp::get()
+    let find = get_or_head()
         .and(warp::path!("pessoas" / String))
         .and(with_state.clone())
         .then(find);
-    let search = warp::get()
+    let search = get_or_head()
         .and(warp::path("pessoas"))
         .and(warp::path::end())
         .and(warp::query::<SearchQuery>())
         .and(with_state.clone())
         .then(search);
-    let count = warp::get()
+    let count = get_or_head()
         .and(warp::path("contagem-pessoas"))
         .and(warp::path::end())
         .and(with_state.clone())
         .then(count);
-    let metrics_route = warp::get()
+    let metrics_route = get_or_head()
         .and(warp::path("metrics"))
         .and(warp::path::end())
         .and(with_state)
@@ -73,18 +73,22 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
     // A known path asked with a method it does not offer: 405, naming the ones it does.
     let not_allowed = warp::path("pessoas")
         .and(warp::path::end())
-        .and(other_method_than(&[Method::GET, Method::POST]))
-        .map(|| method_not_allowed("GET, POST"))
+        .and(other_method_than(&[
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+        ]))
+        .map(|| method_not_allowed("GET, HEAD, POST"))
         .or(warp::path!("pessoas" / String)
-            .and(other_method_than(&[Method::GET]))
-            .map(|_| method_not_allowed("GET")))
+            .and(other_method_than(&[Method::GET, Method::HEAD]))
+            .map(|_| method_not_allowed("GET, HEAD")))
         .unify()
         .or(warp::path("contagem-pessoas")
             .or(warp::path("metrics"))
             .unify()
             .and(warp::path::end())
-            .and(other_method_than(&[Method::GET]))
-            .map(|| method_not_allowed("GET")))
+            .and(other_method_than(&[Method::GET, Method::HEAD]))
+            .map(|| method_not_allowed("GET, HEAD")))
         .unify();
 
     let routes = create
@@ -107,8 +111,12 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         }))
 }
 
-/// Lets through only paths without empty segments, so each resource has one path: warp's own
-/// matching would also accept `/metrics/`, `/contagem-pessoas/` or `//pessoas`.
+/// GET, or HEAD, which RFC 9110 asks a server to answer wherever it answers GET: the same
+/// answer, whose body hyper leaves unsent.
+fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
 /// Passes requests whose method is none of `served`, so that a route's own rejections (a body
 /// too large, a bad query) are never taken for a wrong method.
 fn other_method_than(
@@ -133,6 +141,8 @@ fn method_not_allowed(allow: &'static str) -> Response {
     response
 }
 
+/// Lets through only paths without empty segments, so each resource has one path: warp's own
+/// matching would also accept `/metrics/`, `/contagem-pessoas/` or `//pessoas`.
 fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(|path: warp::path::FullPath| async move {
@@ -296,10 +306,33 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> 
     Ok(reply)
 }
 
-/// A `501` for a request whose body comes in any transfer coding but chunked alone: hyper
-/// decodes only chunked and would pass, say, `gzip, chunked` on as if it were plain. nginx
-/// answers the same.
-pub fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> {
+/// The answer to a request that must not reach warp, if this is one:
+/// - a `400` when its target is neither in origin form (`/path?query`) nor in absolute form
+///   (`http://host/path`), nor `*`: warp routes on the path, and a request without one (the
+///   authority form of `CONNECT host:port`, or `GET contagem-pessoas`) makes warp build an empty
+///   path that the http crate refuses with a panic;
+/// - a `501` when its body comes in any transfer coding but chunked alone: hyper decodes only
+///   chunked and would pass, say, `gzip, chunked` on as if it were plain. nginx answers the same.
+pub fn refuse_before_routing<B>(request: &warp::http::Request<B>) -> Option<Response> {
+    refuse_target_form(request.uri()).or_else(|| refuse_transfer_codings(request.headers()))
+}
+
+fn refuse_target_form(target: &warp::http::Uri) -> Option<Response> {
+    let has_path = match target.path_and_query() {
+        // Absolute form: the path may be empty, which stands for `/`.
+        Some(_) if target.scheme().is_some() => true,
+        Some(path) => path.as_str().starts_with('/') || path.as_str() == "*",
+        None => false,
+    };
+    (!has_path).then(|| {
+        error_reply(
+            StatusCode::BAD_REQUEST,
+            "the request target must be a path (origin form) or an absolute URI",
+        )
+    })
+}
+
+fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> {
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()

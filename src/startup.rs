@@ -21,9 +21,32 @@ use crate::config::Settings;
 use crate::memory;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::routes::{AppState, api, refuse_transfer_codings};
+use crate::routes::{AppState, api, refuse_before_routing};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
+
+tokio::task_local! {
+    /// Set while a client connection's task runs: a panic there concerns that connection alone.
+    static CONNECTION: ();
+}
+
+/// Makes a panic end only what it concerns. A panic while a client connection is being served
+/// (parsing, routing, a handler) ends that connection's task, which closes the connection: it is
+/// logged, counted in `panics_total`, and the replica goes on serving. A panic anywhere else (a
+/// writer, the mirror's upkeep) leaves state shared by every request in doubt, so it ends the
+/// process, as `panic = "abort"` would, for its supervisor to start a sound one.
+pub fn contain_connection_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        if CONNECTION.try_with(|()| ()).is_ok() {
+            crate::metrics::count_panic();
+            tracing::error!(%panic, "a connection's task panicked; its connection is closed");
+        } else {
+            report(panic);
+            std::process::abort();
+        }
+    }));
+}
 
 /// How long a starting replica waits for its database before giving up.
 const DATABASE_WAIT: Duration = Duration::from_secs(30);
@@ -233,7 +256,7 @@ impl Connections {
         let service = TowerToHyperService::new(warp::service(filter));
         let draining = self.draining.clone();
         let service = hyper::service::service_fn(move |request| {
-            let answer = match refuse_transfer_codings(request.headers()) {
+            let answer = match refuse_before_routing(&request) {
                 Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
                 None => Either::Right(service.call(request)),
             };
@@ -251,11 +274,11 @@ impl Connections {
         let connection = self
             .graceful
             .watch(self.http.serve_connection(TokioIo::new(stream), service));
-        self.open.spawn(async move {
+        self.open.spawn(CONNECTION.scope((), async move {
             // A client that goes away or times out is no error of the server's.
             let _ = connection.await;
             drop(permit);
-        });
+        }));
         // Forget finished connections as they go, so the set holds only live ones.
         while self.open.try_join_next().is_some() {}
     }

@@ -389,3 +389,39 @@ async fn only_the_hyphenated_form_of_an_id_names_a_person() {
         assert_eq!(app.get(&path).await.status(), 404, "GET {path}");
     }
 }
+
+#[tokio::test]
+async fn head_answers_wherever_get_does_without_a_body() {
+    let app = TestApp::spawn().await;
+    let location = app.create(&pessoa("cabeça")).await;
+    let unknown = format!("/pessoas/{}", uuid::Uuid::now_v7());
+    for path in [
+        location.as_str(),
+        unknown.as_str(),
+        "/pessoas?t=cab",
+        "/pessoas",
+        "/contagem-pessoas",
+    ] {
+        let get = app.get(path).await;
+        let head = app
+            .http
+            .head(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        let get_length = get.bytes().await.unwrap().len();
+        assert!(get_length > 0, "GET {path} has a body");
+        assert_eq!(
+            head.headers()["content-length"],
+            get_length.to_string().as_str(),
+            "HEAD {path} announces GET's length"
+        );
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
+}

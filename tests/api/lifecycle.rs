@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    AppProcess, TestApp, db_client, fresh_database, pessoa, set_reachable, settings, stored_people,
+    AppProcess, TestApp, db_client, fresh_database, metric_value, pessoa, set_reachable, settings,
+    stored_people,
 };
 
 /// Sends `count` creations at once and returns the statuses and locations of those answered.
@@ -455,4 +456,71 @@ async fn a_request_waiting_in_the_backlog_when_a_replica_is_told_to_stop_is_answ
     );
     assert!(answer.contains("connection: close"), "{answer}");
     drop(first);
+}
+
+/// Sends `request` on a new connection and returns the answer's head and body, as far as they
+/// came within a second.
+async fn raw_exchange(address: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let whole = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer).to_lowercase();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|length| length.trim().parse().ok())
+            .unwrap_or(0);
+        body.len() >= length
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut buffer = [0u8; 4096];
+    while !whole(&answer) {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => answer.extend_from_slice(&buffer[..read]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_target_without_a_path_gets_400_and_the_process_serves_on() {
+    let database = fresh_database().await;
+    let mut app = AppProcess::start(&database).await;
+    for request in [
+        "CONNECT 127.0.0.1:5432 HTTP/1.1\r\nHost: 127.0.0.1:5432\r\n\r\n",
+        "GET contagem-pessoas HTTP/1.1\r\nHost: rinha\r\n\r\n",
+        "POST 127.0.0.1:8081 HTTP/1.1\r\nHost: rinha\r\nContent-Length: 2\r\n\r\n{}",
+        "OPTIONS localhost:8081 HTTP/1.1\r\nHost: rinha\r\n\r\n",
+    ] {
+        let answer = raw_exchange(&app.address, request).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains(r#"{"error":"#),
+            "{request:?} got {answer:?}"
+        );
+        assert!(
+            app.child.try_wait().unwrap().is_none(),
+            "{request:?} ended the process"
+        );
+    }
+    // The absolute form names a path, and stays served.
+    let answer = raw_exchange(
+        &app.address,
+        "GET http://rinha/contagem-pessoas HTTP/1.1\r\nHost: rinha\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let metrics = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric_value(&metrics, "panics_total"), 0.0);
 }

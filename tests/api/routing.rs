@@ -122,12 +122,12 @@ async fn unknown_paths_get_404_and_methods_a_path_does_not_offer_405() {
     }
     let id = uuid::Uuid::now_v7();
     for (method, path, allow) in [
-        ("DELETE", "/pessoas".to_owned(), "GET, POST"),
-        ("PATCH", "/pessoas".to_owned(), "GET, POST"),
-        ("PUT", format!("/pessoas/{id}"), "GET"),
-        ("POST", format!("/pessoas/{id}"), "GET"),
-        ("PUT", "/contagem-pessoas".to_owned(), "GET"),
-        ("DELETE", "/metrics".to_owned(), "GET"),
+        ("DELETE", "/pessoas".to_owned(), "GET, HEAD, POST"),
+        ("PATCH", "/pessoas".to_owned(), "GET, HEAD, POST"),
+        ("PUT", format!("/pessoas/{id}"), "GET, HEAD"),
+        ("POST", format!("/pessoas/{id}"), "GET, HEAD"),
+        ("PUT", "/contagem-pessoas".to_owned(), "GET, HEAD"),
+        ("DELETE", "/metrics".to_owned(), "GET, HEAD"),
     ] {
         let response = warp::test::request()
             .method(method)

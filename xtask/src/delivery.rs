@@ -114,6 +114,20 @@ mod tests {
         assert!(memory <= 3 << 30, "the memory limits add up to {} MiB", memory >> 20);
     }
 
+    /// In both compose files, every service under the budget is started again when it exits,
+    /// as the native stack's supervisor does for the replicas.
+    #[test]
+    fn the_budgeted_services_restart_unless_stopped_in_both_files() {
+        let topology = Topology::load(&repo_root()).unwrap();
+        let host = Compose::read(&repo_root().join(HOST_COMPOSE_FILE)).unwrap();
+        for compose in [&topology.compose, &host] {
+            for name in topology.budgeted() {
+                let restart = compose.services[name].restart.as_deref();
+                assert_eq!(restart, Some("unless-stopped"), "{name} in {:?}", compose.name);
+            }
+        }
+    }
+
     /// Every `uses:` names an action by full commit hash, with its version in a comment
     /// (`owner/repo@<40 hex> # v1.2.3`): a tag can be moved, a commit cannot.
     #[test]

@@ -19,9 +19,13 @@ use crate::stack::Stack;
 use crate::topology::Topology;
 use crate::unix_now;
 
-/// How long `kill-replica` leaves the first replica down, and `pause-db` the database stopped.
-const KILLED_FOR: Duration = Duration::from_secs(2);
+/// How long `pause-db` leaves the database stopped.
 const PAUSED_FOR: Duration = Duration::from_secs(3);
+/// How soon the supervisor must have a killed replica answering again.
+const KILLED_BACK_WITHIN: Duration = Duration::from_secs(5);
+/// How soon a replica told to stop must answer again: its drain and shutdown grace (at most
+/// 8 s by default), then its start.
+const STOPPED_BACK_WITHIN: Duration = Duration::from_secs(20);
 /// The margin around the fault's window, in seconds.
 const MARGIN: f64 = 1.0;
 /// The middle of the full profile (about 205 s), scaled like it.
@@ -29,10 +33,10 @@ const MIDDLE_SECONDS: f64 = 102.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 pub enum Kind {
-    /// SIGTERM each replica, start it again, wait until healthy, one after the other: a
-    /// rolling deploy.
+    /// SIGTERM each replica and wait until the stack's supervisor has it healthy again, one
+    /// after the other: a rolling deploy.
     RestartReplicas,
-    /// SIGKILL the first replica, start it again 2 s later.
+    /// SIGKILL the first replica; the supervisor must have it answering within 5 s.
     KillReplica,
     /// A fast shutdown of PostgreSQL, then a start.
     RestartDb,
@@ -82,13 +86,14 @@ impl Fault {
         match self.kind {
             Kind::RestartReplicas => {
                 for (name, _) in &topology.replicas {
-                    stack.restart(sh, name, Signal::SIGTERM, Duration::ZERO)?;
+                    stack.stop_replica(name, Signal::SIGTERM, STOPPED_BACK_WITHIN)?;
                 }
             }
             Kind::KillReplica => {
-                stack.restart(sh, &topology.replicas[0].0, Signal::SIGKILL, KILLED_FOR)?
+                let name = &topology.replicas[0].0;
+                stack.stop_replica(name, Signal::SIGKILL, KILLED_BACK_WITHIN)?
             }
-            Kind::RestartDb => stack.restart(sh, database, Signal::SIGINT, Duration::ZERO)?,
+            Kind::RestartDb => stack.restart_database(sh, Signal::SIGINT)?,
             Kind::PauseDb => {
                 stack.signal_every(database, Signal::SIGSTOP)?;
                 sleep(PAUSED_FOR);

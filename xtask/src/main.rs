@@ -6,6 +6,7 @@ mod cgroup;
 mod containers;
 mod delivery;
 mod fault;
+mod http_fuzz;
 mod images;
 mod instructions;
 mod nginx;
@@ -36,6 +37,9 @@ enum Command {
     },
     /// Stop the native stack and remove its cgroups and files.
     Down,
+    /// Start again every replica of the native stack that exits (run by `up`).
+    #[command(hide = true)]
+    Supervise,
     /// Replay the contest's stress test against a fresh native stack.
     Stress(StressArgs),
     /// Find the largest injection rate factor the native stack passes at (0 KO, count =
@@ -60,6 +64,17 @@ enum Command {
     ComposeStress(RunArgs),
     /// Check the flake, compose files, workflows and configurations by static means.
     CheckDelivery,
+    /// Send generated requests, well-formed or not, to each replica's port and through nginx
+    /// (the native stack, started if it is not up), failing if a replica's process ends or an
+    /// answer is a server error.
+    HttpFuzz {
+        /// Generated cases, after the fixed regression lines.
+        #[arg(long, value_name = "N", default_value_t = 3000)]
+        cases: usize,
+        /// The generator's seed: the same seed sends the same cases.
+        #[arg(long, value_name = "S", default_value_t = 2023)]
+        seed: u64,
+    },
     /// Count the instructions one replica, and nginx in front of it, execute per request of
     /// each kind, under callgrind (the counts repeat run to run, unlike CPU time).
     Instructions {
@@ -122,6 +137,7 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Up { preload } => stack::up(&sh, preload),
         Command::Down => stack::down(),
+        Command::Supervise => stack::supervise(),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),
         Command::Capacity { scale } => capacity::capacity(&sh, scale),
         Command::Images { rebuild } => {
@@ -131,6 +147,7 @@ fn run(command: Command) -> Result<()> {
         Command::ComposeDown => containers::compose_down(&sh),
         Command::ComposeStress(args) => containers::compose_stress(&sh, &args),
         Command::CheckDelivery => delivery::check_delivery(&sh),
+        Command::HttpFuzz { cases, seed } => http_fuzz::http_fuzz(&sh, cases, seed),
         Command::Instructions { requests } => instructions::instructions(&sh, requests as usize),
     }
 }

@@ -1,6 +1,11 @@
 //! `cargo xtask up` and `down`: the compose topology as plain processes on loopback.
 //! PostgreSQL, the replicas and nginx each run in their own cgroup, with the CPU and memory
 //! limits `docker/compose.yml` gives them. What is running is recorded in `.stack/state.json`.
+//!
+//! A supervisor, a process of its own (`cargo xtask supervise`, started with the stack), keeps
+//! the replicas running as compose's `restart: unless-stopped` does: a replica that exits, for
+//! whatever reason, is started again at once in its cgroup, and its log
+//! (`.stack/logs/supervise.log`) says so. `down` stops the supervisor first.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -38,6 +43,8 @@ pub struct Stack {
     /// Where callgrind writes, when the first replica and the load balancer run under it
     /// (`cargo xtask instructions`).
     pub callgrind: Option<PathBuf>,
+    /// The process that starts a replica again when it exits.
+    supervisor: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,6 +102,95 @@ fn state_file() -> PathBuf {
     state_dir().join("state.json")
 }
 
+/// The supervisor's command and the name of its log.
+pub const SUPERVISOR: &str = "supervise";
+
+/// Held while the state file is read and written again, by whichever process does it.
+fn lock_state() -> Result<std::fs::File> {
+    let path = state_dir().join("state.lock");
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// `cargo xtask supervise`: starts every replica of the recorded stack that has exited, again
+/// and again, until the stack is gone or has another supervisor.
+pub fn supervise() -> Result<()> {
+    let sh = Shell::new()?;
+    let tools = Tools::load()?;
+    let me = std::process::id() as i32;
+    println!("{} supervising the replicas (pid {me})", timestamp());
+    loop {
+        sleep(POLL_INTERVAL);
+        reap_children();
+        let Some(mut stack) = Stack::load()? else { return Ok(()) };
+        if stack.supervisor != Some(me) {
+            return Ok(());
+        }
+        for (name, _) in &tools.topology.replicas {
+            let index = stack.index_of(name)?;
+            let service = &stack.services[index];
+            if service.cgroup.pids()?.contains(&service.pid) {
+                continue;
+            }
+            println!("{} {name} (pid {}) exited; starting it again", timestamp(), service.pid);
+            let started = Instant::now();
+            match stack.run(&sh, &tools, index, true) {
+                Ok(()) => println!(
+                    "{} {name} is up again after {:.1} s (pid {})",
+                    timestamp(),
+                    started.elapsed().as_secs_f64(),
+                    stack.services[index].pid
+                ),
+                Err(error) => {
+                    println!("{} {name} did not start: {error:#}; trying again", timestamp());
+                    sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+/// Collects the replicas this supervisor started that have exited, so none lingers as a
+/// zombie.
+fn reap_children() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Whether `pid` is a live supervisor (not a zombie, nor a process that took its pid).
+fn is_supervisor(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses.
+    let live = stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    live && command.split(|byte| *byte == 0).any(|arg| arg == SUPERVISOR.as_bytes())
+}
+
+fn stop_supervisor(pid: i32) -> Result<()> {
+    if is_supervisor(pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while is_supervisor(pid) {
+        ensure!(Instant::now() < deadline, "the supervisor (pid {pid}) did not stop");
+        sleep(POLL_INTERVAL);
+    }
+    Ok(())
+}
+
+/// The time of day, for the supervisor's log.
+fn timestamp() -> String {
+    let seconds = crate::unix_now();
+    let day = seconds % 86_400.0;
+    format!("{:02}:{:02}:{:06.3}", (day / 3600.0) as u32, (day % 3600.0 / 60.0) as u32, day % 60.0)
+}
+
 /// The file callgrind writes service `name`'s dumps to (`callgrind.NAME.1`, `.2`, …).
 pub fn callgrind_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("callgrind.{name}"))
@@ -125,8 +221,11 @@ impl Stack {
         Ok(Some(stack))
     }
 
-    /// Whether every service's own process is still in its group.
+    /// Whether every service's own process is still in its group, and the supervisor runs.
     pub fn is_running(&self) -> Result<bool> {
+        if !self.supervisor.is_some_and(is_supervisor) {
+            return Ok(false);
+        }
         for service in &self.services {
             if !service.cgroup.pids()?.contains(&service.pid) {
                 return Ok(false);
@@ -140,8 +239,9 @@ impl Stack {
         let tools = Tools::load()?;
         ensure_ports_free(&tools.topology.ports(), "native stack")?;
         build_release(sh)?;
-        let mut stack = Stack { run_dir: run_dir()?, services: Vec::new(), callgrind };
-        if let Err(error) = stack.launch(sh, &tools, preload) {
+        let mut stack =
+            Stack { run_dir: run_dir()?, services: Vec::new(), callgrind, supervisor: None };
+        if let Err(error) = stack.launch(sh, &tools, preload).and_then(|()| stack.supervise()) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
             }
@@ -220,12 +320,7 @@ impl Stack {
                 Box::new(move || http_status(port, "/contagem-pessoas") == Some(200)),
             ));
         }
-        let port = topology
-            .replicas
-            .iter()
-            .find(|(replica, _)| replica == name)
-            .context("no such service")?
-            .1;
+        let port = topology.replica_port(name)?;
         let rinha = release_binary("rinha");
         // The replicas run on the host's own network: loopback only, behind nginx.
         let replica = self
@@ -289,26 +384,79 @@ impl Stack {
         Ok(())
     }
 
-    /// Stops the database or a replica with `signal`, waits `pause`, and starts it again in
-    /// the same cgroup (so its CPU time and peak memory keep counting), until it is ready.
-    pub fn restart(
-        &mut self,
-        sh: &Shell,
-        name: &str,
-        signal: Signal,
-        pause: Duration,
-    ) -> Result<()> {
-        let index = self.index_of(name)?;
+    /// Stops the database with `signal` and starts it again in the same cgroup (so its CPU
+    /// time and peak memory keep counting), until it is ready. Replicas are the supervisor's to
+    /// start again: see [`Stack::stop_replica`].
+    pub fn restart_database(&mut self, sh: &Shell, signal: Signal) -> Result<()> {
+        let tools = Tools::load()?;
+        self.refresh()?;
+        let index = self.index_of(&tools.topology.database)?;
         let service = &self.services[index];
         kill(Pid::from_raw(service.pid), signal)
-            .with_context(|| format!("cannot send {signal} to {name}"))?;
+            .with_context(|| format!("cannot send {signal} to {}", service.name))?;
         ensure!(
             service.wait_until_empty(STOP_TIMEOUT)?,
-            "{name} did not stop within {} s of {signal}",
+            "{} did not stop within {} s of {signal}",
+            service.name,
             STOP_TIMEOUT.as_secs()
         );
-        sleep(pause);
-        self.run(sh, &Tools::load()?, index, true)
+        self.run(sh, &tools, index, true)
+    }
+
+    /// Sends `signal` to replica `name` and waits until the supervisor has started it again
+    /// and it answers, failing after `within`.
+    pub fn stop_replica(&mut self, name: &str, signal: Signal, within: Duration) -> Result<()> {
+        self.refresh()?;
+        let index = self.index_of(name)?;
+        let old = self.services[index].pid;
+        kill(Pid::from_raw(old), signal)
+            .with_context(|| format!("cannot send {signal} to {name}"))?;
+        let port = Topology::load(&repo_root())?.replica_port(name)?;
+        let deadline = Instant::now() + within;
+        loop {
+            self.refresh()?;
+            if self.services[index].pid != old
+                && http_status(port, "/contagem-pessoas") == Some(200)
+            {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{name} was not started again within {} s of {signal} (see {})",
+                within.as_secs_f64(),
+                log_path(SUPERVISOR).display()
+            );
+            sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Starts the supervisor, a process of its own that outlives this one.
+    fn supervise(&mut self) -> Result<()> {
+        let path = log_path(SUPERVISOR);
+        let log = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg(SUPERVISOR)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("cannot start the supervisor")?;
+        self.supervisor = Some(child.id() as i32);
+        self.save()
+    }
+
+    /// Reads the services' pids again from the state file, where the supervisor records the
+    /// replicas it starts.
+    fn refresh(&mut self) -> Result<()> {
+        let recorded = Stack::load()?.context("the stack's state file is gone")?;
+        for service in &mut self.services {
+            if let Some(now) = recorded.services.iter().find(|r| r.name == service.name) {
+                service.pid = now.pid;
+            }
+        }
+        Ok(())
     }
 
     /// Spawns service `index` into its cgroup, in its own process group, its output going to
@@ -335,8 +483,24 @@ impl Stack {
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         self.services[index].pid = child.id() as i32;
-        self.save()?;
+        if again {
+            self.record_pid(index)?;
+        } else {
+            self.save()?;
+        }
         wait_until_ready(&name, &mut child, &path, ready)
+    }
+
+    /// Writes service `index`'s pid into the state file, leaving the rest as recorded there:
+    /// the supervisor and a fault may each start a service again while the stack runs.
+    fn record_pid(&self, index: usize) -> Result<()> {
+        let _lock = lock_state()?;
+        let mut recorded = Stack::load()?.context("the stack's state file is gone")?;
+        let service = &self.services[index];
+        recorded.services.iter_mut().filter(|r| r.name == service.name).for_each(|r| {
+            r.pid = service.pid;
+        });
+        recorded.write()
     }
 
     /// Sends `signal` to every process of the service (PostgreSQL's backends too), as a
@@ -350,6 +514,14 @@ impl Stack {
         Ok(())
     }
 
+    /// The pid of service `name`'s process as the state file records it now, if that process
+    /// still runs.
+    pub fn live_pid(name: &str) -> Result<Option<i32>> {
+        let stack = Stack::load()?.context("the native stack is not up")?;
+        let service = &stack.services[stack.index_of(name)?];
+        Ok(service.cgroup.pids()?.contains(&service.pid).then_some(service.pid))
+    }
+
     /// The pid of the process started for service `name`.
     pub fn pid_of(&self, name: &str) -> Result<i32> {
         Ok(self.services[self.index_of(name)?].pid)
@@ -361,13 +533,26 @@ impl Stack {
     }
 
     fn save(&self) -> Result<()> {
+        let _lock = lock_state()?;
+        self.write()
+    }
+
+    /// Replaces the state file whole, so that a reader never sees half of it.
+    fn write(&self) -> Result<()> {
         let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(state_file(), json)
+        let new = state_file().with_extension("json.new");
+        std::fs::write(&new, json)
+            .and_then(|()| std::fs::rename(&new, state_file()))
             .with_context(|| format!("cannot write {}", state_file().display()))
     }
 
-    /// Stops the services in reverse start order and removes their groups and files.
-    pub fn stop(self) -> Result<()> {
+    /// Stops the supervisor, then the services in reverse start order, and removes their
+    /// groups and files.
+    pub fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.supervisor.take() {
+            stop_supervisor(pid)?;
+            self.refresh()?;
+        }
         let failures: Vec<String> = self
             .services
             .iter()
@@ -405,8 +590,11 @@ impl Service {
     fn stop(&self) -> Result<()> {
         let signal: Signal = self.stop_signal.parse()?;
         // Only a process still in the group is ours: its pid may have been reused otherwise.
-        if self.cgroup.pids()?.contains(&self.pid) {
-            let _ = kill(Pid::from_raw(self.pid), signal);
+        // A group without it holds at most a replica the supervisor had just started.
+        let pids = self.cgroup.pids()?;
+        let targets = if pids.contains(&self.pid) { vec![self.pid] } else { pids };
+        for pid in targets {
+            let _ = kill(Pid::from_raw(pid), signal);
         }
         if !self.wait_until_empty(STOP_TIMEOUT)? {
             eprintln!(

@@ -30,6 +30,8 @@ pub struct Service {
     pub built_here: bool,
     /// The host side of each `ports:` entry.
     pub published_ports: Vec<u16>,
+    /// `restart:`, the policy for a container that exits.
+    pub restart: Option<String>,
 }
 
 /// A compose file, or the model a compose front end resolves from one.
@@ -110,6 +112,7 @@ impl Service {
             environment,
             built_here: !service["build"].is_null(),
             published_ports: published_ports.collect::<Result<_>>()?,
+            restart: service["restart"].as_str().map(str::to_owned),
         })
     }
 }
@@ -185,6 +188,12 @@ impl Topology {
             .chain(replicas)
             .chain([self.load_balancer.as_str()])
             .collect()
+    }
+
+    /// Replica `name`'s `PORT`.
+    pub fn replica_port(&self, name: &str) -> Result<u16> {
+        let replica = self.replicas.iter().find(|(replica, _)| replica == name);
+        replica.map(|(_, port)| *port).with_context(|| format!("no replica {name}"))
     }
 
     pub fn limits(&self, name: &str) -> Result<Limits> {
