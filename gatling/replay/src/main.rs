@@ -1,10 +1,10 @@
-//! `replay payloads|people|run|report`: see `replay --help`.
+//! `replay payloads|people|run|report|compare`: see `replay --help`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use replay::cli::{Cli, Command};
-use replay::{payloads, printer, run};
+use replay::cli::{CheckOptions, Cli, Command};
+use replay::{compare, junit, payloads, printer, run};
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -33,34 +33,58 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { options, strict } => finish(run::run(&options), &options.out, strict),
+        Command::Run { options, checks } => {
+            finish(run::run(&options, &checks.judged()), &options.out, &checks)
+        }
         Command::Report {
             out,
             stack_json,
-            strict,
-        } => finish(run::rerender(&out, stack_json.as_deref()), &out, strict),
+            checks,
+        } => finish(
+            run::rerender(&out, stack_json.as_deref(), &checks.judged()),
+            &out,
+            &checks,
+        ),
+        Command::Compare { before, after } => {
+            match compare::read(&before).and_then(|a| Ok((a, compare::read(&after)?))) {
+                Ok((before, after)) => {
+                    print!("{}", compare::render(&before, &after));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("{error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
-/// Prints the summary, whose last line is the verdict; under `--strict` a failed verdict fails the process.
+/// Prints the summary, whose last line is the verdict, and writes the JUnit report when asked; a failed
+/// verdict fails the process when conditions were asked for.
 fn finish(
     result: Result<replay::summary::Summary, String>,
     out: &std::path::Path,
-    strict: bool,
+    checks: &CheckOptions,
 ) -> ExitCode {
-    match result {
-        Ok(summary) => {
-            eprintln!("report: {}", out.join("report.html").display());
-            print!("{}", printer::render(&summary));
-            if strict && !summary.verdict.pass {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+    let summary = match result {
+        Ok(summary) => summary,
         Err(error) => {
             eprintln!("{error}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    if let Some(path) = &checks.junit
+        && let Err(error) = junit::write(path, &summary)
+    {
+        eprintln!("{error}");
+        return ExitCode::from(2);
+    }
+    eprintln!("report: {}", out.join("report.html").display());
+    print!("{}", printer::render(&summary));
+    if checks.enforced() && !summary.verdict.pass {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

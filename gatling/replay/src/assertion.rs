@@ -1,0 +1,409 @@
+//! Conditions a run must meet, in the spirit of Gatling's assertions, written `[REQUEST:]METRIC OP VALUE`:
+//!
+//! - response times in ms, `min`, `mean`, `stddev`, `p50`, `p75`, `p95`, `p99`, `p99.9` or `max`, over all
+//!   requests or, with `.ok` or `.ko`, the OK or the KO ones: `p99.ok<5ms`, `max<2s`;
+//! - request counts, `requests`, `ok` and `ko`, and the share of KOs in percent, `ko%`: `ko=0`, `ko%<1`;
+//! - `count`, the people stored during the run, against a number, `expected` (the distinct valid payloads
+//!   sent) or `created` (the 201s): `count=expected`.
+//!
+//! OP is one of `<`, `<=`, `=`, `>=`, `>`. REQUEST, a request's name (`criação:p99.ok<5ms`), narrows a
+//! request metric to that request; without it, the metric is over every request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::statistics::{Outcome, RequestName, RequestStats, ResponseTimes};
+
+/// What `--strict` asks, and the verdict judges when no assertion is given: no KO, and as many people
+/// stored as expected and as answered 201.
+pub const DEFAULTS: [&str; 3] = ["ko=0", "count=expected", "count=created"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assertion {
+    text: String,
+    request: Option<&'static str>,
+    metric: Metric,
+    op: Op,
+    bound: Bound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Metric {
+    Time(TimeStat, Outcome),
+    Requests(Outcome),
+    KoPercent,
+    Count,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TimeStat {
+    Min,
+    Mean,
+    StdDev,
+    P50,
+    P75,
+    P95,
+    P99,
+    P999,
+    Max,
+}
+
+/// Longest first, so that `p99.9` is not read as `p99` and a set called `9`.
+const TIME_STATS: [(&str, TimeStat); 9] = [
+    ("p99.9", TimeStat::P999),
+    ("stddev", TimeStat::StdDev),
+    ("mean", TimeStat::Mean),
+    ("min", TimeStat::Min),
+    ("max", TimeStat::Max),
+    ("p50", TimeStat::P50),
+    ("p75", TimeStat::P75),
+    ("p95", TimeStat::P95),
+    ("p99", TimeStat::P99),
+];
+
+impl TimeStat {
+    fn of(self, times: &ResponseTimes) -> f64 {
+        match self {
+            Self::Min => times.min_ms,
+            Self::Mean => times.mean_ms,
+            Self::StdDev => times.std_dev_ms,
+            Self::P50 => times.p50_ms,
+            Self::P75 => times.p75_ms,
+            Self::P95 => times.p95_ms,
+            Self::P99 => times.p99_ms,
+            Self::P999 => times.p999_ms,
+            Self::Max => times.max_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+}
+
+/// Two-character operators first, so that `<=` is not read as `<` and a value starting with `=`.
+const OPS: [(&str, Op); 5] = [
+    ("<=", Op::Le),
+    (">=", Op::Ge),
+    ("<", Op::Lt),
+    (">", Op::Gt),
+    ("=", Op::Eq),
+];
+
+impl Op {
+    fn holds(self, actual: f64, bound: f64) -> bool {
+        match self {
+            Self::Lt => actual < bound,
+            Self::Le => actual <= bound,
+            Self::Eq => actual == bound,
+            Self::Ge => actual >= bound,
+            Self::Gt => actual > bound,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bound {
+    /// In the metric's unit: milliseconds, requests, percent or people.
+    Value(f64),
+    Expected,
+    Created,
+}
+
+/// The figures an assertion is judged on.
+pub struct Figures<'a> {
+    /// By request name, plus `"all"`.
+    pub requests: &'a BTreeMap<String, RequestStats>,
+    /// People stored during the run, when the count after it is known.
+    pub stored: Option<u64>,
+    pub expected: u64,
+    pub created: u64,
+}
+
+/// One assertion judged: its text, whether it held and the figure it was judged on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub assertion: String,
+    pub pass: bool,
+    pub actual: String,
+}
+
+impl Assertion {
+    /// Reads one assertion; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let (at, (symbol, op)) = OPS
+            .iter()
+            .filter_map(|&(symbol, op)| Some((compact.find(symbol)?, (symbol, op))))
+            .min_by_key(|(at, (symbol, _))| (*at, std::cmp::Reverse(symbol.len())))
+            .ok_or_else(|| format!("{text:?}: no comparison (<, <=, =, >=, >)"))?;
+        let (subject, value) = (&compact[..at], &compact[at + symbol.len()..]);
+        let (request, metric_text) = match subject.split_once(':') {
+            Some((name, metric)) => {
+                let label = RequestName::ALL
+                    .iter()
+                    .map(|name| name.label())
+                    .find(|label| *label == name)
+                    .ok_or_else(|| {
+                        format!("{text:?}: no request is called {name:?} (criação, consulta, busca válida, busca inválida)")
+                    })?;
+                (Some(label), metric)
+            }
+            None => (None, subject),
+        };
+        let metric = parse_metric(metric_text)
+            .ok_or_else(|| format!("{text:?}: unknown metric {metric_text:?}"))?;
+        if request.is_some() && metric == Metric::Count {
+            return Err(format!(
+                "{text:?}: count is the whole run's, not a request's"
+            ));
+        }
+        let bound = parse_bound(metric, value)
+            .ok_or_else(|| format!("{text:?}: {value:?} is not a value for {metric_text}"))?;
+        Ok(Self {
+            text: text.trim().to_owned(),
+            request,
+            metric,
+            op,
+            bound,
+        })
+    }
+
+    pub fn judge(&self, figures: &Figures) -> Check {
+        let (actual, shown) = self.actual(figures);
+        let bound = match self.bound {
+            Bound::Value(value) => Some(value),
+            Bound::Expected => Some(figures.expected as f64),
+            Bound::Created => Some(figures.created as f64),
+        };
+        let pass = actual
+            .zip(bound)
+            .is_some_and(|(actual, bound)| self.op.holds(actual, bound));
+        Check {
+            assertion: self.text.clone(),
+            pass,
+            actual: shown,
+        }
+    }
+
+    /// The figure judged, `None` when the run does not have it, and how it reads.
+    fn actual(&self, figures: &Figures) -> (Option<f64>, String) {
+        let scope = self.request.unwrap_or("all");
+        let name = self
+            .request
+            .map_or_else(String::new, |request| format!("{request}: "));
+        let stats = figures.requests.get(scope);
+        match self.metric {
+            Metric::Count => {
+                let shown = format!(
+                    "count {}, expected {}, created {}",
+                    figures
+                        .stored
+                        .map_or_else(|| "unknown".to_owned(), |count| count.to_string()),
+                    figures.expected,
+                    figures.created
+                );
+                (figures.stored.map(|count| count as f64), shown)
+            }
+            Metric::Requests(outcome) => {
+                let count = stats.map(|stats| stats.count_of(outcome));
+                let label = match outcome {
+                    Outcome::All => "requests",
+                    Outcome::Ok => "ok",
+                    Outcome::Ko => "ko",
+                };
+                let shown = format!("{name}{label} {}", Shown(count.map(|count| count as f64)));
+                (count.map(|count| count as f64), shown)
+            }
+            Metric::KoPercent => {
+                let share = stats
+                    .filter(|stats| stats.count > 0)
+                    .map(|stats| 100.0 * stats.ko as f64 / stats.count as f64);
+                (share, format!("{name}ko% {}", Shown(share)))
+            }
+            Metric::Time(stat, outcome) => {
+                let value = stats
+                    .and_then(|stats| stats.times.get(outcome).as_ref())
+                    .map(|times| stat.of(times));
+                let label = self.text.split(|c| "<=>".contains(c)).next().unwrap_or("");
+                let label = label.rsplit(':').next().unwrap_or(label).trim();
+                let shown = match value {
+                    Some(ms) => format!("{name}{label} {ms:.3} ms"),
+                    None => format!(
+                        "{name}{label}: no {} requests",
+                        outcome.label().to_uppercase()
+                    ),
+                };
+                (value, shown)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Assertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A figure, or "unknown".
+struct Shown(Option<f64>);
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(value) => write!(f, "{value}"),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+fn parse_metric(text: &str) -> Option<Metric> {
+    match text {
+        "count" => return Some(Metric::Count),
+        "requests" => return Some(Metric::Requests(Outcome::All)),
+        "ok" => return Some(Metric::Requests(Outcome::Ok)),
+        "ko" => return Some(Metric::Requests(Outcome::Ko)),
+        "ko%" => return Some(Metric::KoPercent),
+        _ => {}
+    }
+    let (name, stat) = TIME_STATS.iter().find(|(name, _)| text.starts_with(name))?;
+    let outcome = match &text[name.len()..] {
+        "" | ".all" => Outcome::All,
+        ".ok" => Outcome::Ok,
+        ".ko" => Outcome::Ko,
+        _ => return None,
+    };
+    Some(Metric::Time(*stat, outcome))
+}
+
+fn parse_bound(metric: Metric, text: &str) -> Option<Bound> {
+    let number = |text: &str| text.parse::<f64>().ok().filter(|value| value.is_finite());
+    match metric {
+        Metric::Count => match text {
+            "expected" => Some(Bound::Expected),
+            "created" => Some(Bound::Created),
+            _ => number(text).map(Bound::Value),
+        },
+        Metric::Time(..) => {
+            let (digits, scale) = if let Some(ms) = text.strip_suffix("ms") {
+                (ms, 1.0)
+            } else if let Some(seconds) = text.strip_suffix('s') {
+                (seconds, 1000.0)
+            } else {
+                (text, 1.0)
+            };
+            number(digits).map(|value| Bound::Value(value * scale))
+        }
+        Metric::Requests(_) | Metric::KoPercent => number(text).map(Bound::Value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statistics::ByOutcome;
+
+    fn requests() -> BTreeMap<String, RequestStats> {
+        let times = |p99_ms: f64| ResponseTimes {
+            p99_ms,
+            p999_ms: p99_ms * 2.0,
+            ..ResponseTimes::default()
+        };
+        let all = RequestStats {
+            count: 200,
+            ok: 198,
+            ko: 2,
+            times: ByOutcome {
+                all: Some(times(30.0)),
+                ok: Some(times(4.5)),
+                ko: Some(times(60.0)),
+            },
+            ..RequestStats::default()
+        };
+        let lookup = RequestStats {
+            count: 50,
+            ok: 50,
+            times: ByOutcome {
+                all: Some(times(1.0)),
+                ok: Some(times(1.0)),
+                ko: None,
+            },
+            ..RequestStats::default()
+        };
+        BTreeMap::from([("all".to_owned(), all), ("consulta".to_owned(), lookup)])
+    }
+
+    fn judge(text: &str, stored: Option<u64>) -> Check {
+        let requests = requests();
+        let figures = Figures {
+            requests: &requests,
+            stored,
+            expected: 7,
+            created: 8,
+        };
+        Assertion::parse(text).unwrap().judge(&figures)
+    }
+
+    #[test]
+    fn response_times_are_judged_per_outcome_and_unit() {
+        assert!(judge("p99.ok<5ms", Some(7)).pass);
+        assert!(!judge("p99<5ms", Some(7)).pass);
+        assert!(judge("p99.ko <= 0.06s", Some(7)).pass);
+        assert!(judge("p99.9.ok=9", Some(7)).pass);
+        assert!(!judge("p99.9.ok<9", Some(7)).pass);
+        assert_eq!(judge("p99.ok<5ms", None).actual, "p99.ok 4.500 ms");
+    }
+
+    #[test]
+    fn counts_and_people_are_judged() {
+        assert!(!judge("ko=0", Some(7)).pass);
+        assert_eq!(judge("ko=0", Some(7)).actual, "ko 2");
+        assert!(judge("ko%<=1", Some(7)).pass);
+        assert!(judge("requests>=200", Some(7)).pass);
+        assert!(judge("count=expected", Some(7)).pass);
+        assert!(!judge("count=created", Some(7)).pass);
+        assert!(judge("count>6", Some(7)).pass);
+        let unknown = judge("count=expected", None);
+        assert!(!unknown.pass);
+        assert_eq!(unknown.actual, "count unknown, expected 7, created 8");
+    }
+
+    #[test]
+    fn a_request_narrows_the_metric_and_a_missing_figure_fails() {
+        assert!(judge("consulta:p99.ok<2ms", Some(7)).pass);
+        assert!(judge("consulta:ko=0", Some(7)).pass);
+        let no_ko = judge("consulta:p99.ko<2ms", Some(7));
+        assert!(!no_ko.pass);
+        assert_eq!(no_ko.actual, "consulta: p99.ko: no KO requests");
+        assert!(
+            !judge("criação:requests>0", Some(7)).pass,
+            "no figures for it"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_a_reason() {
+        for text in [
+            "p99.ok",
+            "p98<5",
+            "p99.fast<5",
+            "ko=none",
+            "count=many",
+            "p99<5h",
+            "pessoas:ko=0",
+            "consulta:count=expected",
+            "ko=inf",
+        ] {
+            let error = Assertion::parse(text).unwrap_err();
+            assert!(error.starts_with(&format!("{text:?}")), "{error}");
+        }
+    }
+}
