@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::statistics::{Outcome, RequestName, RequestStats, ResponseTimes};
+use crate::statistics::{Outcome, RequestName, RequestStats, TimeFigure};
 
 /// What `--strict` asks, and the verdict judges when no assertion is given: no KO, and as many people
 /// stored as expected and as answered 201.
@@ -31,52 +31,10 @@ pub struct Assertion {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Metric {
-    Time(TimeStat, Outcome),
+    Time(TimeFigure, Outcome),
     Requests(Outcome),
     KoPercent,
     Count,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum TimeStat {
-    Min,
-    Mean,
-    StdDev,
-    P50,
-    P75,
-    P95,
-    P99,
-    P999,
-    Max,
-}
-
-/// Longest first, so that `p99.9` is not read as `p99` and a set called `9`.
-const TIME_STATS: [(&str, TimeStat); 9] = [
-    ("p99.9", TimeStat::P999),
-    ("stddev", TimeStat::StdDev),
-    ("mean", TimeStat::Mean),
-    ("min", TimeStat::Min),
-    ("max", TimeStat::Max),
-    ("p50", TimeStat::P50),
-    ("p75", TimeStat::P75),
-    ("p95", TimeStat::P95),
-    ("p99", TimeStat::P99),
-];
-
-impl TimeStat {
-    fn of(self, times: &ResponseTimes) -> f64 {
-        match self {
-            Self::Min => times.min_ms,
-            Self::Mean => times.mean_ms,
-            Self::StdDev => times.std_dev_ms,
-            Self::P50 => times.p50_ms,
-            Self::P75 => times.p75_ms,
-            Self::P95 => times.p95_ms,
-            Self::P99 => times.p99_ms,
-            Self::P999 => times.p999_ms,
-            Self::Max => times.max_ms,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,8 +81,17 @@ pub struct Figures<'a> {
     pub requests: &'a BTreeMap<String, RequestStats>,
     /// People stored during the run, when the count after it is known.
     pub stored: Option<u64>,
-    pub expected: u64,
-    pub created: u64,
+    /// The distinct valid payloads sent and the 201s: known to the replay, not to a Gatling report.
+    pub expected: Option<u64>,
+    pub created: Option<u64>,
+}
+
+/// Judges each assertion, in order.
+pub fn judge_all(assertions: &[Assertion], figures: &Figures) -> Vec<Check> {
+    assertions
+        .iter()
+        .map(|assertion| assertion.judge(figures))
+        .collect()
 }
 
 /// One assertion judged: its text, whether it held and the figure it was judged on.
@@ -138,15 +105,21 @@ pub struct Check {
 impl Assertion {
     /// Reads one assertion; the error says what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        // Spaces may stand around the parts, but a request's name keeps its own.
+        let compact = |part: &str| {
+            part.chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+        };
         let (at, (symbol, op)) = OPS
             .iter()
-            .filter_map(|&(symbol, op)| Some((compact.find(symbol)?, (symbol, op))))
+            .filter_map(|&(symbol, op)| Some((text.find(symbol)?, (symbol, op))))
             .min_by_key(|(at, (symbol, _))| (*at, std::cmp::Reverse(symbol.len())))
             .ok_or_else(|| format!("{text:?}: no comparison (<, <=, =, >=, >)"))?;
-        let (subject, value) = (&compact[..at], &compact[at + symbol.len()..]);
+        let (subject, value) = (&text[..at], compact(&text[at + symbol.len()..]));
         let (request, metric_text) = match subject.split_once(':') {
             Some((name, metric)) => {
+                let (name, metric) = (name.trim(), compact(metric));
                 let label = RequestName::ALL
                     .iter()
                     .map(|name| name.label())
@@ -156,16 +129,16 @@ impl Assertion {
                     })?;
                 (Some(label), metric)
             }
-            None => (None, subject),
+            None => (None, compact(subject)),
         };
-        let metric = parse_metric(metric_text)
+        let metric = parse_metric(&metric_text)
             .ok_or_else(|| format!("{text:?}: unknown metric {metric_text:?}"))?;
         if request.is_some() && metric == Metric::Count {
             return Err(format!(
                 "{text:?}: count is the whole run's, not a request's"
             ));
         }
-        let bound = parse_bound(metric, value)
+        let bound = parse_bound(metric, &value)
             .ok_or_else(|| format!("{text:?}: {value:?} is not a value for {metric_text}"))?;
         Ok(Self {
             text: text.trim().to_owned(),
@@ -180,8 +153,8 @@ impl Assertion {
         let (actual, shown) = self.actual(figures);
         let bound = match self.bound {
             Bound::Value(value) => Some(value),
-            Bound::Expected => Some(figures.expected as f64),
-            Bound::Created => Some(figures.created as f64),
+            Bound::Expected => figures.expected.map(|count| count as f64),
+            Bound::Created => figures.created.map(|count| count as f64),
         };
         let pass = actual
             .zip(bound)
@@ -202,13 +175,14 @@ impl Assertion {
         let stats = figures.requests.get(scope);
         match self.metric {
             Metric::Count => {
+                let known = |count: Option<u64>| {
+                    count.map_or_else(|| "unknown".to_owned(), |count| count.to_string())
+                };
                 let shown = format!(
                     "count {}, expected {}, created {}",
-                    figures
-                        .stored
-                        .map_or_else(|| "unknown".to_owned(), |count| count.to_string()),
-                    figures.expected,
-                    figures.created
+                    known(figures.stored),
+                    known(figures.expected),
+                    known(figures.created)
                 );
                 (figures.stored.map(|count| count as f64), shown)
             }
@@ -231,7 +205,7 @@ impl Assertion {
             Metric::Time(stat, outcome) => {
                 let value = stats
                     .and_then(|stats| stats.times.get(outcome).as_ref())
-                    .map(|times| stat.of(times));
+                    .and_then(|times| times.get(stat));
                 let label = self.text.split(|c| "<=>".contains(c)).next().unwrap_or("");
                 let label = label.rsplit(':').next().unwrap_or(label).trim();
                 let shown = match value {
@@ -274,14 +248,18 @@ fn parse_metric(text: &str) -> Option<Metric> {
         "ko%" => return Some(Metric::KoPercent),
         _ => {}
     }
-    let (name, stat) = TIME_STATS.iter().find(|(name, _)| text.starts_with(name))?;
-    let outcome = match &text[name.len()..] {
+    // The longest name that fits, so that `p99.9` is not read as `p99` over a set called `9`.
+    let stat = TimeFigure::ALL
+        .into_iter()
+        .filter(|stat| text.starts_with(stat.label()))
+        .max_by_key(|stat| stat.label().len())?;
+    let outcome = match &text[stat.label().len()..] {
         "" | ".all" => Outcome::All,
         ".ok" => Outcome::Ok,
         ".ko" => Outcome::Ko,
         _ => return None,
     };
-    Some(Metric::Time(*stat, outcome))
+    Some(Metric::Time(stat, outcome))
 }
 
 fn parse_bound(metric: Metric, text: &str) -> Option<Bound> {
@@ -309,12 +287,12 @@ fn parse_bound(metric: Metric, text: &str) -> Option<Bound> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statistics::ByOutcome;
+    use crate::statistics::{ByOutcome, ResponseTimes};
 
     fn requests() -> BTreeMap<String, RequestStats> {
         let times = |p99_ms: f64| ResponseTimes {
             p99_ms,
-            p999_ms: p99_ms * 2.0,
+            p999_ms: Some(p99_ms * 2.0),
             ..ResponseTimes::default()
         };
         let all = RequestStats {
@@ -346,8 +324,8 @@ mod tests {
         let figures = Figures {
             requests: &requests,
             stored,
-            expected: 7,
-            created: 8,
+            expected: Some(7),
+            created: Some(8),
         };
         Assertion::parse(text).unwrap().judge(&figures)
     }
@@ -374,12 +352,32 @@ mod tests {
         let unknown = judge("count=expected", None);
         assert!(!unknown.pass);
         assert_eq!(unknown.actual, "count unknown, expected 7, created 8");
+        let requests = requests();
+        let gatling = Figures {
+            requests: &requests,
+            stored: Some(7),
+            expected: None,
+            created: None,
+        };
+        let checks = judge_all(
+            &[
+                Assertion::parse("count=expected").unwrap(),
+                Assertion::parse("count>=7").unwrap(),
+            ],
+            &gatling,
+        );
+        assert_eq!(
+            checks.iter().map(|check| check.pass).collect::<Vec<_>>(),
+            [false, true],
+            "a bound the run cannot know fails"
+        );
     }
 
     #[test]
     fn a_request_narrows_the_metric_and_a_missing_figure_fails() {
         assert!(judge("consulta:p99.ok<2ms", Some(7)).pass);
         assert!(judge("consulta:ko=0", Some(7)).pass);
+        assert!(judge(" consulta : p99 . ok < 2 ms", Some(7)).pass);
         let no_ko = judge("consulta:p99.ko<2ms", Some(7));
         assert!(!no_ko.pass);
         assert_eq!(no_ko.actual, "consulta: p99.ko: no KO requests");

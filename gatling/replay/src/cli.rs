@@ -59,6 +59,21 @@ pub enum Command {
         #[command(flatten)]
         checks: CheckOptions,
     },
+    /// Judge a Gatling report, a run of the Gatling simulation itself, by the same conditions.
+    ///
+    /// Its figures are Gatling's: whole milliseconds and no p99.9. It has no people counts: `count`
+    /// is the one given, and `expected` and `created` are unknown, so conditions on them fail. The exit
+    /// status is 1 when a condition fails.
+    Judge {
+        /// The report's directory, which holds js/stats.json.
+        #[arg(value_name = "DIR")]
+        report: PathBuf,
+        /// The people stored during the run, for `count` conditions.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        #[command(flatten)]
+        checks: CheckOptions,
+    },
     /// Two runs' summaries side by side, with B's figures over A's.
     Compare {
         /// A run's directory (or its summary.json): the one before.
@@ -209,6 +224,21 @@ mod tests {
             texts(&checks),
             ["p99.ok<5ms", "ko=0", "count=expected", "count=created"]
         );
+    }
+
+    #[test]
+    fn judge_takes_a_report_and_a_count() {
+        let Command::Judge {
+            report,
+            count,
+            checks,
+        } = parse_words("judge target/gatling/run --count 46300 --assert ko=0").unwrap()
+        else {
+            panic!("not judge");
+        };
+        assert_eq!(report, PathBuf::from("target/gatling/run"));
+        assert_eq!(count, Some(46300));
+        assert_eq!(checks.judged().len(), 1);
     }
 
     #[test]

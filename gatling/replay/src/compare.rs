@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::statistics::{RequestName, ResponseTimes};
+use crate::statistics::{RequestName, TimeFigure};
 use crate::summary::Summary;
 
 /// A run's directory, or its `summary.json` itself.
@@ -47,19 +47,18 @@ pub fn render(before: &Summary, after: &Summary) -> String {
         0,
     );
     line("expected", &|run| Some(run.expected_count as f64), 0);
-    let ok_times: [(&str, fn(&ResponseTimes) -> f64); 7] = [
-        ("mean", |times| times.mean_ms),
-        ("p50", |times| times.p50_ms),
-        ("p75", |times| times.p75_ms),
-        ("p95", |times| times.p95_ms),
-        ("p99", |times| times.p99_ms),
-        ("p99.9", |times| times.p999_ms),
-        ("max", |times| times.max_ms),
-    ];
-    for (name, field) in ok_times {
+    for figure in [
+        TimeFigure::Mean,
+        TimeFigure::P50,
+        TimeFigure::P75,
+        TimeFigure::P95,
+        TimeFigure::P99,
+        TimeFigure::P999,
+        TimeFigure::Max,
+    ] {
         line(
-            &format!("{name} of OK, ms"),
-            &|run| all(run).times.ok.as_ref().map(field),
+            &format!("{} of OK, ms", figure.label()),
+            &|run| all(run).times.ok?.get(figure),
             2,
         );
     }

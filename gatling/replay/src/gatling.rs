@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::statistics::{ByOutcome, Outcome, RequestName, RequestStats, ResponseTimes};
+use crate::statistics::{ByOutcome, Outcome, RequestName, RequestStats, ResponseTimes, TimeFigure};
 use crate::summary::Summary;
 
 /// The root group's name and key in Gatling's reports.
@@ -171,10 +171,10 @@ fn stats_of(name: &str, stats: &RequestStats, duration_seconds: f64, style: Styl
             ko: column(Outcome::Ko),
         }
     };
-    let time = |field: fn(&ResponseTimes) -> f64| {
+    let time = |figure: TimeFigure| {
         columns(&|outcome| {
-            let times = stats.times.get(outcome).as_ref()?;
-            Some(number(Value::from(field(times).round() as u64)))
+            let value = stats.times.get(outcome).as_ref()?.get(figure)?;
+            Some(number(Value::from(value.round() as u64)))
         })
     };
     let group = |name: &str, html_name: &str, count: u64| Group {
@@ -195,14 +195,14 @@ fn stats_of(name: &str, stats: &RequestStats, duration_seconds: f64, style: Styl
             ok: number(Value::from(counts.ok)),
             ko: number(Value::from(counts.ko)),
         },
-        min_response_time: time(|times| times.min_ms),
-        max_response_time: time(|times| times.max_ms),
-        mean_response_time: time(|times| times.mean_ms),
-        standard_deviation: time(|times| times.std_dev_ms),
-        percentiles1: time(|times| times.p50_ms),
-        percentiles2: time(|times| times.p75_ms),
-        percentiles3: time(|times| times.p95_ms),
-        percentiles4: time(|times| times.p99_ms),
+        min_response_time: time(TimeFigure::Min),
+        max_response_time: time(TimeFigure::Max),
+        mean_response_time: time(TimeFigure::Mean),
+        standard_deviation: time(TimeFigure::StdDev),
+        percentiles1: time(TimeFigure::P50),
+        percentiles2: time(TimeFigure::P75),
+        percentiles3: time(TimeFigure::P95),
+        percentiles4: time(TimeFigure::P99),
         group1: group("t < 800 ms", "t < 800 ms", stats.under_800_ms),
         group2: group(
             "800 ms <= t < 1200 ms",
@@ -249,6 +249,57 @@ pub fn figure(stats: &Stats, columns: &Columns, outcome: Outcome) -> Option<f64>
     };
     let requests = number(pick(&stats.number_of_requests))?;
     (requests > 0.0).then(|| number(pick(columns))).flatten()
+}
+
+/// A report's figures as the replay keeps them, by request name plus `"all"`, so that a Gatling run is
+/// judged by the same assertions: response times in Gatling's whole milliseconds, and no p99.9.
+pub fn requests(report: &Node) -> BTreeMap<String, RequestStats> {
+    std::iter::once(("all".to_owned(), &report.stats))
+        .chain(
+            report
+                .contents
+                .values()
+                .map(|node| (node.name.clone(), &node.stats)),
+        )
+        .map(|(name, stats)| (name, request_stats(stats)))
+        .collect()
+}
+
+fn request_stats(stats: &Stats) -> RequestStats {
+    let count = |outcome| figure(stats, &stats.number_of_requests, outcome).unwrap_or(0.0) as u64;
+    let times = |outcome| {
+        let get = |columns: &Columns| figure(stats, columns, outcome);
+        Some(ResponseTimes {
+            min_ms: get(&stats.min_response_time)?,
+            mean_ms: get(&stats.mean_response_time)?,
+            std_dev_ms: get(&stats.standard_deviation)?,
+            p50_ms: get(&stats.percentiles1)?,
+            p75_ms: get(&stats.percentiles2)?,
+            p95_ms: get(&stats.percentiles3)?,
+            p99_ms: get(&stats.percentiles4)?,
+            p999_ms: None,
+            max_ms: get(&stats.max_response_time)?,
+        })
+    };
+    RequestStats {
+        count: count(Outcome::All),
+        ok: count(Outcome::Ok),
+        ko: count(Outcome::Ko),
+        requests_per_second: figure(
+            stats,
+            &stats.mean_number_of_requests_per_second,
+            Outcome::All,
+        )
+        .unwrap_or(0.0),
+        under_800_ms: stats.group1.count,
+        from_800_to_1200_ms: stats.group2.count,
+        over_1200_ms: stats.group3.count,
+        times: ByOutcome {
+            all: times(Outcome::All),
+            ok: times(Outcome::Ok),
+            ko: times(Outcome::Ko),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +367,37 @@ mod tests {
             figure(&ours.stats, &ours.stats.percentiles4, Outcome::Ko),
             None
         );
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[test]
+    fn a_report_reads_back_as_the_replays_figures() {
+        let gatling = requests(&read(Path::new(FIXTURE)).unwrap());
+        let all = &gatling["all"];
+        assert_eq!((all.count, all.ok, all.ko), (112_833, 109_693, 3140));
+        assert_eq!(all.times.ok.unwrap().p99_ms, 17418.0);
+        assert_eq!(all.times.ok.unwrap().p999_ms, None);
+        assert_eq!(all.times.ko.unwrap().mean_ms, 9759.0);
+        assert_eq!(gatling["consulta"].times.ko, None);
+        assert_eq!(gatling["busca válida"].count, 9590);
+
+        // The replay's own figures come back rounded to whole milliseconds.
+        let directory = scratch("round-trip");
+        let summary = summary();
+        write(&directory, &summary).unwrap();
+        let ours = requests(&read(&directory.join("js/stats.json")).unwrap());
+        let exact = summary.requests["all"].times.all.unwrap();
+        let read = ours["all"].times.all.unwrap();
+        assert_eq!(
+            (read.min_ms, read.p50_ms, read.p95_ms, read.max_ms),
+            (
+                exact.min_ms.round(),
+                exact.p50_ms.round(),
+                exact.p95_ms.round(),
+                exact.max_ms.round()
+            )
+        );
+        assert_eq!(ours["criação"].count, 3);
         std::fs::remove_dir_all(directory).unwrap();
     }
 

@@ -6,28 +6,33 @@ use std::path::Path;
 
 use quick_xml::escape::escape;
 
-use crate::summary::Summary;
+use crate::assertion::Check;
 
-pub fn write(path: &Path, summary: &Summary) -> Result<(), String> {
-    std::fs::write(path, render(summary)).map_err(|error| format!("{}: {error}", path.display()))
+/// Writes `checks` as one test suite called `suite`, which took `seconds` when known.
+pub fn write(
+    path: &Path,
+    suite: &str,
+    seconds: Option<f64>,
+    checks: &[Check],
+) -> Result<(), String> {
+    std::fs::write(path, render(suite, seconds, checks))
+        .map_err(|error| format!("{}: {error}", path.display()))
 }
 
-fn render(summary: &Summary) -> String {
-    let checks = &summary.verdict.checks;
+fn render(suite: &str, seconds: Option<f64>, checks: &[Check]) -> String {
     let failures = checks.iter().filter(|check| !check.pass).count();
-    let suite = escape(format!("stress test against {}", summary.base_url)).into_owned();
+    let time = seconds.map_or_else(String::new, |seconds| format!(" time=\"{seconds:.3}\""));
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         xml,
-        "<testsuites name=\"replay\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",
-        checks.len(),
-        summary.duration_seconds
+        "<testsuites name=\"replay\" tests=\"{}\" failures=\"{failures}\"{time}>",
+        checks.len()
     );
     let _ = writeln!(
         xml,
-        "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\">",
-        checks.len(),
-        summary.duration_seconds
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\"{time}>",
+        escape(suite),
+        checks.len()
     );
     for check in checks {
         let _ = write!(
@@ -60,8 +65,6 @@ mod tests {
     use quick_xml::{Reader, XmlVersion};
 
     use super::*;
-    use crate::assertion::Check;
-    use crate::report::tests::summary;
 
     /// Each test case's name and its failure message, if any, as a CI system reads them.
     fn cases(xml: &str) -> Vec<(String, Option<String>)> {
@@ -92,8 +95,7 @@ mod tests {
 
     #[test]
     fn each_check_is_a_test_case_and_a_failed_one_a_failure() {
-        let mut summary = summary();
-        summary.verdict.checks = vec![
+        let checks = [
             Check {
                 assertion: "p99.ok<5ms".to_owned(),
                 pass: false,
@@ -105,7 +107,7 @@ mod tests {
                 actual: "ko 0".to_owned(),
             },
         ];
-        let xml = render(&summary);
+        let xml = render("stress test <local>", Some(45.0), &checks);
         assert_eq!(
             cases(&xml),
             [
@@ -114,6 +116,10 @@ mod tests {
             ]
         );
         assert!(xml.contains("name=\"p99.ok&lt;5ms\""));
-        assert!(xml.contains("<testsuites name=\"replay\" tests=\"2\" failures=\"1\""));
+        assert!(
+            xml.contains("<testsuites name=\"replay\" tests=\"2\" failures=\"1\" time=\"45.000\">")
+        );
+        assert!(xml.contains("name=\"stress test &lt;local&gt;\""));
+        assert!(!render("suite", None, &checks).contains("time="));
     }
 }

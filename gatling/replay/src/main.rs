@@ -1,10 +1,12 @@
-//! `replay payloads|people|run|report|compare`: see `replay --help`.
+//! `replay payloads|people|run|report|judge|compare`: see `replay --help`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use replay::assertion::{Figures, judge_all};
 use replay::cli::{CheckOptions, Cli, Command};
-use replay::{compare, junit, payloads, printer, run};
+use replay::{compare, gatling, junit, payloads, printer, run};
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -45,6 +47,11 @@ fn main() -> ExitCode {
             &out,
             &checks,
         ),
+        Command::Judge {
+            report,
+            count,
+            checks,
+        } => judge(&report, count, &checks),
         Command::Compare { before, after } => {
             match compare::read(&before).and_then(|a| Ok((a, compare::read(&after)?))) {
                 Ok((before, after)) => {
@@ -74,8 +81,14 @@ fn finish(
             return ExitCode::from(2);
         }
     };
+    let suite = format!("stress test against {}", summary.base_url);
     if let Some(path) = &checks.junit
-        && let Err(error) = junit::write(path, &summary)
+        && let Err(error) = junit::write(
+            path,
+            &suite,
+            Some(summary.duration_seconds),
+            &summary.verdict.checks,
+        )
     {
         eprintln!("{error}");
         return ExitCode::from(2);
@@ -86,5 +99,47 @@ fn finish(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Prints each condition judged on a Gatling report, then the verdict; any failure fails the process.
+fn judge(report: &Path, count: Option<u64>, checks: &CheckOptions) -> ExitCode {
+    let stats = match gatling::read(&report.join("js/stats.json")) {
+        Ok(stats) => stats,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let requests = gatling::requests(&stats);
+    let figures = Figures {
+        requests: &requests,
+        stored: count,
+        expected: None,
+        created: None,
+    };
+    let judged = judge_all(&checks.judged(), &figures);
+    if let Some(path) = &checks.junit
+        && let Err(error) = junit::write(
+            path,
+            &format!("Gatling report {}", report.display()),
+            None,
+            &judged,
+        )
+    {
+        eprintln!("{error}");
+        return ExitCode::from(2);
+    }
+    for check in &judged {
+        let verdict = if check.pass { "ok  " } else { "FAIL" };
+        println!("{verdict} {}: {}", check.assertion, check.actual);
+    }
+    let failed = judged.iter().filter(|check| !check.pass).count();
+    if failed == 0 {
+        println!("PASS: {} conditions hold", judged.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("FAIL: {failed} of {} conditions do not hold", judged.len());
+        ExitCode::FAILURE
     }
 }

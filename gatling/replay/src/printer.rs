@@ -2,7 +2,7 @@
 
 use std::fmt::{Display, Write as _};
 
-use crate::statistics::{Outcome, RequestName, RequestStats, ResponseTimes};
+use crate::statistics::{Outcome, RequestName, RequestStats, TimeFigure};
 use crate::summary::{ServiceUsage, Summary};
 
 const WIDTH: usize = 111;
@@ -185,10 +185,9 @@ pub fn request_cells(
 ) -> [String; 11] {
     let count = stats.count_of(outcome);
     let times = stats.times.get(outcome);
-    let time = |field: fn(&ResponseTimes) -> f64| {
-        times
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), |times| format!("{:.2}", field(times)))
+    let time = |figure: TimeFigure| {
+        let value = times.as_ref().and_then(|times| times.get(figure));
+        value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"))
     };
     [
         match outcome {
@@ -198,14 +197,14 @@ pub fn request_cells(
         }
         .to_owned(),
         count.to_string(),
-        time(|times| times.min_ms),
-        time(|times| times.mean_ms),
-        time(|times| times.p50_ms),
-        time(|times| times.p75_ms),
-        time(|times| times.p95_ms),
-        time(|times| times.p99_ms),
-        time(|times| times.p999_ms),
-        time(|times| times.max_ms),
+        time(TimeFigure::Min),
+        time(TimeFigure::Mean),
+        time(TimeFigure::P50),
+        time(TimeFigure::P75),
+        time(TimeFigure::P95),
+        time(TimeFigure::P99),
+        time(TimeFigure::P999),
+        time(TimeFigure::Max),
         format!("{:.1}", count as f64 / duration_seconds.max(f64::EPSILON)),
     ]
 }

@@ -322,7 +322,7 @@ pub(crate) mod tests {
             p75_ms: 2.0,
             p95_ms: 4.1,
             p99_ms: 4.2,
-            p999_ms: 4.2,
+            p999_ms: Some(4.2),
             max_ms: 4.2,
         };
         let stats = RequestStats {

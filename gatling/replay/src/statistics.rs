@@ -124,8 +124,51 @@ pub struct ResponseTimes {
     pub p75_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
-    pub p999_ms: f64,
+    /// `None` when read from a Gatling report, which has no p99.9.
+    pub p999_ms: Option<f64>,
     pub max_ms: f64,
+}
+
+/// One of the response-time figures, by the name the tables and the assertions give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFigure {
+    Min,
+    Mean,
+    StdDev,
+    P50,
+    P75,
+    P95,
+    P99,
+    P999,
+    Max,
+}
+
+impl TimeFigure {
+    pub const ALL: [Self; 9] = [
+        Self::Min,
+        Self::Mean,
+        Self::StdDev,
+        Self::P50,
+        Self::P75,
+        Self::P95,
+        Self::P99,
+        Self::P999,
+        Self::Max,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Min => "min",
+            Self::Mean => "mean",
+            Self::StdDev => "stddev",
+            Self::P50 => "p50",
+            Self::P75 => "p75",
+            Self::P95 => "p95",
+            Self::P99 => "p99",
+            Self::P999 => "p99.9",
+            Self::Max => "max",
+        }
+    }
 }
 
 impl ResponseTimes {
@@ -148,9 +191,25 @@ impl ResponseTimes {
             p75_ms: as_ms(percentile(sorted_us, 750)),
             p95_ms: as_ms(percentile(sorted_us, 950)),
             p99_ms: as_ms(percentile(sorted_us, 990)),
-            p999_ms: as_ms(percentile(sorted_us, 999)),
+            p999_ms: Some(as_ms(percentile(sorted_us, 999))),
             max_ms: as_ms(*last),
         })
+    }
+}
+
+impl ResponseTimes {
+    pub fn get(&self, figure: TimeFigure) -> Option<f64> {
+        match figure {
+            TimeFigure::Min => Some(self.min_ms),
+            TimeFigure::Mean => Some(self.mean_ms),
+            TimeFigure::StdDev => Some(self.std_dev_ms),
+            TimeFigure::P50 => Some(self.p50_ms),
+            TimeFigure::P75 => Some(self.p75_ms),
+            TimeFigure::P95 => Some(self.p95_ms),
+            TimeFigure::P99 => Some(self.p99_ms),
+            TimeFigure::P999 => self.p999_ms,
+            TimeFigure::Max => Some(self.max_ms),
+        }
     }
 }
 
@@ -358,7 +417,7 @@ mod tests {
         assert_eq!(times.std_dev_ms, 10f64.sqrt());
         assert_eq!(
             (times.p50_ms, times.p75_ms, times.p99_ms, times.p999_ms),
-            (3.0, 4.0, 10.0, 10.0)
+            (3.0, 4.0, 10.0, Some(10.0))
         );
         assert_eq!(ResponseTimes::of(&[]), None);
     }

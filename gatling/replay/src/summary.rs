@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::assertion::{Assertion, Check, Figures};
+use crate::assertion::{Assertion, Check, Figures, judge_all};
 use crate::statistics::{InjectionLag, RequestStats};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,18 +87,15 @@ impl Summary {
             stored: self
                 .count_after
                 .map(|after| after.saturating_sub(self.count_before.unwrap_or(0))),
-            expected: self.expected_count,
-            created: self.created_201,
+            expected: Some(self.expected_count),
+            created: Some(self.created_201),
         }
     }
 
     /// Judges the run by `assertions` and keeps the verdict.
     pub fn judge(&mut self, assertions: &[Assertion]) {
         let figures = self.figures();
-        let checks: Vec<Check> = assertions
-            .iter()
-            .map(|assertion| assertion.judge(&figures))
-            .collect();
+        let checks = judge_all(assertions, &figures);
         let pass = checks.iter().all(|check| check.pass);
         let stored = figures.stored;
         let all = self.requests.get("all").cloned().unwrap_or_default();
