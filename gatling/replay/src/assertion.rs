@@ -203,17 +203,21 @@ impl Assertion {
                 (share, format!("{name}ko% {}", Shown(share)))
             }
             Metric::Time(stat, outcome) => {
-                let value = stats
-                    .and_then(|stats| stats.times.get(outcome).as_ref())
-                    .and_then(|times| times.get(stat));
+                let times = stats.and_then(|stats| stats.times.get(outcome).as_ref());
+                let value = times.and_then(|times| times.get(stat));
                 let label = self.text.split(|c| "<=>".contains(c)).next().unwrap_or("");
                 let label = label.rsplit(':').next().unwrap_or(label).trim();
-                let shown = match value {
-                    Some(ms) => format!("{name}{label} {ms:.3} ms"),
-                    None => format!(
-                        "{name}{label}: no {} requests",
-                        outcome.label().to_uppercase()
-                    ),
+                let shown = match (times, value) {
+                    (_, Some(ms)) => format!("{name}{label} {ms:.3} ms"),
+                    (None, _) => match outcome {
+                        Outcome::All => format!("{name}{label}: no requests"),
+                        Outcome::Ok | Outcome::Ko => format!(
+                            "{name}{label}: no {} requests",
+                            outcome.label().to_uppercase()
+                        ),
+                    },
+                    // Only a Gatling report lacks a figure of a set that has requests: its p99.9.
+                    (Some(_), None) => format!("{name}{label}: not in a Gatling report"),
                 };
                 (value, shown)
             }
@@ -385,6 +389,18 @@ mod tests {
             !judge("criação:requests>0", Some(7)).pass,
             "no figures for it"
         );
+        let mut gatling = requests();
+        let all = gatling.get_mut("all").unwrap();
+        all.times.ok.as_mut().unwrap().p999_ms = None;
+        let figures = Figures {
+            requests: &gatling,
+            stored: None,
+            expected: None,
+            created: None,
+        };
+        let unknown = Assertion::parse("p99.9.ok<1s").unwrap().judge(&figures);
+        assert!(!unknown.pass);
+        assert_eq!(unknown.actual, "p99.9.ok: not in a Gatling report");
     }
 
     #[test]

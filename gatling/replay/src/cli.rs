@@ -102,7 +102,7 @@ pub struct RunOptions {
     /// Every injection rate multiplied by F (to thousandths of a user per second), the durations kept.
     #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive_factor)]
     pub rate: f64,
-    /// Where summary.json, series.json and report.html are written.
+    /// Where summary.json, series.json, report.html and js/stats.json are written.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// A replica's /metrics, scraped every second; repeat for each replica.
