@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # The stress test replayed in Rust against the stack on :9999, for machines without a JVM,
-# scraping both replicas' metrics. Extra arguments go to `replay run` (--strict, --scale F, ...).
+# scraping both replicas' metrics. Extra arguments go to `replay run` (--strict, --assert C,
+# --junit FILE, --scale F, ...).
 
 require_repository_root
 ensure_payloads

@@ -93,9 +93,17 @@ pub struct RunArgs {
     /// Where the report goes; by default target/<command>/<seconds since 1970>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Fail on any KO or any count that differs from the expected one.
+    /// Fail on any KO or any count that differs from the expected one (the replay's ko=0,
+    /// count=expected and count=created).
     #[arg(long)]
     pub strict: bool,
+    /// A condition the run must meet, passed to the replay (`p99.ok<5ms`, `ko=0`,
+    /// `count=expected`; see gatling/README.md); repeat for each. A failed one fails the command.
+    #[arg(long = "assert", value_name = "CONDITION")]
+    pub assertions: Vec<String>,
+    /// Write the conditions' results as a JUnit XML report into FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -74,7 +74,8 @@ pub struct Measured {
 /// again with each service's CPU time, CPU throttling and peak memory over the run (the
 /// services were started for it, so their peaks are the run's). With a fault, it strikes the
 /// stack during the replay and the run is judged by the fault's own target (see `fault.rs`),
-/// recorded as `fault` in `summary.json`. Under `--strict` a failed verdict is an error.
+/// recorded as `fault` in `summary.json`. Under `--strict` a failed verdict is an error, and so
+/// is a failed `--assert` condition, with or without a fault.
 pub fn replay_and_report(
     sh: &Shell,
     topology: &Topology,
@@ -151,12 +152,22 @@ pub fn replay_and_report(
     println!("CPU periods throttled by the quota during the run: {}", throttling.join(", "));
     let stack_json = out.join("stack.json");
     sh.write_file(&stack_json, serde_json::to_string_pretty(&json!({ "services": figures }))?)?;
+    // Under a fault, --strict means the fault's target (below), not the replay's defaults; the
+    // conditions asked for are judged either way.
     let strict = (args.strict && window.is_none()).then_some("--strict");
-    cmd!(sh, "{replay} report --out {out} --stack-json {stack_json} {strict...}")
-        .run()
-        .context("the run failed its checks (see the verdict above), or the replay failed")?;
+    let conditions = args.assertions.iter().flat_map(|condition| ["--assert", condition]);
+    let junit = match &args.junit {
+        Some(path) => vec!["--junit".into(), std::path::absolute(path)?],
+        None => Vec::new(),
+    };
+    let judged = cmd!(
+        sh,
+        "{replay} report --out {out} --stack-json {stack_json} {strict...} {conditions...} {junit...}"
+    )
+    .run()
+    .context("the run failed its checks (see the verdict above), or the replay failed");
     let Some((fault, window)) = window else {
-        return Ok(());
+        return judged;
     };
     let mut summary = read_json(&out.join("summary.json"))?;
     let (figures, problems) = fault.judge(window, &summary, &read_json(&out.join("series.json"))?);
@@ -179,7 +190,7 @@ pub fn replay_and_report(
             bail!("the run failed its fault target (see above)");
         }
     }
-    Ok(())
+    judged
 }
 
 pub fn read_json(path: &Path) -> Result<Value> {

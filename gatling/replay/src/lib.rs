@@ -3,8 +3,12 @@
 //! the same feeders, requests, pauses and checks, one connection per virtual user, and Gatling-style
 //! results.
 
+pub mod assertion;
 pub mod cli;
 pub mod client;
+pub mod compare;
+pub mod gatling;
+pub mod junit;
 pub mod metrics;
 pub mod payloads;
 pub mod printer;

@@ -2,25 +2,27 @@
 
 use std::fmt::{Display, Write as _};
 
-use crate::statistics::{RequestName, RequestStats};
+use crate::statistics::{Outcome, RequestName, RequestStats, TimeFigure};
 use crate::summary::{ServiceUsage, Summary};
 
-const WIDTH: usize = 104;
+const WIDTH: usize = 111;
 /// The tables' first column, the request's or the service's name.
 const NAME_WIDTH: usize = 16;
-/// The requests table's columns after the name (response times in ms), with their widths.
+/// The requests table's columns after the name: which requests a row is over (all, OK or KO), how many,
+/// their response times in ms and how many a second, with their widths. The standard deviation is in
+/// `summary.json` and `js/stats.json`.
 const REQUEST_COLUMNS: [(&str, usize); 11] = [
-    ("count", 8),
-    ("OK", 8),
-    ("KO", 6),
+    ("set", 4),
+    ("count", 9),
     ("min", 9),
     ("mean", 9),
     ("p50", 9),
     ("p75", 9),
     ("p95", 9),
     ("p99", 9),
+    ("p99.9", 9),
     ("max", 10),
-    ("req/s", 10),
+    ("req/s", 9),
 ];
 /// The stack table's columns after the service's name, with their widths.
 const SERVICE_COLUMNS: [(&str, usize); 4] = [
@@ -57,12 +59,10 @@ pub fn render(summary: &Summary) -> String {
             &REQUEST_COLUMNS
         )
     );
-    for (name, stats) in request_rows(summary) {
-        let _ = writeln!(
-            out,
-            "{}",
-            row(name, &request_cells(stats), &REQUEST_COLUMNS)
-        );
+    for (name, outcome, stats) in request_rows(summary) {
+        let shown = if outcome == Outcome::All { name } else { "" };
+        let cells = request_cells(stats, outcome, summary.duration_seconds);
+        let _ = writeln!(out, "{}", row(shown, &cells, &REQUEST_COLUMNS));
     }
 
     let all = summary.requests.get("all").cloned().unwrap_or_default();
@@ -160,29 +160,52 @@ fn row(name: &str, cells: &[impl Display], columns: &[(&str, usize)]) -> String 
     row
 }
 
-/// The requests tables' rows: each request in the simulation's order, then all of them together.
-pub fn request_rows(summary: &Summary) -> impl Iterator<Item = (&str, &RequestStats)> {
+/// The requests tables' rows: each request in the simulation's order, then all of them together; for
+/// each, a row over all its requests, one over the OK ones and, when there are any, one over the KO ones.
+pub fn request_rows(summary: &Summary) -> impl Iterator<Item = (&str, Outcome, &RequestStats)> {
     RequestName::ALL
         .iter()
         .map(|name| name.label())
         .chain(["all"])
         .filter_map(|name| Some((name, summary.requests.get(name)?)))
+        .flat_map(|(name, stats)| {
+            Outcome::ALL
+                .into_iter()
+                .filter(|outcome| *outcome != Outcome::Ko || stats.ko > 0)
+                .map(move |outcome| (name, outcome, stats))
+        })
 }
 
-/// A requests table's figures after the request's name, in the order of [`REQUEST_COLUMNS`].
-pub fn request_cells(stats: &RequestStats) -> [String; 11] {
+/// A requests table's figures after the request's name, in the order of [`REQUEST_COLUMNS`]: "-" for
+/// times where the row has no requests.
+pub fn request_cells(
+    stats: &RequestStats,
+    outcome: Outcome,
+    duration_seconds: f64,
+) -> [String; 11] {
+    let count = stats.count_of(outcome);
+    let times = stats.times.get(outcome);
+    let time = |figure: TimeFigure| {
+        let value = times.as_ref().and_then(|times| times.get(figure));
+        value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"))
+    };
     [
-        stats.count.to_string(),
-        stats.ok.to_string(),
-        stats.ko.to_string(),
-        format!("{:.2}", stats.min_ms),
-        format!("{:.2}", stats.mean_ms),
-        format!("{:.2}", stats.p50_ms),
-        format!("{:.2}", stats.p75_ms),
-        format!("{:.2}", stats.p95_ms),
-        format!("{:.2}", stats.p99_ms),
-        format!("{:.2}", stats.max_ms),
-        format!("{:.1}", stats.requests_per_second),
+        match outcome {
+            Outcome::All => "all",
+            Outcome::Ok => "OK",
+            Outcome::Ko => "KO",
+        }
+        .to_owned(),
+        count.to_string(),
+        time(TimeFigure::Min),
+        time(TimeFigure::Mean),
+        time(TimeFigure::P50),
+        time(TimeFigure::P75),
+        time(TimeFigure::P95),
+        time(TimeFigure::P99),
+        time(TimeFigure::P999),
+        time(TimeFigure::Max),
+        format!("{:.1}", count as f64 / duration_seconds.max(f64::EPSILON)),
     ]
 }
 
@@ -216,12 +239,50 @@ mod tests {
             count: 12,
             ok: 11,
             ko: 1,
-            p99_ms: 1.5,
             ..RequestStats::default()
         };
-        let creation = row("criação", &request_cells(&stats), &REQUEST_COLUMNS);
-        let all = row("all", &request_cells(&stats), &REQUEST_COLUMNS);
+        let cells = request_cells(&stats, Outcome::All, 1.0);
+        let creation = row("criação", &cells, &REQUEST_COLUMNS);
+        let all = row("all", &cells, &REQUEST_COLUMNS);
         assert_eq!(creation.chars().count(), all.chars().count());
-        assert!(creation.starts_with("criação         "));
+        assert_eq!(creation.chars().count(), WIDTH);
+        assert!(creation.starts_with("criação          all"));
+    }
+
+    #[test]
+    fn each_request_has_all_and_ok_rows_and_a_ko_row_when_it_failed() {
+        let mut summary = crate::report::tests::summary();
+        let creation = summary.requests.get_mut("criação").unwrap();
+        (creation.ok, creation.ko) = (2, 1);
+        let rows: Vec<(&str, Outcome)> = request_rows(&summary)
+            .map(|(name, outcome, _)| (name, outcome))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("criação", Outcome::All),
+                ("criação", Outcome::Ok),
+                ("criação", Outcome::Ko),
+                ("all", Outcome::All),
+                ("all", Outcome::Ok)
+            ]
+        );
+        let printed = render(&summary);
+        assert!(printed.contains("p99.9"), "{printed}");
+        let ok_row = printed
+            .lines()
+            .find(|line| line.trim_start().starts_with("OK"))
+            .unwrap();
+        assert!(ok_row.contains("4.20"), "{ok_row}");
+        let ko_row = printed
+            .lines()
+            .find(|line| line.trim_start().starts_with("KO"))
+            .unwrap();
+        assert!(
+            ko_row
+                .split_whitespace()
+                .skip(2)
+                .all(|cell| cell == "-" || cell.parse::<f64>().is_ok())
+        );
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricChart;
 use crate::printer::{mebibytes, request_cells, request_rows, service_cells};
-use crate::statistics::{RequestName, Timeline};
+use crate::statistics::{Outcome, RequestName, Timeline};
 use crate::summary::Summary;
 
 /// The time series behind the charts, kept in `series.json` so the page can be rendered again later
@@ -138,11 +138,17 @@ pub fn render(summary: &Summary, series: &Series) -> String {
 
 fn requests_table(summary: &Summary) -> String {
     let mut table = String::from(
-        "<h2>Requests</h2><table><tr><th>request</th><th>count</th><th>OK</th><th>KO</th><th>min ms</th><th>mean ms</th>\
-         <th>p50 ms</th><th>p75 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>req/s</th></tr>",
+        "<h2>Requests</h2><p>Response times in ms, exact, over all of a request's responses, over the OK ones \
+         and over the KO ones.</p><table><tr><th>request</th><th>set</th><th>count</th><th>min</th><th>mean</th>\
+         <th>p50</th><th>p75</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>req/s</th></tr>",
     );
-    for (name, stats) in request_rows(summary) {
-        table_row(&mut table, name, &request_cells(stats));
+    for (name, outcome, stats) in request_rows(summary) {
+        let shown = if outcome == Outcome::All { name } else { "" };
+        table_row(
+            &mut table,
+            shown,
+            &request_cells(stats, outcome, summary.duration_seconds),
+        );
     }
     table.push_str("</table>");
     table
@@ -297,34 +303,45 @@ th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}.verdict{fon
 .pass{background:#e3f6e3}.fail{background:#fbe3e3}figure{margin:8px 0}";
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::assertion::{Assertion, DEFAULTS};
     use crate::metrics::MetricSeries;
-    use crate::statistics::{InjectionLag, RequestStats};
+    use crate::statistics::{ByOutcome, InjectionLag, RequestStats, ResponseTimes};
     use crate::summary::Verdict;
 
-    fn summary() -> Summary {
+    /// A small run of three creations, all OK, judged by the default assertions.
+    pub(crate) fn summary() -> Summary {
+        let times = ResponseTimes {
+            min_ms: 0.6,
+            mean_ms: 1.5,
+            std_dev_ms: 0.4,
+            p50_ms: 1.2,
+            p75_ms: 2.0,
+            p95_ms: 4.1,
+            p99_ms: 4.2,
+            p999_ms: Some(4.2),
+            max_ms: 4.2,
+        };
+        let stats = RequestStats {
+            count: 3,
+            ok: 3,
+            under_800_ms: 3,
+            requests_per_second: 1.0,
+            times: ByOutcome {
+                all: Some(times),
+                ok: Some(times),
+                ko: None,
+            },
+            ..RequestStats::default()
+        };
         let requests = BTreeMap::from([
-            (
-                "criação".to_owned(),
-                RequestStats {
-                    count: 3,
-                    ok: 3,
-                    ..RequestStats::default()
-                },
-            ),
-            (
-                "all".to_owned(),
-                RequestStats {
-                    count: 3,
-                    ok: 3,
-                    ..RequestStats::default()
-                },
-            ),
+            ("criação".to_owned(), stats.clone()),
+            ("all".to_owned(), stats),
         ]);
-        Summary {
+        let mut summary = Summary {
             base_url: "http://127.0.0.1:9999".to_owned(),
             payloads_file: "p.tsv".to_owned(),
             terms_file: "t.tsv".to_owned(),
@@ -336,7 +353,7 @@ mod tests {
             creation_sessions: 3,
             valid_search_sessions: 0,
             invalid_search_sessions: 0,
-            verdict: Verdict::judge(&requests, 3, Some(0), Some(3), 3),
+            verdict: Verdict::default(),
             requests,
             errors: BTreeMap::from([("criação: <timeout>".to_owned(), 1)]),
             created_201: 3,
@@ -347,7 +364,13 @@ mod tests {
             replay_cpu_seconds: 0.5,
             replay_peak_rss_bytes: 10 << 20,
             injection_lag: InjectionLag::default(),
-        }
+        };
+        let defaults: Vec<Assertion> = DEFAULTS
+            .iter()
+            .map(|text| Assertion::parse(text).unwrap())
+            .collect();
+        summary.judge(&defaults);
+        summary
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! One replay of the simulation against a running service, from the feeder files to the output files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,6 +8,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::assertion::Assertion;
+use crate::cli::RunOptions;
 use crate::client::{Target, UserConnection, encode_query_value};
 use crate::metrics::{self, ReplicaScrape};
 use crate::payloads::{PAYLOAD_COLUMN, TERM_COLUMN, read_feeder};
@@ -16,46 +18,15 @@ use crate::rng::SplitMix64;
 use crate::simulation::{self, Arrival, Scenario, UserPlan};
 use crate::statistics::{self, InjectionLag, Recorder, Timeline, UserSpan};
 use crate::summary::{Summary, Verdict, read_stack};
-use crate::{cli, rusage, validation};
+use crate::{gatling, rusage, validation};
 
 const PAUSE_MIN_MS: u64 = 1;
 const PAUSE_MAX_MS: u64 = 30;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunOptions {
-    /// The creation payloads' feeder (`replay payloads` writes one).
-    #[arg(long, value_name = "FILE")]
-    pub payloads: PathBuf,
-    /// The search terms' feeder.
-    #[arg(long, value_name = "FILE")]
-    pub terms: PathBuf,
-    /// The service, on a loopback address.
-    #[arg(long, value_name = "URL", default_value = "http://localhost:9999")]
-    pub base_url: String,
-    /// Every injection duration multiplied by F (rounded to whole seconds), the rates kept.
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = cli::positive_factor)]
-    pub scale: f64,
-    /// Every injection rate multiplied by F (to thousandths of a user per second), the durations kept.
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = cli::positive_factor)]
-    pub rate: f64,
-    /// Where summary.json, series.json and report.html are written.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// A replica's /metrics, scraped every second; repeat for each replica.
-    #[arg(long, value_name = "URL")]
-    pub metrics: Vec<String>,
-    /// Each service's CPU seconds, peak memory and limits, added to the summary and the report.
-    #[arg(long, value_name = "FILE")]
-    pub stack_json: Option<PathBuf>,
-    /// Seeds the randomized injection step and the pauses.
-    #[arg(long, value_name = "S", default_value_t = simulation::DEFAULT_SEED, allow_negative_numbers = true)]
-    pub seed: i64,
-}
-
-/// Runs the simulation, writes `summary.json`, `series.json` and `report.html` into `--out`, and returns
-/// the summary.
-pub fn run(options: &RunOptions) -> Result<Summary, String> {
+/// Runs the simulation, judges it by `assertions`, writes `summary.json`, `series.json`, `report.html` and
+/// Gatling's `js/stats.json` and `js/stats.js` into `--out`, and returns the summary.
+pub fn run(options: &RunOptions, assertions: &[Assertion]) -> Result<Summary, String> {
     let payloads: Vec<Bytes> = read_feeder(&options.payloads, PAYLOAD_COLUMN)?
         .into_iter()
         .map(Bytes::from)
@@ -89,14 +60,7 @@ pub fn run(options: &RunOptions) -> Result<Summary, String> {
             .map_err(|error| eprintln!("stack figures left out: {error}"))
             .ok()
     });
-    let verdict = Verdict::judge(
-        &requests,
-        observed.recorder.created_201,
-        observed.count_before,
-        observed.count_after,
-        expected_count as u64,
-    );
-    let summary = Summary {
+    let mut summary = Summary {
         base_url: options.base_url.clone(),
         payloads_file: options.payloads.display().to_string(),
         terms_file: options.terms.display().to_string(),
@@ -118,8 +82,9 @@ pub fn run(options: &RunOptions) -> Result<Summary, String> {
         replay_cpu_seconds: observed.cpu_seconds,
         replay_peak_rss_bytes: rusage::peak_rss_bytes(),
         injection_lag: InjectionLag::of(&observed.recorder.users),
-        verdict,
+        verdict: Verdict::default(),
     };
+    summary.judge(assertions);
     let series = Series {
         timeline: Timeline::of(&observed.recorder, run),
         service_metrics: metrics::charts(&observed.scrapes),
@@ -128,8 +93,13 @@ pub fn run(options: &RunOptions) -> Result<Summary, String> {
     Ok(summary)
 }
 
-/// Renders an earlier run's outputs again, adding the stack's resource figures when given.
-pub fn rerender(out: &Path, stack_json: Option<&Path>) -> Result<Summary, String> {
+/// Renders an earlier run's outputs again, judged by `assertions`, adding the stack's resource figures when
+/// given.
+pub fn rerender(
+    out: &Path,
+    stack_json: Option<&Path>,
+    assertions: &[Assertion],
+) -> Result<Summary, String> {
     let read = |name: &str| {
         let path = out.join(name);
         std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))
@@ -141,6 +111,7 @@ pub fn rerender(out: &Path, stack_json: Option<&Path>) -> Result<Summary, String
     if let Some(path) = stack_json {
         summary.stack = Some(read_stack(path)?);
     }
+    summary.judge(assertions);
     write_outputs(out, &summary, &series)?;
     Ok(summary)
 }
@@ -158,7 +129,8 @@ fn write_outputs(out: &Path, summary: &Summary, series: &Series) -> Result<(), S
         "series.json",
         serde_json::to_string(series).map_err(|error| error.to_string())?,
     )?;
-    write("report.html", report::render(summary, series))
+    write("report.html", report::render(summary, series))?;
+    gatling::write(out, summary)
 }
 
 struct Observed {

@@ -59,65 +59,210 @@ pub struct Recorder {
     pub created_201: u64,
 }
 
-/// Gatling's per-request statistics, over OK and KO requests together like its "Total" column; the ranges
-/// count OK requests only, KOs being "failed".
+/// Gatling's per-request statistics: the counts, the response-time ranges (which count OK requests only,
+/// KOs being "failed"), and the response times of all requests, of the OK ones and of the KO ones apart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestStats {
     pub count: u64,
     pub ok: u64,
     pub ko: u64,
-    pub min_ms: f64,
-    pub mean_ms: f64,
-    pub p50_ms: f64,
-    pub p75_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
     pub requests_per_second: f64,
     pub under_800_ms: u64,
     pub from_800_to_1200_ms: u64,
     pub over_1200_ms: u64,
+    pub times: ByOutcome<Option<ResponseTimes>>,
+}
+
+/// One figure for all requests, for the OK ones and for the KO ones, like the columns of Gatling's
+/// statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ByOutcome<T> {
+    pub all: T,
+    pub ok: T,
+    pub ko: T,
+}
+
+/// Which requests a figure is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    All,
+    Ok,
+    Ko,
+}
+
+impl Outcome {
+    pub const ALL: [Self; 3] = [Self::All, Self::Ok, Self::Ko];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Ok => "ok",
+            Self::Ko => "ko",
+        }
+    }
+}
+
+impl<T> ByOutcome<T> {
+    pub fn get(&self, outcome: Outcome) -> &T {
+        match outcome {
+            Outcome::All => &self.all,
+            Outcome::Ok => &self.ok,
+            Outcome::Ko => &self.ko,
+        }
+    }
+}
+
+/// Response times of a set of requests in milliseconds, exact over microsecond timings: the percentiles are
+/// nearest-rank over every request, not estimates from buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResponseTimes {
+    pub min_ms: f64,
+    pub mean_ms: f64,
+    /// The population standard deviation, as Gatling reports it.
+    pub std_dev_ms: f64,
+    pub p50_ms: f64,
+    pub p75_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// `None` when read from a Gatling report, which has no p99.9.
+    pub p999_ms: Option<f64>,
+    pub max_ms: f64,
+}
+
+/// One of the response-time figures, by the name the tables and the assertions give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFigure {
+    Min,
+    Mean,
+    StdDev,
+    P50,
+    P75,
+    P95,
+    P99,
+    P999,
+    Max,
+}
+
+impl TimeFigure {
+    pub const ALL: [Self; 9] = [
+        Self::Min,
+        Self::Mean,
+        Self::StdDev,
+        Self::P50,
+        Self::P75,
+        Self::P95,
+        Self::P99,
+        Self::P999,
+        Self::Max,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Min => "min",
+            Self::Mean => "mean",
+            Self::StdDev => "stddev",
+            Self::P50 => "p50",
+            Self::P75 => "p75",
+            Self::P95 => "p95",
+            Self::P99 => "p99",
+            Self::P999 => "p99.9",
+            Self::Max => "max",
+        }
+    }
+}
+
+impl ResponseTimes {
+    /// `None` for no requests, where Gatling shows nothing.
+    pub fn of(sorted_us: &[u64]) -> Option<Self> {
+        let (first, last) = (sorted_us.first()?, sorted_us.last()?);
+        let as_ms = |micros: u64| micros as f64 / 1000.0;
+        let n = sorted_us.len() as f64;
+        let mean_us = sorted_us.iter().sum::<u64>() as f64 / n;
+        let variance_us = sorted_us
+            .iter()
+            .map(|&micros| (micros as f64 - mean_us).powi(2))
+            .sum::<f64>()
+            / n;
+        Some(Self {
+            min_ms: as_ms(*first),
+            mean_ms: mean_us / 1000.0,
+            std_dev_ms: variance_us.sqrt() / 1000.0,
+            p50_ms: as_ms(percentile(sorted_us, 500)),
+            p75_ms: as_ms(percentile(sorted_us, 750)),
+            p95_ms: as_ms(percentile(sorted_us, 950)),
+            p99_ms: as_ms(percentile(sorted_us, 990)),
+            p999_ms: Some(as_ms(percentile(sorted_us, 999))),
+            max_ms: as_ms(*last),
+        })
+    }
+}
+
+impl ResponseTimes {
+    pub fn get(&self, figure: TimeFigure) -> Option<f64> {
+        match figure {
+            TimeFigure::Min => Some(self.min_ms),
+            TimeFigure::Mean => Some(self.mean_ms),
+            TimeFigure::StdDev => Some(self.std_dev_ms),
+            TimeFigure::P50 => Some(self.p50_ms),
+            TimeFigure::P75 => Some(self.p75_ms),
+            TimeFigure::P95 => Some(self.p95_ms),
+            TimeFigure::P99 => Some(self.p99_ms),
+            TimeFigure::P999 => self.p999_ms,
+            TimeFigure::Max => Some(self.max_ms),
+        }
+    }
 }
 
 impl RequestStats {
     pub fn of<'a>(records: impl IntoIterator<Item = &'a RequestRecord>, run: Duration) -> Self {
-        let mut elapsed_us: Vec<u64> = Vec::new();
+        let mut elapsed_us = ByOutcome::<Vec<u64>>::default();
         let mut stats = Self::default();
         for record in records {
             let micros = record.elapsed.as_micros() as u64;
-            elapsed_us.push(micros);
+            elapsed_us.all.push(micros);
             if record.failure.is_some() {
-                stats.ko += 1;
-            } else if micros < 800_000 {
-                stats.under_800_ms += 1;
-            } else if micros < 1_200_000 {
-                stats.from_800_to_1200_ms += 1;
+                elapsed_us.ko.push(micros);
             } else {
-                stats.over_1200_ms += 1;
+                elapsed_us.ok.push(micros);
+                if micros < 800_000 {
+                    stats.under_800_ms += 1;
+                } else if micros < 1_200_000 {
+                    stats.from_800_to_1200_ms += 1;
+                } else {
+                    stats.over_1200_ms += 1;
+                }
             }
         }
-        stats.count = elapsed_us.len() as u64;
-        stats.ok = stats.count - stats.ko;
-        if elapsed_us.is_empty() {
-            return stats;
-        }
-        elapsed_us.sort_unstable();
-        let as_ms = |micros: u64| micros as f64 / 1000.0;
-        stats.min_ms = as_ms(elapsed_us[0]);
-        stats.max_ms = as_ms(*elapsed_us.last().expect("not empty"));
-        stats.mean_ms = as_ms(elapsed_us.iter().sum::<u64>()) / elapsed_us.len() as f64;
-        stats.p50_ms = as_ms(percentile(&elapsed_us, 50.0));
-        stats.p75_ms = as_ms(percentile(&elapsed_us, 75.0));
-        stats.p95_ms = as_ms(percentile(&elapsed_us, 95.0));
-        stats.p99_ms = as_ms(percentile(&elapsed_us, 99.0));
+        stats.count = elapsed_us.all.len() as u64;
+        stats.ok = elapsed_us.ok.len() as u64;
+        stats.ko = elapsed_us.ko.len() as u64;
         stats.requests_per_second = stats.count as f64 / run.as_secs_f64().max(f64::EPSILON);
+        let times = |mut elapsed: Vec<u64>| {
+            elapsed.sort_unstable();
+            ResponseTimes::of(&elapsed)
+        };
+        stats.times = ByOutcome {
+            all: times(elapsed_us.all),
+            ok: times(elapsed_us.ok),
+            ko: times(elapsed_us.ko),
+        };
         stats
+    }
+
+    /// How many of the requests a figure is over.
+    pub fn count_of(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::All => self.count,
+            Outcome::Ok => self.ok,
+            Outcome::Ko => self.ko,
+        }
     }
 }
 
-/// Nearest-rank percentile of sorted values: the smallest value with at least `p`% of values at or below.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+/// Nearest-rank percentile of sorted values: the smallest value with at least `per_mille`‰ of values at
+/// or below. In thousandths, so that p99.9 is exact: in floating point 99.9% of 1000 is a hair above 999.
+pub fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
+    let rank = (per_mille * sorted.len()).div_ceil(1000);
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
@@ -196,17 +341,17 @@ impl Timeline {
         }
         for mut elapsed in ok_elapsed_us {
             elapsed.sort_unstable();
-            let at = |p: f64| {
+            let at = |per_mille: usize| {
                 if elapsed.is_empty() {
                     0.0
                 } else {
-                    percentile(&elapsed, p) as f64 / 1000.0
+                    percentile(&elapsed, per_mille) as f64 / 1000.0
                 }
             };
-            timeline.p50_ms.push(at(50.0));
-            timeline.p95_ms.push(at(95.0));
-            timeline.p99_ms.push(at(99.0));
-            timeline.max_ms.push(at(100.0));
+            timeline.p50_ms.push(at(500));
+            timeline.p95_ms.push(at(950));
+            timeline.p99_ms.push(at(990));
+            timeline.max_ms.push(at(1000));
         }
         timeline
     }
@@ -230,7 +375,7 @@ impl InjectionLag {
         }
         lags.sort_unstable();
         Self {
-            p99_ms: percentile(&lags, 99.0) as f64 / 1000.0,
+            p99_ms: percentile(&lags, 990) as f64 / 1000.0,
             max_ms: *lags.last().expect("not empty") as f64 / 1000.0,
         }
     }
@@ -252,10 +397,39 @@ mod tests {
     #[test]
     fn percentiles_use_the_nearest_rank() {
         let values: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&values, 50.0), 50);
-        assert_eq!(percentile(&values, 99.0), 99);
-        assert_eq!(percentile(&values, 100.0), 100);
-        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&values, 500), 50);
+        assert_eq!(percentile(&values, 990), 99);
+        assert_eq!(percentile(&values, 1000), 100);
+        assert_eq!(percentile(&[7], 990), 7);
+        let thousand: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&thousand, 999), 999);
+        assert_eq!(percentile(&thousand, 990), 990);
+    }
+
+    #[test]
+    fn response_times_are_exact_with_the_population_deviation() {
+        let times = ResponseTimes::of(&[1_000, 2_000, 3_000, 4_000, 10_000]).unwrap();
+        assert_eq!(
+            (times.min_ms, times.mean_ms, times.max_ms),
+            (1.0, 4.0, 10.0)
+        );
+        // Deviations from 4 ms: -3, -2, -1, 0, 6; their squares sum to 50 over five values.
+        assert_eq!(times.std_dev_ms, 10f64.sqrt());
+        assert_eq!(
+            (times.p50_ms, times.p75_ms, times.p99_ms, times.p999_ms),
+            (3.0, 4.0, 10.0, Some(10.0))
+        );
+        assert_eq!(ResponseTimes::of(&[]), None);
+    }
+
+    #[test]
+    fn a_set_without_kos_has_no_ko_times() {
+        let records = vec![record(RequestName::Lookup, 0, 2, true)];
+        let stats = RequestStats::of(&records, Duration::from_secs(1));
+        assert_eq!(stats.times.ko, None);
+        assert_eq!(stats.times.ok, stats.times.all);
+        assert_eq!(stats.count_of(Outcome::Ko), 0);
+        assert_eq!(*stats.times.get(Outcome::Ok), stats.times.ok);
     }
 
     #[test]
@@ -276,8 +450,13 @@ mod tests {
             ),
             (1, 1, 1)
         );
-        assert_eq!((stats.min_ms, stats.max_ms), (5.0, 1500.0));
-        assert_eq!(stats.mean_ms, 603.75);
+        let all = stats.times.all.unwrap();
+        assert_eq!((all.min_ms, all.max_ms), (5.0, 1500.0));
+        assert_eq!(all.mean_ms, 603.75);
+        let ok = stats.times.ok.unwrap();
+        assert_eq!((ok.min_ms, ok.p50_ms, ok.max_ms), (10.0, 900.0, 1500.0));
+        let ko = stats.times.ko.unwrap();
+        assert_eq!((ko.min_ms, ko.p99_ms, ko.std_dev_ms), (5.0, 5.0, 0.0));
         assert_eq!(stats.requests_per_second, 2.0);
         let by_name = request_stats(&records, Duration::from_secs(2));
         assert_eq!(by_name["criação"], by_name["all"]);

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::assertion::{Assertion, Check, Figures, judge_all};
 use crate::statistics::{InjectionLag, RequestStats};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,111 +69,133 @@ pub fn read_stack(path: &Path) -> Result<StackUsage, String> {
     serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The run judged by its assertions; the line closes the console output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub pass: bool,
-    pub problems: Vec<String>,
-    /// The one line that closes the console output.
+    /// Each assertion, in the order given, with the figure it was judged on.
+    pub checks: Vec<Check>,
     pub line: String,
 }
 
-impl Verdict {
-    /// A run passes with no KO, as many people stored during the run (the count after less the
-    /// count before) as expected, and one 201 per person stored.
-    pub fn judge(
-        requests: &BTreeMap<String, RequestStats>,
-        created_201: u64,
-        count_before: Option<u64>,
-        count_after: Option<u64>,
-        expected_count: u64,
-    ) -> Self {
-        let all = requests.get("all").cloned().unwrap_or_default();
-        let mut problems = Vec::new();
-        if all.ko > 0 {
-            problems.push(format!("{} KO", all.ko));
+impl Summary {
+    /// What assertions are judged on; the count is the people stored during the run (the count after
+    /// less the count before).
+    pub fn figures(&self) -> Figures<'_> {
+        Figures {
+            requests: &self.requests,
+            stored: self
+                .count_after
+                .map(|after| after.saturating_sub(self.count_before.unwrap_or(0))),
+            expected: Some(self.expected_count),
+            created: Some(self.created_201),
         }
-        let before = count_before.unwrap_or(0);
-        let stored = count_after.map(|after| after.saturating_sub(before));
-        match stored {
-            None => problems.push("no count after the run".to_owned()),
-            Some(count) if count != expected_count => {
-                problems.push(format!("count {count} != expected {expected_count}"))
-            }
-            Some(count) if count != created_201 => {
-                problems.push(format!("count {count} != {created_201} created (201)"))
-            }
-            Some(_) => {}
-        }
-        let pass = problems.is_empty();
-        let count = stored.map_or_else(|| "?".to_owned(), |count| count.to_string());
+    }
+
+    /// Judges the run by `assertions` and keeps the verdict.
+    pub fn judge(&mut self, assertions: &[Assertion]) {
+        let figures = self.figures();
+        let checks = judge_all(assertions, &figures);
+        let pass = checks.iter().all(|check| check.pass);
+        let stored = figures.stored;
+        let all = self.requests.get("all").cloned().unwrap_or_default();
+        let p99_ok = all
+            .times
+            .ok
+            .map_or_else(|| "-".to_owned(), |times| format!("{:.2} ms", times.p99_ms));
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|check| !check.pass)
+            .map(|check| format!("{}: {}", check.assertion, check.actual))
+            .collect();
         let line = format!(
-            "{}: count {count} {} expected {expected_count}, {created_201} created (201), {} KO, p99 {:.2} ms{}",
+            "{}: count {} {} expected {}, {} created (201), {} KO, p99 of OK {p99_ok}{}",
             if pass { "PASS" } else { "FAIL" },
-            if stored == Some(expected_count) {
+            stored.map_or_else(|| "?".to_owned(), |count| count.to_string()),
+            if stored == Some(self.expected_count) {
                 "="
             } else {
                 "vs"
             },
+            self.expected_count,
+            self.created_201,
             all.ko,
-            all.p99_ms,
-            if pass {
+            if failed.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", problems.join("; "))
+                format!(" (failed {})", failed.join("; "))
             },
         );
-        Self {
-            pass,
-            problems,
-            line,
-        }
+        self.verdict = Verdict { pass, checks, line };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assertion::DEFAULTS;
+    use crate::report::tests::summary;
 
-    fn requests(ko: u64) -> BTreeMap<String, RequestStats> {
-        let all = RequestStats {
-            count: 10,
-            ok: 10 - ko,
-            ko,
-            p99_ms: 3.456,
-            ..RequestStats::default()
-        };
-        BTreeMap::from([("all".to_owned(), all)])
+    fn judged(ko: u64, created: u64, before: Option<u64>, after: Option<u64>) -> Summary {
+        let mut summary = summary();
+        let all = summary.requests.get_mut("all").unwrap();
+        all.ko = ko;
+        all.ok = all.count - ko;
+        (
+            summary.created_201,
+            summary.count_before,
+            summary.count_after,
+        ) = (created, before, after);
+        summary.expected_count = 3;
+        let defaults: Vec<Assertion> = DEFAULTS
+            .iter()
+            .map(|text| Assertion::parse(text).unwrap())
+            .collect();
+        summary.judge(&defaults);
+        summary
     }
 
     #[test]
     fn a_clean_run_passes() {
-        let verdict = Verdict::judge(&requests(0), 7, Some(0), Some(7), 7);
+        let verdict = judged(0, 3, Some(0), Some(3)).verdict;
         assert!(verdict.pass);
         assert_eq!(
             verdict.line,
-            "PASS: count 7 = expected 7, 7 created (201), 0 KO, p99 3.46 ms"
+            "PASS: count 3 = expected 3, 3 created (201), 0 KO, p99 of OK 4.20 ms"
         );
+        assert_eq!(verdict.checks.len(), 3);
     }
 
     #[test]
     fn kos_missing_people_and_extra_201s_fail() {
-        assert!(!Verdict::judge(&requests(1), 7, Some(0), Some(7), 7).pass);
-        let short = Verdict::judge(&requests(0), 7, Some(0), Some(6), 7);
-        assert_eq!(short.problems, ["count 6 != expected 7"]);
-        assert!(short.line.starts_with("FAIL: count 6 vs expected 7"));
-        let extra_201 = Verdict::judge(&requests(0), 8, Some(0), Some(7), 7);
-        assert_eq!(extra_201.problems, ["count 7 != 8 created (201)"]);
-        assert!(!Verdict::judge(&requests(0), 7, Some(0), None, 7).pass);
-        assert!(!Verdict::judge(&requests(0), 7, Some(3), Some(7), 7).pass);
+        assert!(!judged(1, 3, Some(0), Some(3)).verdict.pass);
+        let short = judged(0, 3, Some(0), Some(2)).verdict;
+        assert!(
+            short.line.starts_with("FAIL: count 2 vs expected 3"),
+            "{}",
+            short.line
+        );
+        assert!(short.line.ends_with(
+            "(failed count=expected: count 2, expected 3, created 3; count=created: count 2, expected 3, created 3)"
+        ));
+        let extra_201 = judged(0, 4, Some(0), Some(3)).verdict;
+        let failed: Vec<&str> = extra_201
+            .checks
+            .iter()
+            .filter(|check| !check.pass)
+            .map(|check| check.assertion.as_str())
+            .collect();
+        assert_eq!(failed, ["count=created"]);
+        assert!(!judged(0, 3, Some(0), None).verdict.pass);
+        assert!(!judged(0, 3, Some(1), Some(3)).verdict.pass);
     }
 
     #[test]
     fn people_stored_before_the_run_are_not_counted() {
-        let verdict = Verdict::judge(&requests(0), 7, Some(1000), Some(1007), 7);
-        assert!(verdict.pass, "{:?}", verdict.problems);
-        assert!(verdict.line.starts_with("PASS: count 7 = expected 7"));
-        let short = Verdict::judge(&requests(0), 7, Some(1000), Some(1006), 7);
-        assert_eq!(short.problems, ["count 6 != expected 7"]);
+        let verdict = judged(0, 3, Some(1000), Some(1003)).verdict;
+        assert!(verdict.pass, "{:?}", verdict.checks);
+        assert!(verdict.line.starts_with("PASS: count 3 = expected 3"));
+        assert!(!judged(0, 3, Some(1000), Some(1002)).verdict.pass);
     }
 
     #[test]

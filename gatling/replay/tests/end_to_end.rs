@@ -143,7 +143,8 @@ fn replay(arguments: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn run_against(address: SocketAddr, directory: &Path) -> std::process::Output {
+/// A short run judged by `checks` (`--strict`, `--assert ...`, `--junit FILE`).
+fn run_against(address: SocketAddr, directory: &Path, checks: &[&str]) -> std::process::Output {
     let payloads = directory.join("payloads.tsv");
     let generated = replay(&[
         "payloads",
@@ -159,7 +160,7 @@ fn run_against(address: SocketAddr, directory: &Path) -> std::process::Output {
     let base_url = format!("http://{address}");
     let metrics_url = format!("http://{address}/metrics");
     let out = directory.join("out");
-    replay(&[
+    let arguments = [
         "run",
         "--payloads",
         payloads.to_str().unwrap(),
@@ -173,8 +174,8 @@ fn run_against(address: SocketAddr, directory: &Path) -> std::process::Output {
         &metrics_url,
         "--out",
         out.to_str().unwrap(),
-        "--strict",
-    ])
+    ];
+    replay(&[&arguments[..], checks].concat())
 }
 
 fn read_summary(directory: &Path) -> Value {
@@ -185,7 +186,7 @@ fn read_summary(directory: &Path) -> Value {
 #[test]
 fn a_correct_service_passes_with_every_session_accounted_for() {
     let directory = scratch_directory("pass");
-    let output = run_against(start_service(None), &directory);
+    let output = run_against(start_service(None), &directory, &["--strict"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -221,6 +222,28 @@ fn a_correct_service_passes_with_every_session_accounted_for() {
     );
     assert!(summary["replay_cpu_seconds"].as_f64().unwrap() > 0.0);
 
+    // Gatling's layout: what the contest's results script reads is the OK requests' p99, in whole ms.
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(directory.join("out/js/stats.json")).unwrap(),
+    )
+    .unwrap();
+    let p99_ok = summary["requests"]["all"]["times"]["ok"]["p99_ms"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        stats["stats"]["percentiles4"]["ok"].as_f64().unwrap(),
+        p99_ok.round()
+    );
+    assert_eq!(
+        stats["stats"]["numberOfRequests"]["total"],
+        summary["requests"]["all"]["count"]
+    );
+    assert_eq!(
+        stats["contents"]["req_criac-a-o-ce502"]["stats"]["numberOfRequests"]["ok"],
+        summary["requests"]["criação"]["ok"]
+    );
+    assert!(directory.join("out/js/stats.js").exists());
+
     let report = std::fs::read_to_string(directory.join("out/report.html")).unwrap();
     assert!(
         report.matches("<svg").count() >= 5,
@@ -252,7 +275,19 @@ fn a_correct_service_passes_with_every_session_accounted_for() {
 #[test]
 fn server_errors_are_kos_and_fail_a_strict_run() {
     let directory = scratch_directory("fail");
-    let output = run_against(start_service(Some(25)), &directory);
+    let junit = directory.join("junit.xml");
+    let output = run_against(
+        start_service(Some(25)),
+        &directory,
+        &[
+            "--assert",
+            "p99.ok<60s",
+            "--assert",
+            "ko=0",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -268,5 +303,64 @@ fn server_errors_are_kos_and_fail_a_strict_run() {
     let summary = read_summary(&directory);
     assert!(summary["requests"]["criação"]["ko"].as_u64().unwrap() > 0);
     assert_eq!(summary["verdict"]["pass"], false);
+    let checks: Vec<(&str, bool)> = summary["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            (
+                check["assertion"].as_str().unwrap(),
+                check["pass"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(checks, [("p99.ok<60s", true), ("ko=0", false)]);
+    let junit = std::fs::read_to_string(junit).unwrap();
+    assert!(junit.contains("tests=\"2\" failures=\"1\""), "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(junit.contains("name=\"ko=0\"><failure"), "{junit}");
+
+    // The same run judged again, by a condition it meets, passes.
+    let out = directory.join("out");
+    let again = replay(&["report", "--out", out.to_str().unwrap(), "--assert", "ok>0"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("PASS: "));
+    std::fs::remove_dir_all(directory).unwrap();
+}
+
+#[test]
+fn a_gatling_report_is_judged_by_the_same_conditions() {
+    let directory = scratch_directory("judge");
+    std::fs::create_dir_all(directory.join("js")).unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gatling-3.9-stats.json");
+    std::fs::copy(fixture, directory.join("js/stats.json")).unwrap();
+    let junit = directory.join("junit.xml");
+    let judge = |conditions: &[&str]| {
+        let mut arguments = vec!["judge", directory.to_str().unwrap(), "--count", "46225"];
+        arguments.extend(
+            conditions
+                .iter()
+                .flat_map(|condition| ["--assert", condition]),
+        );
+        arguments.extend(["--junit", junit.to_str().unwrap()]);
+        replay(&arguments)
+    };
+
+    let passed = judge(&["p99.ok<18s", "count>=46000", "busca válida:ok>9000"]);
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stdout)
+    );
+    assert!(String::from_utf8_lossy(&passed.stdout).contains("PASS: 3 conditions hold"));
+
+    // The contest's run had 3,140 KOs.
+    let failed = judge(&["ko=0", "count>=46300", "p99.ok<=17418ms"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert!(stdout.contains("FAIL ko=0: ko 3140"), "{stdout}");
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("tests=\"3\" failures=\"2\""), "{junit}");
     std::fs::remove_dir_all(directory).unwrap();
 }
