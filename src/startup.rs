@@ -15,13 +15,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
+use warp::Filter;
 use warp::http::{HeaderValue, header};
 
 use crate::config::Settings;
 use crate::memory;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::routes::{AppState, api, refuse_transfer_codings};
+use crate::routes::{AppState, api, metrics_elsewhere, metrics_only, refuse_transfer_codings};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
@@ -30,6 +31,8 @@ const DATABASE_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
+    /// With `METRICS_PORT`, the listener that serves `/metrics` instead of the API port.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     writer_task: JoinHandle<()>,
     limits: Limits,
@@ -49,6 +52,16 @@ impl Application {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let metrics_listener = match settings.metrics_port {
+            None => None,
+            Some(port) => {
+                let address = SocketAddr::from((settings.host, port));
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+                Some(listener)
+            }
+        };
         let metrics = Arc::new(Metrics::new());
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
@@ -59,6 +72,7 @@ impl Application {
         );
         Ok(Application {
             listener,
+            metrics_listener,
             state: AppState {
                 store,
                 mirror,
@@ -83,17 +97,41 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The metrics listener's address, with `METRICS_PORT`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let listener = self.metrics_listener.as_ref()?;
+        Some(
+            listener
+                .local_addr()
+                .expect("a bound listener has an address"),
+        )
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (closing the connections of those still open after the shutdown grace), and returns
     /// once the writers have flushed their last batches.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Application {
             listener,
+            metrics_listener,
             state,
             writer_task,
             limits,
         } = self;
-        serve(listener, api(state), limits, shutdown).await;
+        match metrics_listener {
+            None => serve(listener, api(state), limits, shutdown).await,
+            Some(metrics_listener) => {
+                let scrapes = tokio::spawn(serve_metrics(
+                    metrics_listener,
+                    metrics_only(state.clone()),
+                    limits.header_timeout,
+                ));
+                let routes = metrics_elsewhere().or(api(state));
+                serve(listener, routes, limits, shutdown).await;
+                // Scrapes need no drain: one missed is taken again at the next interval.
+                scrapes.abort();
+            }
+        }
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
         if let Err(error) = writer_task.await {
@@ -156,6 +194,35 @@ async fn serve<F>(
         connections.serve(stream, Some(permit), filter.clone());
     }
     drain(listener, connections, filter, &limits).await;
+}
+
+/// Serves `filter` on the metrics listener until the task is aborted, which ends its
+/// connections too. No connection cap: only the scrapers reach this port.
+async fn serve_metrics<F>(listener: TcpListener, filter: F, header_timeout: Duration)
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let mut open = JoinSet::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                accept_failed(error).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        open.spawn(async move {
+            // A scraper that goes away is no error of the server's.
+            let _ = connection.await;
+        });
+        while open.try_join_next().is_some() {}
+    }
 }
 
 /// Stops serving without failing a request a proxy sent: a `POST` that nginx has sent down a
