@@ -8,6 +8,7 @@ mod delivery;
 mod fault;
 mod images;
 mod instructions;
+mod kubernetes;
 mod nginx;
 mod postgres;
 mod stack;
