@@ -24,7 +24,11 @@ const ALERT_TESTS: &str = "deploy/observability/alerts.test.yaml";
 /// The overlay's objects as kustomize renders them. The contest overlay reads
 /// docker/postgresql.conf, outside its directory, hence the load restrictor.
 pub fn render(sh: &Shell, overlay: &str) -> Result<String> {
-    Ok(cmd!(sh, "kubectl kustomize --load-restrictor LoadRestrictionsNone {overlay}").read()?)
+    Ok(render_command(sh, overlay).read()?)
+}
+
+fn render_command<'a>(sh: &'a Shell, overlay: &str) -> Cmd<'a> {
+    cmd!(sh, "kubectl kustomize --load-restrictor LoadRestrictionsNone {overlay}")
 }
 
 pub fn objects(rendered: &str) -> Result<Vec<Value>> {
@@ -34,21 +38,23 @@ pub fn objects(rendered: &str) -> Result<Vec<Value>> {
         .collect()
 }
 
-/// The checks of `cargo xtask check-delivery` for deploy/: rendering (done here, so that the
-/// objects can be split by schema) and the validators' commands over files in `scratch`.
+/// The checks of `cargo xtask check-delivery` for deploy/: rendering, and the validators'
+/// commands over files in `scratch`, written here from each rendering split by schema.
 pub fn delivery_checks<'a>(
     sh: &'a Shell,
     scratch: &Path,
 ) -> Result<Vec<(&'static str, Vec<Cmd<'a>>)>> {
     let schemas = crd_schemas(sh)?;
+    let rendering = (
+        "Kubernetes overlays render (kubectl kustomize)",
+        OVERLAYS.iter().map(|overlay| render_command(sh, overlay)).collect(),
+    );
     let mut built_in = Vec::new();
     let mut custom = Vec::new();
     for overlay in OVERLAYS {
         let Ok(rendered) = render(sh, overlay) else {
-            // Run again as a check, whose failure then reports kustomize's error.
-            let render =
-                cmd!(sh, "kubectl kustomize --load-restrictor LoadRestrictionsNone {overlay}");
-            return Ok(vec![("Kubernetes overlays render (kubectl kustomize)", vec![render])]);
+            // Nothing to validate: the rendering check reports kustomize's error.
+            return Ok(vec![rendering]);
         };
         let name = overlay.rsplit('/').next().expect("a path");
         let mut others = Vec::new();
@@ -87,6 +93,7 @@ pub fn delivery_checks<'a>(
     let tests = scratch.join("alerts.test.yaml");
     sh.copy_file(ALERT_TESTS, &tests)?;
     Ok(vec![
+        rendering,
         ("Kubernetes objects match the 1.32 schemas (kubernetes-validate)", built_in),
         ("custom objects match their vendored CRDs (check-jsonschema)", custom),
         (
@@ -102,7 +109,7 @@ fn type_of(object: &Value) -> (String, String) {
     (field("apiVersion"), field("kind"))
 }
 
-/// For each served version of each vendored CRD, its type and a JSON schema: the CRD's
+/// For each version of each vendored CRD, its type and a JSON schema: the CRD's
 /// openAPIV3Schema, closed to fields it does not name, as the API server's pruning would
 /// silently drop them (a misspelt field would otherwise pass).
 fn crd_schemas(sh: &Shell) -> Result<Vec<((String, String), Json)>> {
