@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use reqwest::Method;
 use rinha::startup::Application;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -38,7 +39,7 @@ async fn replica_with_metrics_port() -> (String, String, oneshot::Sender<()>) {
 async fn metrics_are_served_only_on_their_own_port() {
     let (api, metrics, _stop) = replica_with_metrics_port().await;
     let http = reqwest::Client::new();
-    let status = |method: reqwest::Method, url: String| {
+    let status = |method: Method, url: String| {
         let request = http.request(method, &url);
         async move {
             request
@@ -48,7 +49,6 @@ async fn metrics_are_served_only_on_their_own_port() {
                 .status()
         }
     };
-    use reqwest::Method;
     assert_eq!(
         status(Method::GET, format!("{api}/contagem-pessoas")).await,
         200
