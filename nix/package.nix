@@ -7,6 +7,7 @@
   rustfmt,
   postgresql_15,
   nginx,
+  kubectl,
   rust-jemalloc-sys-unprefixed,
 }:
 let
@@ -29,6 +30,12 @@ let
       ../gatling/replay
       ../gatling/resources/termos-busca.tsv
       ../docker/nginx.conf
+      # The topology and limits xtask's tests read, and the Kubernetes overlays they render
+      # (the contest's reads the PostgreSQL configuration); the dashboard and alert rules the
+      # integration tests hold to the exported metrics.
+      ../docker/compose.yml
+      ../docker/postgresql.conf
+      ../deploy
     ];
   };
 
@@ -121,6 +128,8 @@ in
         postgresql_15.pg_config
         # tests/api/nginx.rs runs docker/nginx.conf in front of two replicas.
         nginx
+        # xtask's tests render deploy/kubernetes with kubectl's kustomize.
+        kubectl
       ];
     };
   };

@@ -11,6 +11,10 @@ pub struct Settings {
     pub host: IpAddr,
     /// `PORT`: the HTTP port.
     pub port: u16,
+    /// `METRICS_PORT`: the port of a second listener, on the same `HOST`, that serves only
+    /// `/metrics`, which the API port then answers `404`: a Service or load balancer in front of
+    /// the API port cannot expose them. Without it, `/metrics` is served on `PORT`.
+    pub metrics_port: Option<u16>,
     /// `DB_POOL_SIZE`: connections per replica, shared by reads and the writers.
     pub pool_size: usize,
     /// `DB_WRITERS`: how many INSERTs a replica may have in flight at once; fewer than the pool.
@@ -81,6 +85,16 @@ impl Settings {
                  (DB_POOL_SIZE): it must be smaller"
             )));
         }
+        let port = number("PORT", 8080, 0..=65535)? as u16;
+        let metrics_port = match lookup("METRICS_PORT") {
+            None => None,
+            Some(_) => Some(number("METRICS_PORT", 0, 0..=65535)? as u16),
+        };
+        if metrics_port.is_some_and(|metrics_port| metrics_port == port && port != 0) {
+            return Err(ConfigError(format!(
+                "METRICS_PORT={port} is PORT too: the metrics need a port of their own"
+            )));
+        }
         Ok(Settings {
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
@@ -90,7 +104,8 @@ impl Settings {
                     ConfigError(format!("HOST={text:?} is not an IPv4 or IPv6 address"))
                 })?,
             },
-            port: number("PORT", 8080, 0..=65535)? as u16,
+            port,
+            metrics_port,
             pool_size,
             writers,
             batch_max: number("BATCH_MAX", 256, 1..=10_000)? as usize,
@@ -133,6 +148,7 @@ mod tests {
     fn defaults_without_environment() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.port, 8080);
+        assert_eq!(s.metrics_port, None);
         assert_eq!(s.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(s.pool_size, 8);
         assert_eq!(s.writers, 4);
@@ -151,6 +167,7 @@ mod tests {
     fn values_from_environment() {
         let s = settings(&[
             ("PORT", "9001"),
+            ("METRICS_PORT", "9101"),
             ("HOST", "127.0.0.1"),
             ("DB_POOL_SIZE", "4"),
             ("DB_WRITERS", "2"),
@@ -167,6 +184,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.port, 9001);
+        assert_eq!(s.metrics_port, Some(9101));
         assert_eq!(s.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(s.pool_size, 4);
         assert_eq!(s.writers, 2);
@@ -190,6 +208,11 @@ mod tests {
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
         assert!(settings(&[("MEMORY_LIMIT_MB", "0")]).is_err());
         assert!(settings(&[("ID_PARITY", "2")]).is_err());
+        assert!(settings(&[("METRICS_PORT", "70000")]).is_err());
+        let err = settings(&[("PORT", "9001"), ("METRICS_PORT", "9001")]).unwrap_err();
+        assert!(err.to_string().contains("METRICS_PORT"), "{err}");
+        let err = settings(&[("METRICS_PORT", "8080")]).unwrap_err();
+        assert!(err.to_string().contains("METRICS_PORT"), "{err}");
         let err = settings(&[("HOST", "localhost")]).unwrap_err();
         assert!(err.to_string().contains("HOST"), "{err}");
     }

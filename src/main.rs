@@ -70,6 +70,9 @@ fn serve(settings: Settings) -> ExitCode {
             settings.writers,
             settings.batch_max
         );
+        if let Some(address) = app.metrics_addr() {
+            tracing::info!("metrics on {address}");
+        }
         app.run_until(shutdown_signal()).await;
         ExitCode::SUCCESS
     })

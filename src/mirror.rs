@@ -223,6 +223,7 @@ impl Mirror {
 
     /// Adds every row committed before this call, unless the mirror is full.
     async fn catch_up(&self) -> Result<(), StoreError> {
+        let _timer = crate::metrics::MIRROR_CATCH_UP_SECONDS.start_timer();
         let since = {
             let state = self.read();
             if state.frontier.is_some() {

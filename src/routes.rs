@@ -36,6 +36,7 @@ pub struct AppState {
 pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
     let body_timeout = state.body_timeout;
+    let metrics_route = exposition(state.clone());
     let with_state = warp::any().map(move || state.clone());
 
     let create = warp::post()
@@ -57,18 +58,8 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
     let count = get_or_head()
         .and(warp::path("contagem-pessoas"))
         .and(warp::path::end())
-        .and(with_state.clone())
-        .then(count);
-    let metrics_route = get_or_head()
-        .and(warp::path("metrics"))
-        .and(warp::path::end())
         .and(with_state)
-        .map(|state: AppState| {
-            text(
-                StatusCode::OK,
-                state.metrics.render(&state.store, &state.mirror),
-            )
-        });
+        .then(count);
 
     // A known path asked with a method it does not offer: 405, naming the ones it does.
     let not_allowed = warp::path("pessoas")
@@ -115,6 +106,35 @@ pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
 /// answer, whose body hyper leaves unsent.
 fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::get().or(warp::head()).unify()
+}
+
+/// `GET /metrics`: this replica's metrics as Prometheus text.
+fn exposition(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    get_or_head()
+        .and(warp::path("metrics"))
+        .and(warp::path::end())
+        .map(move || {
+            text(
+                StatusCode::OK,
+                state.metrics.render(&state.store, &state.mirror),
+            )
+        })
+}
+
+/// What the metrics listener (`METRICS_PORT`) serves: `GET /metrics`, and `404` to anything else.
+pub fn metrics_only(
+    state: AppState,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    exact_path()
+        .and(exposition(state))
+        .recover(answer_rejection)
+        .unify()
+}
+
+/// `404` to every path under `/metrics`, put before [`api`] on the API port of a replica that
+/// serves its metrics on a port of its own.
+pub fn metrics_elsewhere() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path("metrics").map(|| error_reply(StatusCode::NOT_FOUND, "not found"))
 }
 
 /// Passes requests whose method is none of `served`, so that a route's own rejections (a body

@@ -15,13 +15,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
+use warp::Filter;
 use warp::http::{HeaderValue, header};
 
 use crate::config::Settings;
 use crate::memory;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::routes::{AppState, api, refuse_before_routing};
+use crate::routes::{AppState, api, metrics_elsewhere, metrics_only, refuse_before_routing};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
@@ -53,6 +54,8 @@ const DATABASE_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
+    /// With `METRICS_PORT`, the listener that serves `/metrics` instead of the API port.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     writer_task: JoinHandle<()>,
     limits: Limits,
@@ -72,6 +75,16 @@ impl Application {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let metrics_listener = match settings.metrics_port {
+            None => None,
+            Some(port) => {
+                let address = SocketAddr::from((settings.host, port));
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+                Some(listener)
+            }
+        };
         let metrics = Arc::new(Metrics::new());
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
@@ -82,6 +95,7 @@ impl Application {
         );
         Ok(Application {
             listener,
+            metrics_listener,
             state: AppState {
                 store,
                 mirror,
@@ -106,17 +120,41 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The metrics listener's address, with `METRICS_PORT`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let listener = self.metrics_listener.as_ref()?;
+        Some(
+            listener
+                .local_addr()
+                .expect("a bound listener has an address"),
+        )
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (closing the connections of those still open after the shutdown grace), and returns
     /// once the writers have flushed their last batches.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Application {
             listener,
+            metrics_listener,
             state,
             writer_task,
             limits,
         } = self;
-        serve(listener, api(state), limits, shutdown).await;
+        match metrics_listener {
+            None => serve(listener, api(state), limits, shutdown).await,
+            Some(metrics_listener) => {
+                let scrapes = tokio::spawn(serve_metrics(
+                    metrics_listener,
+                    metrics_only(state.clone()),
+                    limits.header_timeout,
+                ));
+                let routes = metrics_elsewhere().or(api(state));
+                serve(listener, routes, limits, shutdown).await;
+                // Scrapes need no drain: one missed is taken again at the next interval.
+                scrapes.abort();
+            }
+        }
         // The server and every request holding a writer handle are gone, so the writers drain
         // their queue and stop.
         if let Err(error) = writer_task.await {
@@ -145,15 +183,7 @@ async fn serve<F>(
     F: warp::Filter + Clone + Send + Sync + 'static,
     F::Extract: warp::Reply,
 {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    let mut connections = Connections {
-        http,
-        graceful: GracefulShutdown::new(),
-        open: JoinSet::new(),
-        draining: Arc::new(AtomicBool::new(false)),
-    };
+    let mut connections = Connections::new(limits.header_timeout);
     // A connection is accepted only with a permit, as tokio-rs/mini-redis does: at the cap,
     // new clients wait in the listen backlog (and beyond it are refused by the kernel) instead
     // of each costing the replica a task, buffers and a descriptor.
@@ -179,6 +209,23 @@ async fn serve<F>(
         connections.serve(stream, Some(permit), filter.clone());
     }
     drain(listener, connections, filter, &limits).await;
+}
+
+/// Serves `filter` on the metrics listener until the task is aborted, which ends its
+/// connections too. No connection cap: only the scrapers reach this port.
+async fn serve_metrics<F>(listener: TcpListener, filter: F, header_timeout: Duration)
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    // Served as the API is, so that no request to this port can do more harm than to that one.
+    let mut connections = Connections::new(header_timeout);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => connections.serve(stream, None, filter.clone()),
+            Err(error) => accept_failed(error).await,
+        }
+    }
 }
 
 /// Stops serving without failing a request a proxy sent: a `POST` that nginx has sent down a
@@ -243,6 +290,19 @@ struct Connections {
 }
 
 impl Connections {
+    /// Connections that must send a whole request head within `header_timeout`.
+    fn new(header_timeout: Duration) -> Connections {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        Connections {
+            http,
+            graceful: GracefulShutdown::new(),
+            open: JoinSet::new(),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Serves `stream` on a task of its own, holding `permit` until it closes.
     fn serve<F>(
         &mut self,

@@ -11,6 +11,6 @@ exec replay run \
   --terms "$RINHA_SEARCH_TERMS" \
   --out target/replay \
   --base-url http://localhost:9999 \
-  --metrics http://localhost:8081/metrics \
-  --metrics http://localhost:8082/metrics \
+  --metrics http://localhost:9081/metrics \
+  --metrics http://localhost:9082/metrics \
   "$@"

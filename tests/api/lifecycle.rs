@@ -492,22 +492,31 @@ async fn raw_exchange(address: &str, request: &str) -> String {
 #[tokio::test]
 async fn a_request_target_without_a_path_gets_400_and_the_process_serves_on() {
     let database = fresh_database().await;
-    let mut app = AppProcess::start(&database).await;
-    for request in [
-        "CONNECT 127.0.0.1:5432 HTTP/1.1\r\nHost: 127.0.0.1:5432\r\n\r\n",
-        "GET contagem-pessoas HTTP/1.1\r\nHost: rinha\r\n\r\n",
-        "POST 127.0.0.1:8081 HTTP/1.1\r\nHost: rinha\r\nContent-Length: 2\r\n\r\n{}",
-        "OPTIONS localhost:8081 HTTP/1.1\r\nHost: rinha\r\n\r\n",
-    ] {
-        let answer = raw_exchange(&app.address, request).await;
-        assert!(
-            answer.starts_with("HTTP/1.1 400") && answer.contains(r#"{"error":"#),
-            "{request:?} got {answer:?}"
-        );
-        assert!(
-            app.child.try_wait().unwrap().is_none(),
-            "{request:?} ended the process"
-        );
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut app = AppProcess::start_with(&database, &[("METRICS_PORT", &metrics_port)]).await;
+    let metrics = format!("http://127.0.0.1:{metrics_port}");
+    for address in [&app.address, &metrics] {
+        for request in [
+            "CONNECT 127.0.0.1:5432 HTTP/1.1\r\nHost: 127.0.0.1:5432\r\n\r\n",
+            "GET contagem-pessoas HTTP/1.1\r\nHost: rinha\r\n\r\n",
+            "POST 127.0.0.1:8081 HTTP/1.1\r\nHost: rinha\r\nContent-Length: 2\r\n\r\n{}",
+            "OPTIONS localhost:8081 HTTP/1.1\r\nHost: rinha\r\n\r\n",
+        ] {
+            let answer = raw_exchange(address, request).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 400") && answer.contains(r#"{"error":"#),
+                "{request:?} to {address} got {answer:?}"
+            );
+            assert!(
+                app.child.try_wait().unwrap().is_none(),
+                "{request:?} to {address} ended the process"
+            );
+        }
     }
     // The absolute form names a path, and stays served.
     let answer = raw_exchange(
@@ -516,11 +525,11 @@ async fn a_request_target_without_a_path_gets_400_and_the_process_serves_on() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    let metrics = reqwest::get(format!("{}/metrics", app.address))
+    let scrape = reqwest::get(format!("{metrics}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert_eq!(metric_value(&metrics, "panics_total"), 0.0);
+    assert_eq!(metric_value(&scrape, "panics_total"), 0.0);
 }

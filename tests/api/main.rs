@@ -5,6 +5,7 @@ mod connections;
 mod contract;
 mod lifecycle;
 mod nginx;
+mod observability;
 mod replicas;
 mod routing;
 mod support;

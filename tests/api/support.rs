@@ -58,6 +58,7 @@ pub fn settings(database_url: &str) -> Settings {
         database_url: database_url.to_owned(),
         host: std::net::Ipv4Addr::UNSPECIFIED.into(),
         port: 0,
+        metrics_port: None,
         pool_size: 8,
         writers: 4,
         batch_max: 256,

@@ -1,12 +1,12 @@
 //! `cargo xtask check-delivery`: the delivery files (the Nix files, the compose stacks, the
-//! GitHub workflows, the nginx and Prometheus configurations and the scripts) checked by the
-//! tools that know their formats, where neither Nix nor a container engine runs. What `nix flake
-//! check` verifies itself (the lock, evaluation, the packages) is left to it; the limits' budget
-//! and the workflows' pins are tests of this crate. Every check runs; the command fails when any
-//! of them fails.
+//! GitHub workflows, the nginx and Prometheus configurations, the scripts, and deploy/'s
+//! Kubernetes overlays and alert rules) checked by the tools that know their formats, where
+//! neither Nix nor a container engine nor a cluster runs. What `nix flake check` verifies itself
+//! (the lock, evaluation, the packages) is left to it; the limits' budget and the workflows'
+//! pins are tests of this crate. Every check runs; the command fails when any of them fails.
 //!
 //! Programs it calls: git, nix-instantiate (Debian's nix-bin parses without a store), deadnix,
-//! shellcheck, check-jsonschema, promtool, nginx and unshare.
+//! shellcheck, check-jsonschema, promtool, nginx, unshare, kubectl and kubernetes-validate.
 
 use anyhow::{Result, ensure};
 use xshell::{Cmd, Shell, cmd};
@@ -60,6 +60,7 @@ pub fn check_delivery(sh: &Shell) -> Result<()> {
     let nginx_test =
         cmd!(sh, "unshare --mount sh -c {NGINX_TEST} nginx-test {hosts} {scratch} {config}");
     checks.push(("nginx configuration (nginx -t)", vec![nginx_test]));
+    checks.extend(crate::kubernetes::delivery_checks(sh, scratch)?);
 
     let (count, mut failed) = (checks.len(), Vec::new());
     for (name, commands) in checks {

@@ -1,5 +1,5 @@
 //! `cargo xtask http-fuzz`: generated request lines, headers and bodies, sent as raw bytes to
-//! each replica's own port and through the load balancer, as `cargo xtask up` runs them
+//! each replica's own ports (the API's and the metrics') and through the load balancer, as `cargo xtask up` runs them
 //! (release build). After every case each replica must answer a health request from the same
 //! process, and at the end none may have counted a panic. No answer may be a server error but
 //! `501` (a transfer coding not implemented) and `505` (an HTTP version not supported), the two
@@ -50,21 +50,25 @@ fn fuzz(cases: usize, seed: u64) -> Result<()> {
         .replicas
         .iter()
         .map(|(name, port)| {
-            Ok(Replica { name: name.clone(), port: *port, pid: stack.pid_of(name)? })
+            let metrics_port = topology.metrics_port(name)?;
+            Ok(Replica { name: name.clone(), port: *port, metrics_port, pid: stack.pid_of(name)? })
         })
         .collect::<Result<_>>()?;
-    let mut ports: Vec<u16> = replicas.iter().map(|replica| replica.port).collect();
-    ports.push(topology.load_balancer_port);
+    // Every port of the stack but the database's.
+    let mut ports = topology.ports();
+    ports.retain(|port| *port != topology.database_port);
 
     for request in REGRESSIONS {
         for replica in &replicas {
-            let answer = exchange(replica.port, request.as_bytes())?;
-            ensure!(
-                answer.status == Some(400),
-                "{request:?} to {} got {answer:?}, not 400",
-                replica.name
-            );
-            replica.check(request.as_bytes())?;
+            for port in [replica.port, replica.metrics_port] {
+                let answer = exchange(port, request.as_bytes())?;
+                ensure!(
+                    answer.status == Some(400),
+                    "{request:?} to {} on port {port} got {answer:?}, not 400",
+                    replica.name
+                );
+                replica.check(request.as_bytes())?;
+            }
         }
     }
 
@@ -107,6 +111,7 @@ fn fuzz(cases: usize, seed: u64) -> Result<()> {
 struct Replica {
     name: String,
     port: u16,
+    metrics_port: u16,
     pid: i32,
 }
 
@@ -127,7 +132,7 @@ impl Replica {
 
     fn panics(&self) -> Result<u64> {
         let request = b"GET /metrics HTTP/1.1\r\nHost: rinha\r\nConnection: close\r\n\r\n";
-        let mut stream = connect(self.port)?;
+        let mut stream = connect(self.metrics_port)?;
         stream.write_all(request)?;
         let mut text = String::new();
         stream.read_to_string(&mut text)?;

@@ -9,6 +9,7 @@ mod fault;
 mod http_fuzz;
 mod images;
 mod instructions;
+mod kubernetes;
 mod nginx;
 mod postgres;
 mod stack;

@@ -90,11 +90,11 @@ pub fn replay_and_report(
         cmd!(sh, "{replay} payloads --out {PAYLOADS}").run()?;
     }
     let base_url = format!("http://127.0.0.1:{}", topology.load_balancer_port);
-    let metrics: Vec<String> = topology
-        .replicas
-        .iter()
-        .flat_map(|(_, port)| ["--metrics".to_owned(), format!("http://127.0.0.1:{port}/metrics")])
-        .collect();
+    let mut metrics = Vec::new();
+    for (replica, _) in &topology.replicas {
+        let port = topology.metrics_port(replica)?;
+        metrics.extend(["--metrics".to_owned(), format!("http://127.0.0.1:{port}/metrics")]);
+    }
     // Only a changed rate is passed on, so that a replay without `--rate` runs the plain profile.
     let rate = if rate == 1.0 { Vec::new() } else { vec!["--rate".to_owned(), rate.to_string()] };
     let scale = args.scale.to_string();

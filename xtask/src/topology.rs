@@ -207,10 +207,24 @@ impl Topology {
     /// Every port the stack listens on, database first.
     pub fn ports(&self) -> Vec<u16> {
         let replicas = self.replicas.iter().map(|(_, port)| *port);
+        // A replica without METRICS_PORT serves /metrics on its API port.
+        let metrics = self.replicas.iter().filter_map(|(name, port)| {
+            self.metrics_port(name).ok().filter(|metrics_port| metrics_port != port)
+        });
         std::iter::once(self.database_port)
             .chain(replicas)
             .chain([self.load_balancer_port])
+            .chain(metrics)
             .collect()
+    }
+
+    /// The port replica `name` serves /metrics on: its METRICS_PORT, or else its API port.
+    pub fn metrics_port(&self, name: &str) -> Result<u16> {
+        let port = self.replica_port(name)?;
+        match self.service(name)?.environment.get("METRICS_PORT") {
+            Some(metrics_port) => metrics_port.parse().context(format!("{name}'s METRICS_PORT")),
+            None => Ok(port),
+        }
     }
 }
 
@@ -256,8 +270,9 @@ mod tests {
     fn the_shared_compose_file_has_the_contest_topology() {
         let topology = Topology::load(&crate::repo_root()).unwrap();
         assert_eq!(topology.budgeted(), ["db", "api1", "api2", "nginx"]);
-        assert_eq!(topology.ports(), [5432, 8081, 8082, 9999]);
-        assert_eq!(topology.service("api1").unwrap().published_ports, [8081]);
+        assert_eq!(topology.ports(), [5432, 8081, 8082, 9999, 9081, 9082]);
+        assert_eq!(topology.service("api1").unwrap().published_ports, [8081, 9081]);
+        assert_eq!(topology.metrics_port("api2").unwrap(), 9082);
         assert_eq!(topology.service("db").unwrap().environment["POSTGRES_DB"], "rinha");
         assert!(topology.limits("prometheus").is_err());
     }
@@ -280,6 +295,7 @@ services:
         let topology = Topology::of(Compose::parse(compose).unwrap()).unwrap();
         assert_eq!(topology.replicas, [("api1".to_owned(), 8081), ("api2".to_owned(), 8082)]);
         assert_eq!(topology.ports(), [5432, 8081, 8082, 9999]);
+        assert_eq!(topology.metrics_port("api1").unwrap(), 8081);
         assert_eq!(
             topology.limits("api2").unwrap(),
             Limits { cpus: 0.25, memory_bytes: 256 << 20 }
