@@ -5,6 +5,7 @@ mod capacity;
 mod cgroup;
 mod containers;
 mod delivery;
+mod engine;
 mod fault;
 mod http_fuzz;
 mod images;
@@ -149,9 +150,7 @@ fn run(command: Command) -> Result<()> {
         Command::Supervise => stack::supervise(),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),
         Command::Capacity { scale } => capacity::capacity(&sh, scale),
-        Command::Images { rebuild } => {
-            images::prepare(&sh, containers::Engine::detect(&sh)?, rebuild)
-        }
+        Command::Images { rebuild } => images::prepare(&sh, engine::Engine::detect(&sh)?, rebuild),
         Command::ComposeUp => containers::compose_up(&sh),
         Command::ComposeDown => containers::compose_down(&sh),
         Command::ComposeStress(args) => containers::compose_stress(&sh, &args),
