@@ -3,20 +3,21 @@
 //!
 //! A search must see every person whose `201` was sent before the search arrived, whichever
 //! replica sent it. So before each search the mirror catches up. Every row records the
-//! transaction that inserted it (`insert_xact`, indexed with the id). A catch-up first takes a
-//! snapshot: the first transaction not yet begun (`xmax`) and the ones still in progress.
-//! Every other transaction older than `xmax` had finished, so its rows, if committed, are
-//! visible to that statement and to every later one. The catch-up then reads, in pages, the
-//! rows of the transactions that were in progress at the previous catch-up and the rows of
-//! transactions from its `xmax` on: every row that could have been committed since. So the
-//! mirror holds every row committed before the snapshot, and the next catch-up starts from it.
-//! A row is read again only while its transaction was in progress at a snapshot; a transaction
-//! someone leaves open costs each catch-up one index probe for its own rows, however long it
-//! stays open, and nothing for anyone else's.
+//! transaction that inserted it (`insert_xact`, indexed with the id). A catch-up's first
+//! statement takes a snapshot: the first transaction not yet begun (`xmax`) and the ones still
+//! in progress. Every other transaction older than `xmax` had finished, so its rows, if
+//! committed, are visible to that statement and to every later one. The catch-up reads the
+//! rows of the transactions that were in progress at the previous catch-up's snapshot and the
+//! rows of transactions from its `xmax` on: every row that could have been committed since.
+//! The same statement reads the first page of each, later statements any further pages. So the
+//! mirror then holds every row committed before the snapshot, and the next catch-up starts from
+//! it. A row is read again only while its transaction was in progress at a snapshot: a
+//! transaction someone leaves open costs each catch-up one index probe for its own rows,
+//! however long it stays open, and nothing for anyone else's.
 //!
 //! A replica runs one catch-up at a time. A search that arrives while one runs waits for the
 //! next, whose snapshot is then taken after it arrived, and every search waiting shares that
-//! one. A catch-up holds one page of rows at a time.
+//! one. A catch-up holds at most one page of each kind of row at a time.
 //!
 //! A row written behind the API's back that does not read as a person (a null stack item, a
 //! date past year 9999) is skipped, counted in `mirror_undecodable_rows_total` and logged once.
@@ -342,36 +343,33 @@ impl Mirror {
             state.seen.clone()
         };
         self.counters.catch_ups.inc();
-        // Taken before any row is read: every row it sees committed is on one of the pages
-        // below, each read by a later statement, which sees it too.
-        let snapshot = self.store.snapshot().await?;
-        let mut start: PageStart = (i64::MIN, Uuid::nil());
-        if !seen.in_progress.is_empty() {
-            loop {
-                let rows = self
-                    .store
-                    .in_progress_page_rows(&seen.in_progress, start, PAGE_ROWS)
-                    .await?;
-                let Some(next) = self.add_page(&rows, seen.xmin)? else {
-                    return Ok(());
-                };
-                if (rows.len() as i64) < PAGE_ROWS {
-                    break;
-                }
-                start = next;
-            }
-        }
-        start = (seen.xmax - 1, Uuid::max());
+        // One statement takes the snapshot and reads the first page of each kind of row; any
+        // further page is read by a later statement, which sees every row it saw committed.
+        let first = self.store.catch_up_start(&seen, PAGE_ROWS).await?;
+        let mut rows = first.of_in_progress;
         loop {
-            let rows = self.store.page_rows(start, i64::MAX, PAGE_ROWS).await?;
             let Some(next) = self.add_page(&rows, seen.xmin)? else {
                 return Ok(());
             };
             if (rows.len() as i64) < PAGE_ROWS {
                 break;
             }
-            start = next;
+            rows = self
+                .store
+                .in_progress_page_rows(&seen.in_progress, next, PAGE_ROWS)
+                .await?;
         }
+        let mut rows = first.newer;
+        loop {
+            let Some(next) = self.add_page(&rows, seen.xmin)? else {
+                return Ok(());
+            };
+            if (rows.len() as i64) < PAGE_ROWS {
+                break;
+            }
+            rows = self.store.page_rows(next, i64::MAX, PAGE_ROWS).await?;
+        }
+        let snapshot = first.snapshot;
         self.write().seen = snapshot;
         Ok(())
     }

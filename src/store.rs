@@ -52,6 +52,30 @@ const SNAPSHOT_SQL: &str = "SELECT pg_snapshot_xmin(snapshot)::text::bigint, \
      ARRAY(SELECT pg_snapshot_xip(snapshot)::text::bigint) \
      FROM pg_current_snapshot() AS snapshot";
 
+/// A catch-up's first statement, in one round trip: the rows of the transactions `$1` (those
+/// in progress at the last catch-up), then those of transactions from `$2` on (the last
+/// catch-up's `xmax`), each in (insert_xact, id) order and at most `$3` of each, as a page has
+/// them, followed by a flag telling the former, and, on every row, this statement's snapshot
+/// (see [`SNAPSHOT_SQL`]). The outer join yields the snapshot even with no rows. Public so
+/// tests can check its plan.
+pub const CATCH_UP_SQL: &str = concat!(
+    "WITH snapshot AS (SELECT pg_snapshot_xmin(snapshot)::text::bigint AS xmin, \
+         pg_snapshot_xmax(snapshot)::text::bigint AS xmax, \
+         ARRAY(SELECT pg_snapshot_xip(snapshot)::text::bigint) AS in_progress \
+         FROM pg_current_snapshot() AS snapshot) \
+     SELECT added.*, snapshot.* FROM snapshot LEFT JOIN (\
+         (SELECT insert_xact, ",
+    person_columns!(),
+    ", true AS of_in_progress FROM pessoas WHERE insert_xact = ANY($1) \
+          ORDER BY insert_xact, id LIMIT $3) \
+         UNION ALL \
+         (SELECT insert_xact, ",
+    person_columns!(),
+    ", false FROM pessoas WHERE insert_xact >= $2 \
+          AND insert_xact <= 9223372036854775807 ORDER BY insert_xact, id LIMIT $3)\
+     ) AS added ON true"
+);
+
 /// One page of the people inserted by the transactions `$1`, in (insert_xact, id) order: those
 /// after `($2, $3)`, at most `$4` of them. Each transaction is an index range of its own.
 /// Public so tests can check its plan.
@@ -101,6 +125,15 @@ pub struct Snapshot {
     pub xmin: i64,
     pub xmax: i64,
     pub in_progress: Vec<i64>,
+}
+
+/// What a catch-up's first statement returns (see [`CATCH_UP_SQL`]).
+pub struct CatchUpStart {
+    pub snapshot: Snapshot,
+    /// The first page of the rows of the transactions in progress at the last catch-up.
+    pub of_in_progress: Vec<Row>,
+    /// The first page of the rows of transactions from the last catch-up's `xmax` on.
+    pub newer: Vec<Row>,
 }
 
 /// Why a call to the database failed, with the error that caused it as its `source()`.
@@ -289,6 +322,49 @@ impl Store {
                 })
             };
             read().map_err(decode)
+        })
+        .await
+    }
+
+    /// A snapshot taken now and the first page of each kind of row a catch-up from `seen`
+    /// reads (see [`CATCH_UP_SQL`]), as rows for [`stored_person`].
+    pub async fn catch_up_start(
+        &self,
+        seen: &Snapshot,
+        limit: i64,
+    ) -> Result<CatchUpStart, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            let statement = client.prepare_cached(CATCH_UP_SQL).await?;
+            let rows = client
+                .query(&statement, &[&seen.in_progress, &seen.xmax, &limit])
+                .await?;
+            let first = rows
+                .first()
+                .ok_or_else(|| decode("no row holds the snapshot"))?;
+            let read = || -> Result<Snapshot, tokio_postgres::Error> {
+                Ok(Snapshot {
+                    xmin: first.try_get("xmin")?,
+                    xmax: first.try_get("xmax")?,
+                    in_progress: first.try_get("in_progress")?,
+                })
+            };
+            let snapshot = read().map_err(decode)?;
+            let mut start = CatchUpStart {
+                snapshot,
+                of_in_progress: Vec::new(),
+                newer: Vec::new(),
+            };
+            for row in rows {
+                match row.try_get::<_, Option<bool>>("of_in_progress") {
+                    Ok(Some(true)) => start.of_in_progress.push(row),
+                    Ok(Some(false)) => start.newer.push(row),
+                    // The outer join's row when there are none.
+                    Ok(None) => {}
+                    Err(error) => return Err(decode(error)),
+                }
+            }
+            Ok(start)
         })
         .await
     }

@@ -26,10 +26,12 @@ async fn catch_ups_stay_cheap_while_another_session_holds_a_transaction_open() {
     let app = TestApp::spawn().await;
     let mut other = db_client(&app.database_url).await;
     let open = other.transaction().await.unwrap();
+    // More rows than a page, so that they take more than one page once committed.
     open.batch_execute(
         "SELECT txid_current(); \
          INSERT INTO pessoas (id, apelido, nome, nascimento) \
-         VALUES (gen_random_uuid(), 'pendente', 'Aberta', '2000-01-01')",
+         SELECT gen_random_uuid(), 'pendente' || i, 'Aberta', '2000-01-01' \
+         FROM generate_series(1, 12000) AS i",
     )
     .await
     .unwrap();
@@ -57,9 +59,15 @@ async fn catch_ups_stay_cheap_while_another_session_holds_a_transaction_open() {
         read_per_round.iter().all(|&rows| rows <= 2.0),
         "rows read per catch-up: {read_per_round:?}"
     );
-    assert_eq!(found(&app, "pendente").await, 0, "not committed yet");
+    assert_eq!(found(&app, "pendente1").await, 0, "not committed yet");
     open.commit().await.unwrap();
-    assert_eq!(found(&app, "pendente").await, 1, "committed, found at once");
+    for term in ["pendente5999", "pendente12000"] {
+        assert_eq!(
+            found(&app, term).await,
+            1,
+            "{term}, committed, found at once"
+        );
+    }
 }
 
 #[tokio::test]
