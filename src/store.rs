@@ -47,7 +47,7 @@ const FIND_SQL: &str = concat!("SELECT ", person_columns!(), " FROM pessoas WHER
 /// The snapshot of this statement: the oldest transaction still running (`xmin`), the first
 /// not yet begun (`xmax`), and those between that were running (in progress). A transaction
 /// older than `xmax` and not in progress had finished: its rows, if committed, were visible.
-const SNAPSHOT_SQL: &str = "SELECT pg_snapshot_xmin(snapshot)::text::bigint, \
+pub const SNAPSHOT_SQL: &str = "SELECT pg_snapshot_xmin(snapshot)::text::bigint, \
      pg_snapshot_xmax(snapshot)::text::bigint, \
      ARRAY(SELECT pg_snapshot_xip(snapshot)::text::bigint) \
      FROM pg_current_snapshot() AS snapshot";
