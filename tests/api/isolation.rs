@@ -198,3 +198,27 @@ async fn relay(client: TcpStream, server: TcpStream, marker: &[u8], cut_once: Ar
     }
     answers.abort();
 }
+
+#[tokio::test]
+async fn a_search_sharing_a_catch_up_still_sees_every_person_created_before_it() {
+    let writer = TestApp::spawn().await;
+    let reader = Arc::new(TestApp::spawn_on(&writer.database_url).await);
+    let writer = Arc::new(writer);
+    // Searches on one replica keep its catch-ups busy while people are created on the other,
+    // so that many a search arrives while a catch-up whose snapshot is older is under way.
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let (writer, reader) = (writer.clone(), reader.clone());
+            tokio::spawn(async move {
+                for round in 0..15 {
+                    let apelido = format!("visto{task}x{round}");
+                    writer.create(&pessoa(&apelido)).await;
+                    assert_eq!(found(&reader, &apelido).await, 1, "{apelido}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
