@@ -83,6 +83,28 @@ fn bench(c: &mut Criterion) {
         b.iter(|| search("anaanaanaanaanaana"))
     });
 
+    // A hostile writer: 40 people with 7,000 distinct items each, all holding one term, which
+    // a search goes through item by item.
+    let mut hostile = SearchIndex::default();
+    for person in 0..40 {
+        let items: Vec<String> = (0..7_000).map(|i| format!("zq{person}-{i}")).collect();
+        let payload = serde_json::json!({
+            "apelido": format!("hostil{person}"),
+            "nome": "Hostil",
+            "nascimento": "2000-01-01",
+            "stack": items,
+        });
+        let pessoa = Pessoa::parse(payload.to_string().as_bytes(), None).expect("valid");
+        hostile.insert(&(&pessoa).into());
+    }
+    hostile.flush();
+    c.bench_function("search a term inside 280,000 distinct items", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(16 * 1024);
+            hostile.search(black_box("zq"), 50, &mut out)
+        })
+    });
+
     let mut group = c.benchmark_group("build");
     group.sample_size(10);
     group.bench_function("insert 1,000,000 people", |b| {

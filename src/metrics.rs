@@ -185,7 +185,10 @@ impl Metrics {
             .set(status.waiting as i64);
         let mut text = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut text)
+            .encode(
+                &[self.registry.gather(), mirror.registry().gather()].concat(),
+                &mut text,
+            )
             .expect("text encoding into memory");
         String::from_utf8(text).expect("the text encoder writes UTF-8")
     }

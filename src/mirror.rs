@@ -2,18 +2,29 @@
 //! by id, so PostgreSQL keeps no search index and each write costs it a few B-tree entries.
 //!
 //! A search must see every person whose `201` was sent before the search arrived, whichever
-//! replica sent it. So before each search the mirror catches up, in one statement: it reads the
-//! rows added since its horizon, and its snapshot's horizon (the oldest transaction still
-//! running). Every row records the transaction that inserted it (`insert_xact`). A transaction
-//! older than the horizon has finished, so its rows, if committed, were in that snapshot: the
-//! mirror then holds every committed row whose transaction is older than its horizon, and the
-//! next catch-up reads only newer ones. Rows of transactions that were still running are read
-//! again each time until the horizon passes them, and added once. (So a transaction someone
-//! leaves open holds the horizon back, and each catch-up reads every row since it: slower
-//! searches, never missing ones.)
+//! replica sent it. So before each search the mirror catches up. Every row records the
+//! transaction that inserted it (`insert_xact`, indexed with the id). A catch-up's first
+//! statement takes a snapshot: the first transaction not yet begun (`xmax`) and the ones still
+//! in progress. Every other transaction older than `xmax` had finished, so its rows, if
+//! committed, are visible to that statement and to every later one. The catch-up reads the
+//! rows of the transactions that were in progress at the previous catch-up's snapshot and the
+//! rows of transactions from its `xmax` on: every row that could have been committed since.
+//! The same statement reads the first page of each, later statements any further pages. So the
+//! mirror then holds every row committed before the snapshot, and the next catch-up starts from
+//! it. A row is read again only while its transaction was in progress at a snapshot: a
+//! transaction someone leaves open costs each catch-up one index probe for its own rows,
+//! however long it stays open, and nothing for anyone else's.
 //!
-//! At start the mirror loads the table in pages, in (insert_xact, id) order, up to the horizon
-//! of a snapshot taken first; each page is one short statement.
+//! A replica runs one catch-up at a time. A search that arrives while one runs waits for the
+//! next, whose snapshot is then taken after it arrived, and every search waiting shares that
+//! one. A catch-up holds at most one page of each kind of row at a time.
+//!
+//! A row written behind the API's back that does not read as a person (a null stack item, a
+//! date past year 9999) is skipped, counted in `mirror_undecodable_rows_total` and logged once.
+//!
+//! At start the mirror loads the table in pages, in (insert_xact, id) order, up to the `xmax`
+//! of a snapshot taken first; each page is one short statement. A catch-up then reads the rows
+//! of the transactions that snapshot saw in progress, and the newer ones.
 //!
 //! The mirror has a memory budget. When the next person would take it past the budget, it
 //! stops growing for good ("full"): it still holds every committed row older than some
@@ -22,32 +33,96 @@
 //! page, and matching them here with the same case folding; a lookup by id that misses memory
 //! reads the database, as it always did.
 
-use std::sync::RwLock;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
+use prometheus::{IntCounter, Registry};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::Pessoa;
 use crate::search_index::{self, SearchIndex};
-use crate::store::{self, PageStart, Store, StoreError};
+use crate::store::{self, PageStart, Snapshot, Store, StoreError};
 
 /// The most people one search returns.
 pub const SEARCH_LIMIT: usize = 50;
 
-/// Rows per page when loading the table or searching past a full mirror: a statement well
-/// inside the database timeout, and a few MB in flight.
+/// Rows per page when loading the table, catching up or searching past a full mirror: a
+/// statement well inside the database timeout, and a few MB in flight.
 const PAGE_ROWS: i64 = 10_000;
 
 pub struct Mirror {
     store: Store,
     budget_bytes: usize,
     state: RwLock<State>,
+    /// How many catch-ups have begun. A catch-up numbered above the count a search read when
+    /// it arrived took its snapshot after the search arrived.
+    catch_ups_begun: AtomicU64,
+    /// Held for the whole of a catch-up, so that one runs at a time.
+    last_catch_up: tokio::sync::Mutex<CatchUp>,
+    /// The ids of the rows skipped as undecodable, so that each is counted and logged once.
+    undecodable: Mutex<HashSet<Uuid>>,
+    counters: Counters,
+}
+
+/// The number and outcome of the last catch-up to finish.
+struct CatchUp {
+    number: u64,
+    outcome: Result<(), Arc<StoreError>>,
+}
+
+/// The mirror's own metrics, served with the replica's (see [`Mirror::registry`]).
+struct Counters {
+    registry: Registry,
+    catch_ups: IntCounter,
+    catch_up_rows: IntCounter,
+    undecodable_rows: IntCounter,
+    search_items_visited: IntCounter,
+}
+
+impl Counters {
+    fn new() -> Counters {
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let counters = Counters {
+            registry: Registry::new(),
+            catch_ups: counter(
+                "mirror_catch_ups_total",
+                "Catch-ups run by the mirror; the searches waiting for one share it.",
+            ),
+            catch_up_rows: counter(
+                "mirror_catch_up_rows_total",
+                "Rows read from the database by the mirror's catch-ups.",
+            ),
+            undecodable_rows: counter(
+                "mirror_undecodable_rows_total",
+                "Stored rows skipped by the mirror because they do not read as a person.",
+            ),
+            search_items_visited: counter(
+                "search_items_visited_total",
+                "Distinct stack items whose people the searches in memory went through.",
+            ),
+        };
+        for counter in [
+            &counters.catch_ups,
+            &counters.catch_up_rows,
+            &counters.undecodable_rows,
+            &counters.search_items_visited,
+        ] {
+            counters
+                .registry
+                .register(Box::new(counter.clone()))
+                .expect("registered once");
+        }
+        counters
+    }
 }
 
 #[derive(Default)]
 struct State {
     people: SearchIndex,
-    /// Every committed row inserted by a transaction older than this one is in `people`.
-    horizon: i64,
+    /// The snapshot of the last catch-up: every row committed before it is in `people`.
+    seen: Snapshot,
     /// Set once the budget is reached: rows inserted by this transaction or later may be
     /// missing, and the mirror no longer grows.
     frontier: Option<i64>,
@@ -86,17 +161,37 @@ impl Mirror {
     /// A mirror holding every person stored so far that fits in `budget_bytes`. Nothing else
     /// sees the mirror while it loads, so it is built unlocked and shared once whole.
     pub async fn load(store: Store, budget_bytes: usize) -> Result<Mirror, StoreError> {
-        let horizon = store.snapshot_horizon().await?;
+        let mirror = Mirror {
+            store,
+            budget_bytes,
+            state: RwLock::default(),
+            catch_ups_begun: AtomicU64::new(0),
+            last_catch_up: tokio::sync::Mutex::new(CatchUp {
+                number: 0,
+                outcome: Ok(()),
+            }),
+            undecodable: Mutex::default(),
+            counters: Counters::new(),
+        };
+        let snapshot = mirror.store.snapshot().await?;
         let mut state = State::default();
         let mut start: PageStart = (i64::MIN, Uuid::nil());
         loop {
             let mut admitted = true;
-            let rows = store
-                .page(start, horizon, PAGE_ROWS, |row| {
-                    let (insert_xact, person) = store::stored_person(row)?;
-                    admitted = state.admit(&person, budget_bytes, insert_xact);
+            let rows = mirror
+                .store
+                .page(start, snapshot.xmax, PAGE_ROWS, |row| {
+                    let key = store::page_key(row)?;
+                    let Some((insert_xact, person)) = mirror.decoded(row) else {
+                        start = key;
+                        return Ok(true);
+                    };
+                    // Rows of transactions then in progress may commit after their page was
+                    // read: the catch-ups read them, unless the mirror is full.
+                    let frontier = insert_xact.min(snapshot.xmin);
+                    admitted = state.admit(&person, budget_bytes, frontier);
                     if admitted {
-                        start = (insert_xact, person.id);
+                        start = key;
                     }
                     Ok(admitted)
                 })
@@ -106,16 +201,12 @@ impl Mirror {
                 break;
             }
             if rows < PAGE_ROWS {
-                state.horizon = horizon;
+                state.seen = snapshot;
                 break;
             }
         }
         state.people.shrink();
-        let mirror = Mirror {
-            store,
-            budget_bytes,
-            state: RwLock::new(state),
-        };
+        *mirror.write() = state;
         mirror.catch_up().await?;
         Ok(mirror)
     }
@@ -124,8 +215,9 @@ impl Mirror {
     /// `201` needs no database. The catch-up that reads the row later finds it here already.
     pub fn add_stored(&self, pessoa: &Pessoa) {
         let mut state = self.write();
-        // Every committed row older than the horizon is here; this one may be newer.
-        let frontier = state.horizon;
+        // Every row committed before the last catch-up's snapshot is here, so every one older
+        // than the oldest transaction it saw in progress; this one may be newer.
+        let frontier = state.seen.xmin;
         if state.admit(&pessoa.into(), self.budget_bytes, frontier) {
             state.people.flush();
         }
@@ -151,13 +243,17 @@ impl Mirror {
     pub async fn search(&self, term: &str) -> Result<Vec<u8>, StoreError> {
         self.catch_up().await?;
         let mut array = vec![b'['];
-        let (found, frontier) = {
+        let (searched, frontier) = {
             let state = self.read();
             (
                 state.people.search(term, SEARCH_LIMIT, &mut array),
                 state.frontier,
             )
         };
+        self.counters
+            .search_items_visited
+            .inc_by(searched.items_visited as u64);
+        let found = searched.people;
         if let Some(frontier) = frontier
             && found < SEARCH_LIMIT
         {
@@ -185,8 +281,10 @@ impl Mirror {
                 let rows = self
                     .store
                     .page(start, i64::MAX, PAGE_ROWS, |row| {
-                        let (insert_xact, person) = store::stored_person(row)?;
-                        start = (insert_xact, person.id);
+                        start = store::page_key(row)?;
+                        let Some((_, person)) = self.decoded(row) else {
+                            return Ok(true);
+                        };
                         if self.read().people.contains(&person.id)
                             || !search_index::matches(&person, &term)
                         {
@@ -221,37 +319,116 @@ impl Mirror {
         Ok(pessoa.map(|p| serde_json::to_vec(&p).expect("a person serialises")))
     }
 
-    /// Adds every row committed before this call, unless the mirror is full.
+    /// Makes sure the mirror holds every row committed before this call, unless it is full:
+    /// waits for the catch-up under way, if any, then shares the next one with every caller
+    /// that waited meanwhile.
     async fn catch_up(&self) -> Result<(), StoreError> {
+        let wanted = self.catch_ups_begun.load(Ordering::SeqCst) + 1;
+        let mut last = self.last_catch_up.lock().await;
+        if last.number < wanted {
+            let number = self.catch_ups_begun.fetch_add(1, Ordering::SeqCst) + 1;
+            let outcome = self.catch_up_now().await.map_err(Arc::new);
+            *last = CatchUp { number, outcome };
+        }
+        last.outcome.clone().map_err(StoreError::Shared)
+    }
+
+    /// Takes a snapshot, then reads the rows that may have been committed since the last one.
+    async fn catch_up_now(&self) -> Result<(), StoreError> {
         let _timer = crate::metrics::MIRROR_CATCH_UP_SECONDS.start_timer();
-        let since = {
+        let seen = {
             let state = self.read();
             if state.frontier.is_some() {
                 return Ok(());
             }
-            state.horizon
+            state.seen.clone()
         };
-        let (horizon, added) = self.store.added_since(since).await?;
+        self.counters.catch_ups.inc();
+        // One statement takes the snapshot and reads the first page of each kind of row; any
+        // further page is read by a later statement, which sees every row it saw committed.
+        let first = self.store.catch_up_start(&seen, PAGE_ROWS).await?;
+        let mut rows = first.of_in_progress;
+        loop {
+            let Some(next) = self.add_page(&rows, seen.xmin)? else {
+                return Ok(());
+            };
+            if (rows.len() as i64) < PAGE_ROWS {
+                break;
+            }
+            rows = self
+                .store
+                .in_progress_page_rows(&seen.in_progress, next, PAGE_ROWS)
+                .await?;
+        }
+        let mut rows = first.newer;
+        loop {
+            let Some(next) = self.add_page(&rows, seen.xmin)? else {
+                return Ok(());
+            };
+            if (rows.len() as i64) < PAGE_ROWS {
+                break;
+            }
+            rows = self.store.page_rows(next, i64::MAX, PAGE_ROWS).await?;
+        }
+        let snapshot = first.snapshot;
+        self.write().seen = snapshot;
+        Ok(())
+    }
+
+    /// Adds the people of a page of a catch-up; returns where the next page starts, or None
+    /// once the mirror is full. Every row committed before `frontier` is in memory already.
+    fn add_page(&self, rows: &[Row], frontier: i64) -> Result<Option<PageStart>, StoreError> {
+        self.counters.catch_up_rows.inc_by(rows.len() as u64);
+        let Some(last) = rows.last() else {
+            return Ok(Some((i64::MAX, Uuid::max())));
+        };
+        let next = store::page_key(last)?;
         let mut state = self.write();
         let mut admitted = true;
-        for row in &added {
-            let (_, person) = store::stored_person(row)?;
+        for row in rows {
+            let Some((_, person)) = self.decoded(row) else {
+                continue;
+            };
             if state.people.contains(&person.id) {
                 continue;
             }
-            // Everything older than the current horizon is in memory already.
-            let frontier = state.horizon;
             admitted = state.admit(&person, self.budget_bytes, frontier);
             if !admitted {
                 break;
             }
         }
         state.people.flush();
-        if admitted {
-            // Catch-ups run concurrently, and one that started earlier may finish later.
-            state.horizon = state.horizon.max(horizon);
+        Ok(admitted.then_some(next))
+    }
+
+    /// The person in `row`, or None for a row that does not read as one, which is counted
+    /// and logged the first time it is met.
+    fn decoded<'r>(&self, row: &'r Row) -> Option<(i64, search_index::PersonRef<'r>)> {
+        match store::stored_person(row) {
+            Ok(person) => Some(person),
+            Err(error) => {
+                let id: Option<Uuid> = row.try_get(1).ok();
+                let first = self
+                    .undecodable
+                    .lock()
+                    .expect("never poisoned: no panics under it")
+                    .insert(id.unwrap_or_default());
+                if first {
+                    self.counters.undecodable_rows.inc();
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        ?id,
+                        "a stored row does not read as a person; it is left out of searches"
+                    );
+                }
+                None
+            }
         }
-        Ok(())
+    }
+
+    /// The mirror's own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.counters.registry
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use bitpacking::{BitPacker, BitPacker4x};
-use hashbrown::{HashMap, HashTable};
+use hashbrown::{HashMap, HashSet, HashTable};
 use uuid::Uuid;
 
 use crate::domain::Pessoa;
@@ -55,6 +55,20 @@ impl<'a> From<&'a Pessoa> for PersonRef<'a> {
                 .map(|items| items.iter().map(AsRef::as_ref).collect()),
         }
     }
+}
+
+/// What a search found, and the work it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Searched {
+    /// People appended.
+    pub people: usize,
+    /// Distinct stack items whose people the search went through.
+    pub items_visited: usize,
+}
+
+struct Positions {
+    found: Vec<u32>,
+    items_visited: usize,
 }
 
 #[derive(Default)]
@@ -214,24 +228,32 @@ impl SearchIndex {
 
     /// Up to `limit` people with `term` inside their apelido, nome or one stack item,
     /// case-insensitively, each as its record appended to `out` after a comma when `out` holds
-    /// one already. Returns how many were appended.
-    pub fn search(&self, term: &str, limit: usize, out: &mut Vec<u8>) -> usize {
-        let found = self.search_positions(&fold(term), limit);
-        for &position in &found {
+    /// one already.
+    pub fn search(&self, term: &str, limit: usize, out: &mut Vec<u8>) -> Searched {
+        let searched = self.search_positions(&fold(term), limit);
+        for &position in &searched.found {
             if out.len() > 1 {
                 out.push(b',');
             }
             self.render(position as usize, out);
         }
-        found.len()
+        Searched {
+            people: searched.found.len(),
+            items_visited: searched.items_visited,
+        }
     }
 
     /// The positions of up to `limit` people matching the folded `term`.
-    fn search_positions(&self, term: &str, limit: usize) -> Vec<u32> {
+    fn search_positions(&self, term: &str, limit: usize) -> Positions {
         let mut found: Vec<u32> = Vec::with_capacity(limit.min(64));
+        let mut items_visited = 0;
         if term.is_empty() || term.as_bytes().contains(&PAD) || limit == 0 {
-            return found;
+            return Positions {
+                found,
+                items_visited,
+            };
         }
+        // At most `limit` people, so a list is the quickest set.
         let mut take = |position: u32| {
             if !found.contains(&position) {
                 found.push(position);
@@ -249,22 +271,28 @@ impl SearchIndex {
             &mut take,
         );
         if more {
-            let mut items_seen = Vec::new();
+            // An item may come once for each of its sequences that holds a short term; any
+            // number of items may match, so each is looked up in constant time, in a set that
+            // grows with the items visited rather than with all the items held.
+            let mut items_seen = HashSet::new();
             self.stack.sequences.search(
                 term,
                 |number| self.stack.folded[number as usize].contains(term),
                 |number| {
-                    if items_seen.contains(&number) {
+                    if !items_seen.insert(number) {
                         return true;
                     }
-                    items_seen.push(number);
+                    items_visited += 1;
                     self.stack.people.lists[number as usize]
                         .cursor()
                         .all(&mut take)
                 },
             );
         }
-        found
+        Positions {
+            found,
+            items_visited,
+        }
     }
 
     fn position(&self, id: &Uuid) -> Option<usize> {
@@ -924,6 +952,40 @@ mod tests {
             11,
             "muitos5 and muitos50 to 59"
         );
+    }
+
+    #[test]
+    fn a_search_visits_each_matching_item_once_however_many_match() {
+        // A hostile writer's people: 7,000 distinct items, each holding the term twice, so
+        // that each comes back under several of the term's sequences.
+        let people: Vec<Pessoa> = (0..40)
+            .map(|person| {
+                let items: Vec<String> = (0..175).map(|i| format!("zq{person}x{i}zq")).collect();
+                let items: Vec<&str> = items.iter().map(String::as_str).collect();
+                pessoa(&format!("hostil{person}"), "Nome", Some(&items))
+            })
+            .collect();
+        let mut index = index_of(&people);
+        index.insert(&(&pessoa("outro", "Nome", Some(&["Rust"]))).into());
+        index.flush();
+        for term in ["zq", "ZQ", "q0x1", "x17"] {
+            let expected_items = people
+                .iter()
+                .flat_map(|p| p.stack().into_iter().flatten())
+                .filter(|item| fold(item.as_ref()).contains(&*fold(term)))
+                .count();
+            let mut out = vec![b'['];
+            let searched = index.search(term, 50, &mut out);
+            assert_eq!(
+                searched.items_visited, expected_items,
+                "{term}: each matching item once"
+            );
+            let expected_people = people
+                .iter()
+                .filter(|&p| matches(&p.into(), &fold(term)))
+                .count();
+            assert_eq!(searched.people, expected_people, "{term}");
+        }
     }
 
     #[test]

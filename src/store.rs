@@ -44,19 +44,49 @@ macro_rules! person_columns {
 
 const FIND_SQL: &str = concat!("SELECT ", person_columns!(), " FROM pessoas WHERE id = $1");
 
-/// `$1` is a horizon from an earlier run of this query (0 at first): the rows inserted by that
-/// transaction or later, and, on every row, the horizon of this query's own snapshot (the
-/// oldest transaction it saw running). The outer join yields that horizon even with no rows.
+/// The snapshot of this statement: the oldest transaction still running (`xmin`), the first
+/// not yet begun (`xmax`), and those between that were running (in progress). A transaction
+/// older than `xmax` and not in progress had finished: its rows, if committed, were visible.
+pub const SNAPSHOT_SQL: &str = "SELECT pg_snapshot_xmin(snapshot)::text::bigint, \
+     pg_snapshot_xmax(snapshot)::text::bigint, \
+     ARRAY(SELECT pg_snapshot_xip(snapshot)::text::bigint) \
+     FROM pg_current_snapshot() AS snapshot";
+
+/// A catch-up's first statement, in one round trip: the rows of the transactions `$1` (those
+/// in progress at the last catch-up), then those of transactions from `$2` on (the last
+/// catch-up's `xmax`), each in (insert_xact, id) order and at most `$3` of each, as a page has
+/// them, followed by a flag telling the former, and, on every row, this statement's snapshot
+/// (see [`SNAPSHOT_SQL`]). The outer join yields the snapshot even with no rows. Public so
+/// tests can check its plan.
+pub const CATCH_UP_SQL: &str = concat!(
+    "WITH snapshot AS (SELECT pg_snapshot_xmin(snapshot)::text::bigint AS xmin, \
+         pg_snapshot_xmax(snapshot)::text::bigint AS xmax, \
+         ARRAY(SELECT pg_snapshot_xip(snapshot)::text::bigint) AS in_progress \
+         FROM pg_current_snapshot() AS snapshot) \
+     SELECT added.*, snapshot.* FROM snapshot LEFT JOIN (\
+         (SELECT insert_xact, ",
+    person_columns!(),
+    ", true AS of_in_progress FROM pessoas WHERE insert_xact = ANY($1) \
+          ORDER BY insert_xact, id LIMIT $3) \
+         UNION ALL \
+         (SELECT insert_xact, ",
+    person_columns!(),
+    ", false FROM pessoas WHERE insert_xact >= $2 ",
+    // Always true, and there for the plan PostgreSQL caches for this statement, which knows
+    // nothing of $2: against a lower bound alone it expects a third of the table; between two
+    // bounds it expects a sliver and walks the index, as it should.
+    "AND insert_xact <= 9223372036854775807 ORDER BY insert_xact, id LIMIT $3) \
+     ) AS added ON true"
+);
+
+/// One page of the people inserted by the transactions `$1`, in (insert_xact, id) order: those
+/// after `($2, $3)`, at most `$4` of them. Each transaction is an index range of its own.
 /// Public so tests can check its plan.
-pub const ADDED_SINCE_SQL: &str = concat!(
-    "WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) ",
+pub const IN_PROGRESS_PAGE_SQL: &str = concat!(
     "SELECT insert_xact, ",
     person_columns!(),
-    ", snapshot.horizon FROM snapshot LEFT JOIN pessoas ON pessoas.insert_xact >= $1 ",
-    // Always true, and there for the plan PostgreSQL caches for this statement, which knows
-    // nothing of $1: against a lower bound alone it expects a third of the table and scans
-    // it all; between two bounds it expects a sliver and walks the index, as it should.
-    "AND pessoas.insert_xact <= 9223372036854775807"
+    " FROM pessoas WHERE insert_xact = ANY($1) AND (insert_xact, id) > ($2, $3) \
+     ORDER BY insert_xact, id LIMIT $4"
 );
 
 /// One page of people in (insert_xact, id) order: those after `($1, $2)` and inserted by a
@@ -91,6 +121,24 @@ const INSERT_BATCH_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimen
 /// Where a page of [`Store::page`] starts: after this (insert_xact, id).
 pub type PageStart = (i64, Uuid);
 
+/// What a statement could see (see [`SNAPSHOT_SQL`]), in full transaction ids, as
+/// `insert_xact` holds them.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub xmin: i64,
+    pub xmax: i64,
+    pub in_progress: Vec<i64>,
+}
+
+/// What a catch-up's first statement returns (see [`CATCH_UP_SQL`]).
+pub struct CatchUpStart {
+    pub snapshot: Snapshot,
+    /// The first page of the rows of the transactions in progress at the last catch-up.
+    pub of_in_progress: Vec<Row>,
+    /// The first page of the rows of transactions from the last catch-up's `xmax` on.
+    pub newer: Vec<Row>,
+}
+
 /// Why a call to the database failed, with the error that caused it as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,13 +158,33 @@ pub enum StoreError {
     /// disagree, or a row breaks the rules (written behind the API's back). Not an outage.
     #[error("a stored row cannot be read")]
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// One failure shared by every call that waited on the same work.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
 }
 
 impl StoreError {
     /// Whether the database is out of reach or too slow, which passes (a `503`, worth
     /// retrying), rather than the code being wrong about the data (a bug: a `500`).
     pub fn is_outage(&self) -> bool {
-        !matches!(self, StoreError::Decode(_) | StoreError::InvalidUrl(_))
+        match self {
+            StoreError::Shared(error) => error.is_outage(),
+            _ => !matches!(self, StoreError::Decode(_) | StoreError::InvalidUrl(_)),
+        }
+    }
+
+    /// Whether a write that failed this way may have committed all the same: the statement
+    /// may have reached the database, and its answer was lost with the connection or never
+    /// came. An error the database reported for the statement itself means it rolled back.
+    pub fn may_have_committed(&self) -> bool {
+        match self {
+            StoreError::TimedOut(_) => true,
+            StoreError::Statement(error) => error
+                .as_db_error()
+                .is_none_or(|db| matches!(db.severity(), "FATAL" | "PANIC")),
+            StoreError::Shared(error) => error.may_have_committed(),
+            _ => false,
+        }
     }
 }
 
@@ -243,35 +311,100 @@ impl Store {
         .await
     }
 
-    /// The horizon of a snapshot taken now: every transaction older than it has finished.
-    pub async fn snapshot_horizon(&self) -> Result<i64, StoreError> {
+    /// A snapshot taken now (see [`SNAPSHOT_SQL`]).
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
-            let row = client
-                .query_one(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-                    &[],
-                )
-                .await?;
-            row.try_get(0).map_err(decode)
+            let statement = client.prepare_cached(SNAPSHOT_SQL).await?;
+            let row = client.query_one(&statement, &[]).await?;
+            let read = || -> Result<Snapshot, tokio_postgres::Error> {
+                Ok(Snapshot {
+                    xmin: row.try_get(0)?,
+                    xmax: row.try_get(1)?,
+                    in_progress: row.try_get(2)?,
+                })
+            };
+            read().map_err(decode)
         })
         .await
     }
 
-    /// The people inserted since `horizon` (see [`ADDED_SINCE_SQL`]), as rows for
-    /// [`stored_person`], and the next horizon.
-    pub async fn added_since(&self, horizon: i64) -> Result<(i64, Vec<Row>), StoreError> {
+    /// A snapshot taken now and the first page of each kind of row a catch-up from `seen`
+    /// reads (see [`CATCH_UP_SQL`]), as rows for [`stored_person`].
+    pub async fn catch_up_start(
+        &self,
+        seen: &Snapshot,
+        limit: i64,
+    ) -> Result<CatchUpStart, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
-            let statement = client.prepare_cached(ADDED_SINCE_SQL).await?;
-            let mut rows = client.query(&statement, &[&horizon]).await?;
-            let next: i64 = rows
+            let statement = client.prepare_cached(CATCH_UP_SQL).await?;
+            let rows = client
+                .query(&statement, &[&seen.in_progress, &seen.xmax, &limit])
+                .await?;
+            let first = rows
                 .first()
-                .ok_or_else(|| decode("no row holds the snapshot's horizon"))?
-                .try_get("horizon")
-                .map_err(decode)?;
-            rows.retain(|row| matches!(row.try_get::<_, Option<Uuid>>("id"), Ok(Some(_))));
-            Ok((next, rows))
+                .ok_or_else(|| decode("no row holds the snapshot"))?;
+            let read = || -> Result<Snapshot, tokio_postgres::Error> {
+                Ok(Snapshot {
+                    xmin: first.try_get("xmin")?,
+                    xmax: first.try_get("xmax")?,
+                    in_progress: first.try_get("in_progress")?,
+                })
+            };
+            let snapshot = read().map_err(decode)?;
+            let mut start = CatchUpStart {
+                snapshot,
+                of_in_progress: Vec::new(),
+                newer: Vec::new(),
+            };
+            for row in rows {
+                match row.try_get::<_, Option<bool>>("of_in_progress") {
+                    Ok(Some(true)) => start.of_in_progress.push(row),
+                    Ok(Some(false)) => start.newer.push(row),
+                    // The outer join's row when there are none.
+                    Ok(None) => {}
+                    Err(error) => return Err(decode(error)),
+                }
+            }
+            Ok(start)
+        })
+        .await
+    }
+
+    /// Up to `limit` people after `start` in (insert_xact, id) order, inserted by a
+    /// transaction older than `before` (see [`PAGE_SQL`]), as rows for [`stored_person`].
+    pub async fn page_rows(
+        &self,
+        start: PageStart,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            let statement = client.prepare_cached(PAGE_SQL).await?;
+            Ok(client
+                .query(&statement, &[&start.0, &start.1, &before, &limit])
+                .await?)
+        })
+        .await
+    }
+
+    /// Up to `limit` people after `start` in (insert_xact, id) order, inserted by one of the
+    /// transactions `in_progress` (see [`IN_PROGRESS_PAGE_SQL`]), as rows for
+    /// [`stored_person`].
+    pub async fn in_progress_page_rows(
+        &self,
+        in_progress: &[i64],
+        start: PageStart,
+        limit: i64,
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            let statement = client.prepare_cached(IN_PROGRESS_PAGE_SQL).await?;
+            Ok(client
+                .query(&statement, &[&in_progress, &start.0, &start.1, &limit])
+                .await?)
         })
         .await
     }
@@ -329,7 +462,49 @@ impl Store {
     /// statement of its own: without the unnest and the JSON of the batch form, a transaction
     /// of one person costs PostgreSQL about a quarter less CPU (pgbench, commit included:
     /// 90-106 µs against 127-130).
+    ///
+    /// When the answer is lost (the connection dropped after the statement was sent), the
+    /// outcome is settled by looking the batch's ids up: they are made afresh for each
+    /// request, so any of them stored means the batch committed, and the others' apelidos were
+    /// taken. None stored is answered as the failure it was.
     pub async fn insert_batch(&self, batch: &[&Pessoa]) -> Result<HashSet<Uuid>, StoreError> {
+        match self.insert_batch_once(batch).await {
+            Err(error) if error.may_have_committed() => {
+                let ids: Vec<Uuid> = batch.iter().map(|p| p.id()).collect();
+                match self.stored_among(&ids).await {
+                    Ok(stored) if !stored.is_empty() => {
+                        tracing::info!(
+                            error = &error as &dyn std::error::Error,
+                            "a batch whose answer was lost had committed; {} of its {} people \
+                             stored",
+                            stored.len(),
+                            ids.len()
+                        );
+                        Ok(stored)
+                    }
+                    _ => Err(error),
+                }
+            }
+            result => result,
+        }
+    }
+
+    /// The ids among `ids` that are stored.
+    pub async fn stored_among(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            let statement = client
+                .prepare_cached("SELECT id FROM pessoas WHERE id = ANY($1)")
+                .await?;
+            let rows = client.query(&statement, &[&ids]).await?;
+            rows.iter()
+                .map(|row| row.try_get(0).map_err(decode))
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_batch_once(&self, batch: &[&Pessoa]) -> Result<HashSet<Uuid>, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let rows = match batch {
@@ -408,11 +583,21 @@ impl Store {
     }
 }
 
-/// The person in a row of [`Store::added_since`] or [`Store::page`], borrowing its text, and the
-/// transaction that inserted it.
+/// The transaction that inserted the row of a page and the person's id: where the next page
+/// starts, readable even when the rest of the row is not.
+pub fn page_key(row: &Row) -> Result<PageStart, StoreError> {
+    // Every page query starts with insert_xact and the person's columns, in this order.
+    Ok((
+        row.try_get(0).map_err(decode)?,
+        row.try_get(1).map_err(decode)?,
+    ))
+}
+
+/// The person in a row of a page, borrowing its text, and the transaction that inserted it.
+/// A row written behind the API's back may not read as a person: a null stack item, or a
+/// date outside `YYYY-MM-DD` (years past 9999 or before Christ).
 pub fn stored_person(row: &Row) -> Result<(i64, PersonRef<'_>), StoreError> {
     let read = || -> Result<(i64, PersonRef<'_>), tokio_postgres::Error> {
-        // Both queries start with insert_xact and the person's columns, in this order.
         let person = PersonRef {
             id: row.try_get(1)?,
             apelido: row.try_get(2)?,
@@ -422,7 +607,11 @@ pub fn stored_person(row: &Row) -> Result<(i64, PersonRef<'_>), StoreError> {
         };
         Ok((row.try_get(0)?, person))
     };
-    read().map_err(decode)
+    let (insert_xact, person) = read().map_err(decode)?;
+    if person.nascimento.len() != "YYYY-MM-DD".len() {
+        return Err(decode(format!("nascimento {:?}", person.nascimento)));
+    }
+    Ok((insert_xact, person))
 }
 
 /// The person in a row of [`FIND_SQL`], checked against the rules as a new one would be.

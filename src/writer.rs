@@ -8,7 +8,9 @@
 //! keep a request from waiting for a whole earlier batch to commit before its own can start.
 //!
 //! Time in the queue counts against the database timeout: a job still queued at its deadline
-//! is answered `503` and never written, so a `503` still means "not stored".
+//! is answered `503` and never written, so a `503` still means "not stored". A batch whose
+//! answer was lost with its connection is settled before anyone is answered, by looking its
+//! people up (see [`Store::insert_batch`]): a person stored gets its `201`.
 
 use std::sync::Arc;
 use std::time::Duration;

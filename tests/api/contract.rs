@@ -214,34 +214,81 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
     )
     .await
     .unwrap();
-    // A horizon a replica would hold after catching up with all of them.
-    let horizon: i64 = db
-        .query_one("SELECT max(insert_xact) + 1 FROM pessoas", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let plan = explain(&db, rinha::store::ADDED_SINCE_SQL, &[&horizon]).await;
+    // A catch-up reads the rows of the transactions a snapshot saw in progress, and the newer
+    // ones: two index ranges.
+    let (oldest, newest): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT min(insert_xact), max(insert_xact) FROM pessoas",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let in_progress = vec![oldest, newest];
+    let plan = explain(
+        &db,
+        rinha::store::IN_PROGRESS_PAGE_SQL,
+        &[&in_progress, &0i64, &uuid::Uuid::nil(), &10_000i64],
+    )
+    .await;
     assert!(plan.contains("pessoas_insert_xact_id"), "{plan}");
     assert!(!plan.contains("Seq Scan on pessoas"), "{plan}");
-    // PostgreSQL caches a generic plan, made without $1, once it costs no more than the plans
-    // made for each value: that one must walk the index too.
-    let generic: String = db
-        .simple_query(&format!(
-            "PREPARE catch_up (bigint) AS {}; SET plan_cache_mode = force_generic_plan; \
-             EXPLAIN EXECUTE catch_up ({horizon})",
-            rinha::store::ADDED_SINCE_SQL
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(generic.contains("pessoas_insert_xact_id"), "{generic}");
-    assert!(!generic.contains("Seq Scan on pessoas"), "{generic}");
+    assert!(!plan.contains("Sort"), "read in index order: {plan}");
+    // PostgreSQL caches a generic plan, made without the parameters, once it costs no more
+    // than the plans made for each value: those must walk the index too.
+    let plan = explain(
+        &db,
+        rinha::store::CATCH_UP_SQL,
+        &[&in_progress, &newest, &10_000i64],
+    )
+    .await;
+    assert_eq!(plan.matches("pessoas_insert_xact_id").count(), 2, "{plan}");
+    assert!(!plan.contains("Seq Scan on pessoas"), "{plan}");
+    for (sql, types, values) in [
+        (
+            rinha::store::CATCH_UP_SQL,
+            "bigint[], bigint, bigint",
+            format!("ARRAY[{oldest}, {newest}]::bigint[], {newest}, 10000"),
+        ),
+        (
+            rinha::store::IN_PROGRESS_PAGE_SQL,
+            "bigint[], bigint, uuid, bigint",
+            format!(
+                "ARRAY[{oldest}, {newest}]::bigint[], 0, '{}', 10000",
+                uuid::Uuid::nil()
+            ),
+        ),
+        (
+            rinha::store::PAGE_SQL,
+            "bigint, uuid, bigint, bigint",
+            format!(
+                "{newest}, '{}', 9223372036854775807, 10000",
+                uuid::Uuid::max()
+            ),
+        ),
+    ] {
+        let generic: String = db
+            .simple_query(&format!(
+                "DEALLOCATE ALL; PREPARE catch_up ({types}) AS {sql}; \
+                 SET plan_cache_mode = force_generic_plan; \
+                 EXPLAIN EXECUTE catch_up ({values})"
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(generic.contains("pessoas_insert_xact_id"), "{generic}");
+        assert!(!generic.contains("Seq Scan on pessoas"), "{generic}");
+        assert!(!generic.contains("Sort"), "read in index order: {generic}");
+    }
+    let horizon = newest + 1;
     let plan = explain(
         &db,
         rinha::store::PAGE_SQL,
@@ -336,6 +383,10 @@ async fn metrics_expose_requests_latency_batches_pool_mirror_and_process() {
         "mirror_bytes ",
         "mirror_budget_bytes ",
         "mirror_full 0",
+        "mirror_catch_ups_total ",
+        "mirror_catch_up_rows_total ",
+        "mirror_undecodable_rows_total 0",
+        "search_items_visited_total 0",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
     ] {

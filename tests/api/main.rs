@@ -3,6 +3,7 @@
 
 mod connections;
 mod contract;
+mod isolation;
 mod lifecycle;
 mod nginx;
 mod observability;

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use xshell::Shell;
 
+use crate::postgres::Postgres;
 use crate::stack::Stack;
 use crate::topology::Topology;
 use crate::unix_now;
@@ -30,6 +31,8 @@ const STOPPED_BACK_WITHIN: Duration = Duration::from_secs(20);
 const MARGIN: f64 = 1.0;
 /// The middle of the full profile (about 205 s), scaled like it.
 const MIDDLE_SECONDS: f64 = 102.0;
+/// The length of the full profile, scaled like it.
+const RUN_SECONDS: f64 = 2.0 * MIDDLE_SECONDS;
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 pub enum Kind {
@@ -42,6 +45,9 @@ pub enum Kind {
     RestartDb,
     /// SIGSTOP every PostgreSQL process for 3 s, then SIGCONT.
     PauseDb,
+    /// Another session holds a transaction with a transaction id open and busy from the start
+    /// of the run (unless a time is given) to its end.
+    OpenTransaction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,11 +82,21 @@ impl Fault {
 
     /// When to strike, in seconds after the replay starts, for a run at `scale`.
     pub fn delay(&self, scale: f64) -> Duration {
-        Duration::from_secs_f64(self.at_seconds.unwrap_or(MIDDLE_SECONDS * scale))
+        let default = match self.kind {
+            Kind::OpenTransaction => 0.0,
+            _ => MIDDLE_SECONDS * scale,
+        };
+        Duration::from_secs_f64(self.at_seconds.unwrap_or(default))
     }
 
     /// Strikes the stack, brings it back, and returns when both happened (Unix seconds).
-    pub fn inject(&self, sh: &Shell, stack: &mut Stack, topology: &Topology) -> Result<(f64, f64)> {
+    pub fn inject(
+        &self,
+        sh: &Shell,
+        stack: &mut Stack,
+        topology: &Topology,
+        scale: f64,
+    ) -> Result<(f64, f64)> {
         let injected = unix_now();
         let database = &topology.database;
         match self.kind {
@@ -98,6 +114,11 @@ impl Fault {
                 stack.signal_every(database, Signal::SIGSTOP)?;
                 sleep(PAUSED_FOR);
                 stack.signal_every(database, Signal::SIGCONT)?;
+            }
+            Kind::OpenTransaction => {
+                let postgres = Postgres::locate(&topology.service(database)?.environment)?;
+                let until_the_end = RUN_SECONDS * scale - self.delay(scale).as_secs_f64();
+                postgres.hold_transaction(topology.database_port, until_the_end.max(1.0))?
             }
         }
         Ok((injected, unix_now()))
@@ -141,9 +162,9 @@ impl Fault {
             )),
             Some(_) => {}
         }
-        // A deploy and a paused database must cost nothing; a killed replica or a restarted
-        // database may fail the requests they held.
-        if matches!(self.kind, Kind::RestartReplicas | Kind::PauseDb) {
+        // A deploy, a paused database and a transaction left open must cost nothing; a killed
+        // replica or a restarted database may fail the requests they held.
+        if matches!(self.kind, Kind::RestartReplicas | Kind::PauseDb | Kind::OpenTransaction) {
             if during > 0 {
                 problems.push(format!("{during} KO during the fault"));
             }
@@ -187,6 +208,8 @@ mod tests {
         assert_eq!(fault.delay(1.0), Duration::from_secs(25));
         assert_eq!(Fault::parse("restart-db").unwrap().delay(0.2), Duration::from_secs_f64(20.4));
         assert_eq!(Fault::parse("restart-replicas").unwrap().name(), "restart-replicas");
+        let open = Fault::parse("open-transaction").unwrap();
+        assert_eq!(open.delay(0.2), Duration::ZERO, "from the start of the run");
         for bad in ["reboot", "pause-db@", "pause-db@-1", "kill-replica@soon"] {
             assert!(Fault::parse(bad).is_err(), "{bad} accepted");
         }
@@ -230,5 +253,16 @@ mod tests {
         let (fault, problems) = Fault::parse("pause-db").unwrap().judge(window, &summary, &series);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(fault["pass"], true);
+        let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 9, 10);
+        let (_, problems) =
+            Fault::parse("open-transaction").unwrap().judge(window, &summary, &series);
+        assert_eq!(
+            problems,
+            [
+                "9 people stored but 10 acknowledged (201): some were lost",
+                "1 KO during the fault",
+                "count Some(9) != expected 10"
+            ]
+        );
     }
 }

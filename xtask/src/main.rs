@@ -115,8 +115,9 @@ pub struct StressArgs {
     /// Fill the table with N generated people before the replicas start.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preload: u64,
-    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db or
-    /// pause-db, at S seconds (by default the middle of the run).
+    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db,
+    /// pause-db or open-transaction, at S seconds (by default the middle of the run; an
+    /// open transaction, from the start to the end).
     #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
     pub fault: Option<Fault>,
     /// Multiply every injection rate by F, durations kept.

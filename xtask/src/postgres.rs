@@ -138,6 +138,20 @@ impl Postgres {
         run_quietly(psql("ANALYZE pessoas"))
     }
 
+    /// Opens a transaction that takes a transaction id, as a write does, and keeps it open and
+    /// busy (a statement running, so that no idle-session timeout ends it) for `seconds`;
+    /// returns when it has committed.
+    pub fn hold_transaction(&self, port: u16, seconds: f64) -> Result<()> {
+        let sql = format!("BEGIN; SELECT txid_current(); SELECT pg_sleep({seconds:.1}); COMMIT;");
+        run_quietly(
+            self.command("psql")
+                .args(["--quiet", "--no-psqlrc", "--set", "ON_ERROR_STOP=1"])
+                .args(self.address(port))
+                .args(["--username", USER, "--dbname", &self.database, "--command", &sql])
+                .env("PGPASSWORD", &self.password),
+        )
+    }
+
     /// `program` from the server's directory, run as the cluster's owner: setpriv execs it in
     /// place, so its pid (and the signals sent to it) are the program's own.
     fn command(&self, program: &str) -> Cmd<'_> {

@@ -116,7 +116,7 @@ pub fn replay_and_report(
                 let strike = scope.spawn(move || {
                     std::thread::sleep(fault.delay(args.scale));
                     println!("injecting {}", fault.name());
-                    fault.inject(&fault_sh, stack, topology)
+                    fault.inject(&fault_sh, stack, topology, args.scale)
                 });
                 (load.run(), strike.join().expect("the fault's thread does not panic"))
             });
