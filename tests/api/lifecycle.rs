@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    AppProcess, TestApp, db_client, fresh_database, metric_value, pessoa, set_reachable, settings,
-    stored_people,
+    AppProcess, TestApp, db_client, free_port, fresh_database, metric_value, pessoa, set_reachable,
+    settings, stored_people,
 };
 
 /// Sends `count` creations at once and returns the statuses and locations of those answered.
@@ -492,12 +492,7 @@ async fn raw_exchange(address: &str, request: &str) -> String {
 #[tokio::test]
 async fn a_request_target_without_a_path_gets_400_and_the_process_serves_on() {
     let database = fresh_database().await;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let metrics_port = free_port().to_string();
     let mut app = AppProcess::start_with(&database, &[("METRICS_PORT", &metrics_port)]).await;
     let metrics = format!("http://127.0.0.1:{metrics_port}");
     for address in [&app.address, &metrics] {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rinha::config::Settings;
 
-use crate::support::{TestApp, fresh_database, metric_value, pessoa, settings};
+use crate::support::{TestApp, free_port, fresh_database, metric_value, pessoa, settings};
 
 /// nginx running `docker/nginx.conf` with the replicas' and its own ports swapped in, and its
 /// scratch files in a directory of its own; with a client to send it requests.
@@ -20,11 +20,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(replica_ports: [&str; 2]) -> Nginx {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("rinha-nginx-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir(&dir).unwrap();
         // When the tests run as root, nginx's workers run as nobody and spill bodies here.

@@ -198,10 +198,7 @@ impl AppProcess {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> AppProcess {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_rinha"))
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
@@ -292,4 +289,21 @@ pub fn metric_value(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
         .parse()
         .unwrap()
+}
+
+/// A port no socket uses now, for a server a test starts as a process of its own. It lies below
+/// Linux's range of ephemeral ports (32768 and up), where an outgoing connection may take one
+/// between this check and the server's bind.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Each test binary starts at its own place in the range, and each call takes the next port.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % 12_000;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = 20_000 + (NEXT.fetch_add(1, Ordering::SeqCst) % 12_000) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
