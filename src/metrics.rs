@@ -10,30 +10,11 @@ use prometheus::{
 };
 use warp::http::{Method, StatusCode};
 
-use crate::mirror::Mirror;
-use crate::store::Store;
-
 /// Bucket bounds, in seconds, of the duration histograms: from half a millisecond, under the
 /// contest's typical answer, to five seconds, past the database timeout.
 const DURATION_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
-
-/// Time the mirror takes to catch up with the table before a search. It grows with the rows
-/// each catch-up reads, so it shows a catch-up falling behind: a transaction held open keeps the
-/// horizon back and every search reads again all the rows since. One for the process, as the
-/// mirror is, so that the mirror needs no handle on [`Metrics`].
-pub static MIRROR_CATCH_UP_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
-    Histogram::with_opts(
-        HistogramOpts::new(
-            "mirror_catch_up_duration_seconds",
-            "Time the in-memory mirror takes to read the rows added since its horizon, before \
-             a search.",
-        )
-        .buckets(DURATION_BUCKETS.to_vec()),
-    )
-    .expect("valid metric")
-});
 
 /// Panics of the process, counted from its panic hook, which no replica's state reaches.
 static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -122,7 +103,7 @@ impl Metrics {
         .expect("valid metric");
 
         let registry = Registry::new();
-        let collectors: [Box<dyn Collector>; 11] = [
+        let collectors: [Box<dyn Collector>; 10] = [
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(batch_size.clone()),
@@ -132,7 +113,6 @@ impl Metrics {
             Box::new(mirror_budget_bytes.clone()),
             Box::new(mirror_full.clone()),
             Box::new(PANICS.clone()),
-            Box::new(MIRROR_CATCH_UP_SECONDS.clone()),
             // CPU seconds, resident memory, open files of this process.
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -164,34 +144,45 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition, with the gauges read at this moment.
-    pub fn render(&self, store: &Store, mirror: &Mirror) -> String {
-        self.mirrored_people.set(mirror.count() as i64);
-        let (bytes, budget) = mirror.memory();
-        self.mirror_bytes.set(bytes as i64);
+    /// The text exposition, with the gauges set from `readings`, taken at this moment.
+    pub fn render(&self, readings: Readings) -> String {
+        self.mirrored_people.set(readings.mirror_people as i64);
+        self.mirror_bytes.set(readings.mirror_bytes as i64);
         self.mirror_budget_bytes
-            .set(i64::try_from(budget).unwrap_or(i64::MAX));
-        self.mirror_full.set(i64::from(mirror.is_full()));
-        let status = store.pool_status();
-        let in_use = status.size.saturating_sub(status.available);
+            .set(i64::try_from(readings.mirror_budget_bytes).unwrap_or(i64::MAX));
+        self.mirror_full.set(i64::from(readings.mirror_full));
+        let pool = readings.pool;
+        let in_use = pool.size.saturating_sub(pool.available);
         self.pool_connections
             .with_label_values(&["in_use"])
             .set(in_use as i64);
         self.pool_connections
             .with_label_values(&["idle"])
-            .set(status.available as i64);
+            .set(pool.available as i64);
         self.pool_connections
             .with_label_values(&["waiting"])
-            .set(status.waiting as i64);
+            .set(pool.waiting as i64);
         let mut text = Vec::new();
         TextEncoder::new()
             .encode(
-                &[self.registry.gather(), mirror.registry().gather()].concat(),
+                &[self.registry.gather(), readings.families].concat(),
                 &mut text,
             )
             .expect("text encoding into memory");
         String::from_utf8(text).expect("the text encoder writes UTF-8")
     }
+}
+
+/// What the replica's parts report at a scrape, read from them by whoever serves it: this
+/// module takes numbers and families, and knows none of the parts.
+pub struct Readings {
+    pub mirror_people: usize,
+    pub mirror_bytes: usize,
+    pub mirror_budget_bytes: usize,
+    pub mirror_full: bool,
+    pub pool: deadpool_postgres::Status,
+    /// Families that a part keeps in a registry of its own.
+    pub families: Vec<prometheus::proto::MetricFamily>,
 }
 
 impl Default for Metrics {

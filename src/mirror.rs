@@ -37,7 +37,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use prometheus::{IntCounter, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -75,6 +75,8 @@ struct CatchUp {
 /// The mirror's own metrics, served with the replica's (see [`Mirror::registry`]).
 struct Counters {
     registry: Registry,
+    /// It grows with the rows each catch-up reads, so it shows a catch-up falling behind.
+    catch_up_seconds: Histogram,
     catch_ups: IntCounter,
     catch_up_rows: IntCounter,
     undecodable_rows: IntCounter,
@@ -86,6 +88,15 @@ impl Counters {
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let counters = Counters {
             registry: Registry::new(),
+            catch_up_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "mirror_catch_up_duration_seconds",
+                    "Time the mirror's catch-ups take to read the rows added since the last one.",
+                )
+                // From half a millisecond to four seconds, past which the database timeout is near.
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
+            )
+            .expect("valid metric"),
             catch_ups: counter(
                 "mirror_catch_ups_total",
                 "Catch-ups run by the mirror; the searches waiting for one share it.",
@@ -114,6 +125,10 @@ impl Counters {
                 .register(Box::new(counter.clone()))
                 .expect("registered once");
         }
+        counters
+            .registry
+            .register(Box::new(counters.catch_up_seconds.clone()))
+            .expect("registered once");
         counters
     }
 }
@@ -335,7 +350,7 @@ impl Mirror {
 
     /// Takes a snapshot, then reads the rows that may have been committed since the last one.
     async fn catch_up_now(&self) -> Result<(), StoreError> {
-        let _timer = crate::metrics::MIRROR_CATCH_UP_SECONDS.start_timer();
+        let _timer = self.counters.catch_up_seconds.start_timer();
         let seen = {
             let state = self.read();
             if state.frontier.is_some() {

@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::domain::{Pessoa, RejectedPayload};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Readings};
 use crate::mirror::Mirror;
 use crate::store::{Store, StoreError};
 use crate::writer::{Outcome, WriteError, Writer};
@@ -114,10 +114,16 @@ fn exposition(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::path("metrics"))
         .and(warp::path::end())
         .map(move || {
-            text(
-                StatusCode::OK,
-                state.metrics.render(&state.store, &state.mirror),
-            )
+            let (mirror_bytes, mirror_budget_bytes) = state.mirror.memory();
+            let readings = Readings {
+                mirror_people: state.mirror.count(),
+                mirror_bytes,
+                mirror_budget_bytes,
+                mirror_full: state.mirror.is_full(),
+                pool: state.store.pool_status(),
+                families: state.mirror.registry().gather(),
+            };
+            text(StatusCode::OK, state.metrics.render(readings))
         })
 }
 

@@ -9,7 +9,7 @@ use anyhow::Result;
 use xshell::Shell;
 
 use crate::stress::{self, read_json};
-use crate::{RunArgs, StressArgs};
+use crate::stress::{RunArgs, StressArgs};
 
 const STEP: f64 = 0.25;
 /// Bounds the search, so that it ends on a machine where every run passes.

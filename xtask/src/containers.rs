@@ -18,9 +18,11 @@ use xshell::{Shell, cmd};
 
 use crate::cgroup::Cgroup;
 use crate::engine::Engine;
+use crate::images;
+use crate::stress::RunArgs;
 use crate::stress::{self, Measured};
 use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
-use crate::{RunArgs, build_release, ensure_ports_free, images, quietly, repo_root, run_quietly};
+use crate::workspace::{build_release, ensure_ports_free, quietly, repo_root, run_quietly};
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(180);

@@ -11,8 +11,8 @@
 use anyhow::{Result, ensure};
 use xshell::{Cmd, Shell, cmd};
 
-use crate::run_quietly;
 use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
+use crate::workspace::run_quietly;
 
 pub fn check_delivery(sh: &Shell) -> Result<()> {
     let tracked = |pattern: &str| -> Result<Vec<String>> {
@@ -86,8 +86,8 @@ pub fn check_delivery(sh: &Shell) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::repo_root;
     use crate::topology::{Compose, HOST_COMPOSE_FILE, Topology};
+    use crate::workspace::repo_root;
 
     /// The topology's services' limits add up to at most the contest's 1.5 CPU and 3 GB, and
     /// docker/compose.host.yml carries the very same limits and images.

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Cmd, Shell, cmd};
 
-use crate::quietly;
 use crate::topology::Compose;
+use crate::workspace::quietly;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

@@ -18,7 +18,7 @@ use xshell::Shell;
 use crate::postgres::Postgres;
 use crate::stack::Stack;
 use crate::topology::Topology;
-use crate::unix_now;
+use crate::workspace::unix_now;
 
 /// How long `pause-db` leaves the database stopped.
 const PAUSED_FOR: Duration = Duration::from_secs(3);

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::Shell;
 
-use crate::repo_root;
 use crate::stack::Stack;
 use crate::topology::Topology;
+use crate::workspace::repo_root;
 
 /// How long a case's answer may take: most come at once, and a request the server is still
 /// waiting on (a body shorter than announced) is abandoned.

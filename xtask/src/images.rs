@@ -13,7 +13,7 @@ use xshell::{Shell, cmd};
 
 use crate::engine::Engine;
 use crate::topology::{HOST_COMPOSE_FILE, Topology};
-use crate::{repo_root, run_quietly};
+use crate::workspace::{repo_root, run_quietly};
 
 /// Builds the images the compose files name, keeping those whose inputs have not changed unless
 /// `rebuild`, and prints their sizes.

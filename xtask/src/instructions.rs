@@ -17,7 +17,7 @@ use xshell::{Shell, cmd};
 
 use crate::stack::{Stack, callgrind_file};
 use crate::topology::Topology;
-use crate::{repo_root, run_quietly};
+use crate::workspace::{repo_root, run_quietly};
 
 const COUNT: &str = "count";
 const NEW_CONNECTIONS: &str = "count, a new connection each";

@@ -188,8 +188,8 @@ fn without_case_flag(pattern: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo_root;
     use crate::topology::{Limits, Topology};
+    use crate::workspace::repo_root;
 
     fn rendered(overlay: &str) -> Vec<Value> {
         let sh = Shell::new().unwrap();

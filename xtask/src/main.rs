@@ -11,21 +11,23 @@ mod http_fuzz;
 mod images;
 mod instructions;
 mod kubernetes;
+#[cfg(test)]
+mod module_graph;
 mod nginx;
 mod postgres;
 mod stack;
 mod stress;
 mod topology;
+mod workspace;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, bail};
-use clap::{Args, Parser};
-use xshell::{Cmd, Shell};
+use anyhow::Result;
+use clap::Parser;
+use xshell::Shell;
 
-use crate::fault::Fault;
+use crate::stress::{RunArgs, StressArgs, positive};
+use crate::workspace::repo_root;
 
 #[derive(Parser)]
 #[command(bin_name = "cargo xtask", about = "Development automation for rinha")]
@@ -86,52 +88,6 @@ enum Command {
     },
 }
 
-/// The options every stress run takes.
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Shorten every phase by this factor.
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
-    pub scale: f64,
-    /// Where the report goes; by default target/<command>/<seconds since 1970>.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Fail on any KO or any count that differs from the expected one (the replay's ko=0,
-    /// count=expected and count=created).
-    #[arg(long)]
-    pub strict: bool,
-    /// A condition the run must meet, passed to the replay (`p99.ok<5ms`, `ko=0`,
-    /// `count=expected`; see gatling/README.md); repeat for each. A failed one fails the command.
-    #[arg(long = "assert", value_name = "CONDITION")]
-    pub assertions: Vec<String>,
-    /// Write the conditions' results as a JUnit XML report into FILE.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct StressArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Fill the table with N generated people before the replicas start.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub preload: u64,
-    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db,
-    /// pause-db or open-transaction, at S seconds (by default the middle of the run; an
-    /// open transaction, from the start to the end).
-    #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
-    pub fault: Option<Fault>,
-    /// Multiply every injection rate by F, durations kept.
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
-    pub rate: f64,
-}
-
-fn positive(text: &str) -> Result<f64> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
-        _ => bail!("{text:?} is not a positive number"),
-    }
-}
-
 fn main() -> ExitCode {
     match run(Command::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,61 +115,4 @@ fn run(command: Command) -> Result<()> {
         Command::HttpFuzz { cases, seed } => http_fuzz::http_fuzz(&sh, cases, seed),
         Command::Instructions { requests } => instructions::instructions(&sh, requests as usize),
     }
-}
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the repository")
-        .to_path_buf()
-}
-
-/// A release binary of this workspace, in `CARGO_TARGET_DIR` when it is set.
-pub fn release_binary(name: &str) -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    repo_root().join(target).join("release").join(name)
-}
-
-/// Builds the service and the replay in release mode, together: built apart, Cargo unifies
-/// their dependencies' features differently and each build relinks the other's binary.
-pub fn build_release(sh: &Shell) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    xshell::cmd!(sh, "{cargo} build --release --package rinha --package replay").run()?;
-    Ok(())
-}
-
-/// Silenced: for commands whose success is all that counts.
-pub fn quietly(command: Cmd<'_>) -> Cmd<'_> {
-    command.quiet().ignore_stdout().ignore_stderr()
-}
-
-/// Runs a setup step or a checker quietly; what it printed (on either stream) becomes the error
-/// when it fails.
-pub fn run_quietly(command: Cmd<'_>) -> Result<()> {
-    let shown = command.to_string();
-    let output = command.quiet().ignore_status().output()?;
-    if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!("{shown} ({}):\n{stdout}{}", output.status, stderr.trim_end());
-    }
-    Ok(())
-}
-
-/// Fails unless every one of `ports` is free on loopback, which `stack` (a native or compose
-/// stack) needs.
-pub fn ensure_ports_free(ports: &[u16], stack: &str) -> Result<()> {
-    for port in ports {
-        anyhow::ensure!(
-            std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok(),
-            "port {port} is in use on 127.0.0.1: another stack or server is up (cargo xtask down, cargo xtask compose-down?); the {stack} needs {ports:?}"
-        );
-    }
-    Ok(())
-}
-
-/// Seconds since 1970, to the microsecond.
-pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is past 1970").as_secs_f64()
 }

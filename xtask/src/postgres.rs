@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use nix::unistd::{Uid, User};
 use xshell::{Cmd, Shell, cmd};
 
-use crate::{quietly, run_quietly};
+use crate::workspace::{quietly, run_quietly};
 
 /// Where Debian installs PostgreSQL 15's server programs; elsewhere they are looked up on PATH.
 const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";

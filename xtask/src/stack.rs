@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
+use crate::nginx;
 use crate::postgres::Postgres;
 use crate::topology::{Limits, Topology};
-use crate::{build_release, ensure_ports_free, nginx, quietly, release_binary, repo_root};
+use crate::workspace::{build_release, ensure_ports_free, quietly, release_binary, repo_root};
 
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Long enough for PostgreSQL's fast shutdown to write its checkpoint.
@@ -186,7 +187,7 @@ fn stop_supervisor(pid: i32) -> Result<()> {
 
 /// The time of day, for the supervisor's log.
 fn timestamp() -> String {
-    let seconds = crate::unix_now();
+    let seconds = crate::workspace::unix_now();
     let day = seconds % 86_400.0;
     format!("{:02}:{:02}:{:06.3}", (day / 3600.0) as u32, (day % 3600.0 / 60.0) as u32, day % 60.0)
 }

@@ -3,6 +3,7 @@
 //! service's CPU time, CPU throttling and peak memory from its cgroup.
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
@@ -11,7 +12,53 @@ use crate::cgroup::{Cgroup, CpuUsage};
 use crate::fault::Fault;
 use crate::stack::Stack;
 use crate::topology::{Limits, Topology};
-use crate::{RunArgs, StressArgs, release_binary, repo_root, unix_now};
+use crate::workspace::{release_binary, repo_root, unix_now};
+
+/// The options every stress run takes.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Shorten every phase by this factor.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
+    pub scale: f64,
+    /// Where the report goes; by default target/<command>/<seconds since 1970>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Fail on any KO or any count that differs from the expected one (the replay's ko=0,
+    /// count=expected and count=created).
+    #[arg(long)]
+    pub strict: bool,
+    /// A condition the run must meet, passed to the replay (`p99.ok<5ms`, `ko=0`,
+    /// `count=expected`; see gatling/README.md); repeat for each. A failed one fails the command.
+    #[arg(long = "assert", value_name = "CONDITION")]
+    pub assertions: Vec<String>,
+    /// Write the conditions' results as a JUnit XML report into FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StressArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Fill the table with N generated people before the replicas start.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preload: u64,
+    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db,
+    /// pause-db or open-transaction, at S seconds (by default the middle of the run; an
+    /// open transaction, from the start to the end).
+    #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
+    pub fault: Option<Fault>,
+    /// Multiply every injection rate by F, durations kept.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
+    pub rate: f64,
+}
+
+pub fn positive(text: &str) -> Result<f64> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
+        _ => bail!("{text:?} is not a positive number"),
+    }
+}
 
 const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
 const TERMS: &str = "gatling/resources/termos-busca.tsv";

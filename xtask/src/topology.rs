@@ -64,6 +64,7 @@ impl Compose {
     }
 
     /// The limits of every service that has them.
+    #[cfg(test)]
     pub fn limits(&self) -> BTreeMap<&str, Limits> {
         self.services
             .iter()
@@ -268,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_shared_compose_file_has_the_contest_topology() {
-        let topology = Topology::load(&crate::repo_root()).unwrap();
+        let topology = Topology::load(&crate::workspace::repo_root()).unwrap();
         assert_eq!(topology.budgeted(), ["db", "api1", "api2", "nginx"]);
         assert_eq!(topology.ports(), [5432, 8081, 8082, 9999, 9081, 9082]);
         assert_eq!(topology.service("api1").unwrap().published_ports, [8081, 9081]);
