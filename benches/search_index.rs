@@ -11,7 +11,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use replay::payloads::{DEFAULT_SEED, PayloadGenerator};
 use rinha::domain::Pessoa;
-use rinha::search_index::SearchIndex;
+use rinha::index::SearchIndex;
 use tikv_jemalloc_ctl::{epoch, stats};
 
 #[global_allocator]

@@ -3,11 +3,11 @@
 pub mod config;
 pub mod domain;
 pub mod healthcheck;
+pub mod index;
 pub mod memory;
 pub mod metrics;
 pub mod mirror;
 pub mod routes;
-pub mod search_index;
 pub mod startup;
 pub mod store;
 pub mod writer;

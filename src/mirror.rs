@@ -42,7 +42,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::Pessoa;
-use crate::search_index::{self, SearchIndex};
+use crate::index::{self, SearchIndex};
 use crate::store::{self, PageStart, Snapshot, Store, StoreError};
 
 /// The most people one search returns.
@@ -147,7 +147,7 @@ struct State {
 
 impl State {
     /// Adds `person` if the budget allows it; otherwise the mirror is full from `frontier` on.
-    fn admit(&mut self, person: &search_index::PersonRef, budget: usize, frontier: i64) -> bool {
+    fn admit(&mut self, person: &index::PersonRef, budget: usize, frontier: i64) -> bool {
         if self.frontier.is_some() {
             return false;
         }
@@ -289,7 +289,7 @@ impl Mirror {
         mut wanted: usize,
         array: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
-        let term = search_index::fold(term);
+        let term = index::fold(term);
         let scan = async {
             let mut start: PageStart = (frontier - 1, Uuid::max());
             loop {
@@ -301,14 +301,14 @@ impl Mirror {
                             return Ok(true);
                         };
                         if self.read().people.contains(&person.id)
-                            || !search_index::matches(&person, &term)
+                            || !index::matches(&person, &term)
                         {
                             return Ok(true);
                         }
                         if array.len() > 1 {
                             array.push(b',');
                         }
-                        search_index::render_record(array, &person);
+                        index::render_record(array, &person);
                         wanted -= 1;
                         Ok(wanted > 0)
                     })
@@ -418,7 +418,7 @@ impl Mirror {
 
     /// The person in `row`, or None for a row that does not read as one, which is counted
     /// and logged the first time it is met.
-    fn decoded<'r>(&self, row: &'r Row) -> Option<(i64, search_index::PersonRef<'r>)> {
+    fn decoded<'r>(&self, row: &'r Row) -> Option<(i64, index::PersonRef<'r>)> {
         match store::stored_person(row) {
             Ok(person) => Some(person),
             Err(error) => {

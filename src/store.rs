@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::domain::{Pessoa, PessoaPayload};
-use crate::search_index::PersonRef;
+use crate::index::PersonRef;
 
 /// The schema, embedded so the binary needs no files beside it.
 const SCHEMA: &str = include_str!("../sql/schema.sql");
