@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS pessoas (
     nascimento  date         NOT NULL,
     stack       varchar(32)[],
     -- The transaction that inserted the row. Replicas keep the people in memory and search
-    -- there; they load and read new rows in this column's order (see src/mirror.rs).
+    -- there; they load and read new rows in this column's order (see src/mirror/).
     insert_xact bigint       NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
     CONSTRAINT pessoas_apelido_key UNIQUE (apelido)
 );

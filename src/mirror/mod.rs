@@ -33,17 +33,20 @@
 //! page, and matching them here with the same case folding; a lookup by id that misses memory
 //! reads the database, as it always did.
 
+mod counters;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use prometheus::Registry;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::Pessoa;
 use crate::index::{self, SearchIndex};
 use crate::store::{self, PageStart, Snapshot, Store, StoreError};
+use counters::Counters;
 
 /// The most people one search returns.
 pub const SEARCH_LIMIT: usize = 50;
@@ -70,67 +73,6 @@ pub struct Mirror {
 struct CatchUp {
     number: u64,
     outcome: Result<(), Arc<StoreError>>,
-}
-
-/// The mirror's own metrics, served with the replica's (see [`Mirror::registry`]).
-struct Counters {
-    registry: Registry,
-    /// It grows with the rows each catch-up reads, so it shows a catch-up falling behind.
-    catch_up_seconds: Histogram,
-    catch_ups: IntCounter,
-    catch_up_rows: IntCounter,
-    undecodable_rows: IntCounter,
-    search_items_visited: IntCounter,
-}
-
-impl Counters {
-    fn new() -> Counters {
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
-        let counters = Counters {
-            registry: Registry::new(),
-            catch_up_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "mirror_catch_up_duration_seconds",
-                    "Time the mirror's catch-ups take to read the rows added since the last one.",
-                )
-                // From half a millisecond to four seconds, past which the database timeout is near.
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
-            )
-            .expect("valid metric"),
-            catch_ups: counter(
-                "mirror_catch_ups_total",
-                "Catch-ups run by the mirror; the searches waiting for one share it.",
-            ),
-            catch_up_rows: counter(
-                "mirror_catch_up_rows_total",
-                "Rows read from the database by the mirror's catch-ups.",
-            ),
-            undecodable_rows: counter(
-                "mirror_undecodable_rows_total",
-                "Stored rows skipped by the mirror because they do not read as a person.",
-            ),
-            search_items_visited: counter(
-                "search_items_visited_total",
-                "Distinct stack items whose people the searches in memory went through.",
-            ),
-        };
-        for counter in [
-            &counters.catch_ups,
-            &counters.catch_up_rows,
-            &counters.undecodable_rows,
-            &counters.search_items_visited,
-        ] {
-            counters
-                .registry
-                .register(Box::new(counter.clone()))
-                .expect("registered once");
-        }
-        counters
-            .registry
-            .register(Box::new(counters.catch_up_seconds.clone()))
-            .expect("registered once");
-        counters
-    }
 }
 
 #[derive(Default)]
@@ -447,14 +389,19 @@ impl Mirror {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state
-            .read()
-            .expect("no thread panics holding the mirror")
+        self.state.read().unwrap_or_else(|_| Self::abandon())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state
-            .write()
-            .expect("no thread panics holding the mirror")
+        self.state.write().unwrap_or_else(|_| Self::abandon())
+    }
+
+    /// Ends the process when a panic left the mirror half changed. A panic in a connection's
+    /// task ends only that task (see `startup::contain_connection_panics`), but one that struck
+    /// while the mirror was being changed leaves it in doubt for every request after: a fresh
+    /// process, started again by its supervisor, loads a sound one.
+    fn abandon() -> ! {
+        tracing::error!("a panic left the in-memory mirror half changed; ending the process");
+        std::process::abort()
     }
 }
