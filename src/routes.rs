@@ -242,7 +242,7 @@ async fn search(query: SearchQuery, state: AppState) -> Response {
 }
 
 async fn count(state: AppState) -> Response {
-    match state.store.count().await {
+    match state.mirror.count_stored().await {
         Ok(count) => {
             let mut response = text(StatusCode::OK, count.to_string());
             response

@@ -185,6 +185,29 @@ impl Mirror {
         self.read().people.count()
     }
 
+    /// How many people are stored, every one committed before this call counted. While the
+    /// mirror holds everyone, that is a catch-up (which reads only the rows added since the last
+    /// one) and the people here, with the rows it had to leave out as undecodable; a full mirror
+    /// has the database count them.
+    pub async fn count_stored(&self) -> Result<i64, StoreError> {
+        self.catch_up().await?;
+        let held = {
+            let state = self.read();
+            state.frontier.is_none().then(|| state.people.count())
+        };
+        match held {
+            Some(people) => {
+                let undecodable = self
+                    .undecodable
+                    .lock()
+                    .expect("never poisoned: no panics under it")
+                    .len();
+                Ok((people + undecodable) as i64)
+            }
+            None => self.store.count().await,
+        }
+    }
+
     /// About how many bytes the mirror holds, and its budget.
     pub fn memory(&self) -> (usize, usize) {
         (self.read().people.heap_bytes(), self.budget_bytes)

@@ -346,6 +346,28 @@ async fn a_stored_row_that_breaks_the_rules_is_a_500_and_no_outage() {
 }
 
 #[tokio::test]
+async fn the_count_takes_in_rows_stored_behind_the_replicas_back_even_undecodable_ones() {
+    let app = TestApp::spawn().await;
+    app.create(&pessoa("pela-api")).await;
+    let db = db_client(&app.database_url).await;
+    db.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         SELECT gen_random_uuid(), 'por-fora' || i, 'Nome', '2000-01-01' FROM generate_series(1, 2) i; \
+         INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         VALUES (gen_random_uuid(), 'do-futuro', 'Nome', '10000-01-01');",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.count().await,
+        4,
+        "every stored row, the undecodable one too"
+    );
+    app.create(&pessoa("depois")).await;
+    assert_eq!(app.count().await, 5);
+}
+
+#[tokio::test]
 async fn count_is_exact_plain_text_and_never_cached() {
     let app = TestApp::spawn().await;
     assert_eq!(app.count().await, 0);
