@@ -6,6 +6,7 @@ pub mod healthcheck;
 pub mod memory;
 pub mod metrics;
 pub mod mirror;
+pub mod probe;
 pub mod routes;
 pub mod search_index;
 pub mod startup;

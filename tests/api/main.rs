@@ -6,6 +6,7 @@ mod contract;
 mod lifecycle;
 mod nginx;
 mod observability;
+mod partition;
 mod replicas;
 mod routing;
 mod support;

@@ -112,9 +112,9 @@ fn locate_nginx() -> PathBuf {
 async fn stack() -> (TestApp, TestApp, Nginx) {
     let database = fresh_database().await;
     // As docker/compose.yml sets them.
-    let replica = |parity| {
+    let replica = |slot| {
         TestApp::spawn_with(Settings {
-            id_parity: Some(parity),
+            id_slot: Some(slot),
             ..settings(&database)
         })
     };

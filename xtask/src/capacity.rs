@@ -24,7 +24,7 @@ pub fn capacity(sh: &Shell, scale: f64) -> Result<()> {
     let (mut rows, mut header) = (Vec::new(), String::new());
     let passed = search(|rate| {
         let run = run_args(Some(out.join(format!("rate-{rate}"))));
-        let args = StressArgs { run, preload: 0, fault: None, rate };
+        let args = StressArgs { run, preload: 0, fault: None, replicas: None, rate };
         let (pass, row, services) = step(&stress::stress(sh, &args, "capacity")?, rate)?;
         rows.push((rate, row));
         header = services;

@@ -32,9 +32,9 @@ pub fn http_fuzz(sh: &Shell, cases: usize, seed: u64) -> Result<()> {
         Some(stack) if stack.is_running()? => None,
         Some(stack) => {
             stack.stop()?;
-            Some(Stack::start(sh, 0, None)?)
+            Some(Stack::start(sh, 0, None, None)?)
         }
-        None => Some(Stack::start(sh, 0, None)?),
+        None => Some(Stack::start(sh, 0, None, None)?),
     };
     let outcome = fuzz(cases, seed);
     if let Some(stack) = started_here {

@@ -35,6 +35,10 @@ enum Command {
         /// Fill the table with N generated people before the replicas start.
         #[arg(long, value_name = "N", default_value_t = 0)]
         preload: u64,
+        /// Run N replicas, sharing the CPU, memory and database connections compose gives its
+        /// two (by default compose's own).
+        #[arg(long, value_name = "N", value_parser = replica_count)]
+        replicas: Option<usize>,
     },
     /// Stop the native stack and remove its cgroups and files.
     Down,
@@ -118,6 +122,10 @@ pub struct StressArgs {
     /// pause-db, at S seconds (by default the middle of the run).
     #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
     pub fault: Option<Fault>,
+    /// Run N replicas, sharing the CPU, memory and database connections compose gives its two
+    /// (by default compose's own).
+    #[arg(long, value_name = "N", value_parser = replica_count)]
+    pub replicas: Option<usize>,
     /// Multiply every injection rate by F, durations kept.
     #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
     pub rate: f64,
@@ -127,6 +135,13 @@ fn positive(text: &str) -> Result<f64> {
     match text.parse::<f64>() {
         Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
         _ => bail!("{text:?} is not a positive number"),
+    }
+}
+
+fn replica_count(text: &str) -> Result<usize> {
+    match text.parse::<usize>() {
+        Ok(count) if (1..=topology::MAX_REPLICAS).contains(&count) => Ok(count),
+        _ => bail!("{text:?} is not a number of replicas from 1 to {}", topology::MAX_REPLICAS),
     }
 }
 
@@ -144,7 +159,7 @@ fn run(command: Command) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(repo_root());
     match command {
-        Command::Up { preload } => stack::up(&sh, preload),
+        Command::Up { preload, replicas } => stack::up(&sh, preload, replicas),
         Command::Down => stack::down(),
         Command::Supervise => stack::supervise(),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),

@@ -12,6 +12,8 @@ use xshell::{Cmd, Shell, cmd};
 use crate::{quietly, run_quietly};
 
 /// Where Debian installs PostgreSQL 15's server programs; elsewhere they are looked up on PATH.
+/// The configuration every cluster gets.
+pub const CONFIG_FILE: &str = "docker/postgresql.conf";
 const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const PROGRAMS: [&str; 5] = ["initdb", "postgres", "pg_isready", "createdb", "psql"];
 /// The user the PostgreSQL images run as, and whose password the compose files give.
@@ -67,6 +69,27 @@ impl Postgres {
             password: setting("POSTGRES_PASSWORD")?,
             database: setting("POSTGRES_DB")?,
         })
+    }
+
+    /// The connections `config` (a `postgresql.conf`) leaves the replicas: `max_connections`
+    /// less those reserved for superusers and those xtask's own clients (createdb, the
+    /// preload) may hold meanwhile.
+    pub fn connections_for_replicas(config: &str) -> Result<usize> {
+        const FOR_XTASK: usize = 2;
+        let setting = |name: &str, default: usize| -> Result<usize> {
+            let line = config.lines().map(|line| line.split('#').next().unwrap_or_default());
+            let value =
+                line.filter_map(|line| line.split_once('=')).find(|(key, _)| key.trim() == name);
+            match value {
+                Some((_, value)) => {
+                    value.trim().parse().with_context(|| format!("{name} = {value}"))
+                }
+                None => Ok(default),
+            }
+        };
+        let max = setting("max_connections", 100)?;
+        let reserved = setting("superuser_reserved_connections", 3)?;
+        Ok(max.saturating_sub(reserved + FOR_XTASK))
     }
 
     pub fn url(&self, port: u16) -> String {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
-use crate::postgres::Postgres;
+use crate::postgres::{self, Postgres};
 use crate::topology::{Limits, Topology};
 use crate::{build_release, ensure_ports_free, nginx, quietly, release_binary, repo_root};
 
@@ -45,6 +45,9 @@ pub struct Stack {
     pub callgrind: Option<PathBuf>,
     /// The process that starts a replica again when it exits.
     supervisor: Option<i32>,
+    /// How many replicas run, when not compose's own.
+    #[serde(default)]
+    replicas: Option<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,7 +68,7 @@ struct Tools {
     nginx: PathBuf,
 }
 
-pub fn up(sh: &Shell, preload: u64) -> Result<()> {
+pub fn up(sh: &Shell, preload: u64, replicas: Option<usize>) -> Result<()> {
     if let Some(stack) = Stack::load()? {
         if stack.is_running()? {
             println!("the stack is already up");
@@ -74,7 +77,7 @@ pub fn up(sh: &Shell, preload: u64) -> Result<()> {
         println!("some of the stack's processes are gone; stopping the rest first");
         stack.stop()?;
     }
-    Stack::start(sh, preload, None)?.print()?;
+    Stack::start(sh, preload, replicas, None)?.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
 }
@@ -118,7 +121,8 @@ fn lock_state() -> Result<std::fs::File> {
 /// and again, until the stack is gone or has another supervisor.
 pub fn supervise() -> Result<()> {
     let sh = Shell::new()?;
-    let tools = Tools::load()?;
+    let Some(stack) = Stack::load()? else { return Ok(()) };
+    let tools = Tools::load(stack.replicas)?;
     let me = std::process::id() as i32;
     println!("{} supervising the replicas (pid {me})", timestamp());
     loop {
@@ -200,9 +204,17 @@ fn log_path(name: &str) -> PathBuf {
     logs_dir().join(format!("{name}.log"))
 }
 
+/// The topology of a native stack with `replicas` replicas, or compose's own number of them.
+pub fn topology(replicas: Option<usize>) -> Result<Topology> {
+    let topology = Topology::load(&repo_root())?;
+    let Some(count) = replicas else { return Ok(topology) };
+    let config = std::fs::read_to_string(repo_root().join(postgres::CONFIG_FILE))?;
+    topology.with_replicas(count, Postgres::connections_for_replicas(&config)?)
+}
+
 impl Tools {
-    fn load() -> Result<Tools> {
-        let topology = Topology::load(&repo_root())?;
+    fn load(replicas: Option<usize>) -> Result<Tools> {
+        let topology = topology(replicas)?;
         let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
         Ok(Tools { topology, postgres, nginx: nginx::locate()? })
     }
@@ -231,16 +243,22 @@ impl Stack {
                 return Ok(false);
             }
         }
-        Ok(self.services.len() == Topology::load(&repo_root())?.budgeted().len())
+        Ok(self.services.len() == topology(self.replicas)?.budgeted().len())
     }
 
     /// Builds the binaries and starts every service, stopping what it started if one fails.
-    pub fn start(sh: &Shell, preload: u64, callgrind: Option<PathBuf>) -> Result<Stack> {
-        let tools = Tools::load()?;
+    pub fn start(
+        sh: &Shell,
+        preload: u64,
+        replicas: Option<usize>,
+        callgrind: Option<PathBuf>,
+    ) -> Result<Stack> {
+        let tools = Tools::load(replicas)?;
         ensure_ports_free(&tools.topology.ports(), "native stack")?;
         build_release(sh)?;
+        let run_dir = run_dir()?;
         let mut stack =
-            Stack { run_dir: run_dir()?, services: Vec::new(), callgrind, supervisor: None };
+            Stack { run_dir, services: Vec::new(), callgrind, supervisor: None, replicas };
         if let Err(error) = stack.launch(sh, &tools, preload).and_then(|()| stack.supervise()) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
@@ -255,7 +273,7 @@ impl Stack {
         let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());
-        tools.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
+        tools.postgres.init_cluster(&data_dir, &repo_root().join(postgres::CONFIG_FILE))?;
         self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
         tools.postgres.create_database(topology.database_port)?;
         if preload > 0 {
@@ -301,10 +319,21 @@ impl Stack {
             let dir = self.run_dir.join("nginx");
             create_dir(&dir)?;
             let template = sh.read_file(repo_root().join("docker/nginx.conf"))?;
-            let replicas: Vec<&str> =
-                topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
-            let config =
-                nginx::derive_config(&template, &dir, &replicas).context("docker/nginx.conf")?;
+            let written_for = Topology::load(&repo_root())?.replicas;
+            let written_for: Vec<&str> =
+                written_for.iter().map(|(name, _)| name.as_str()).collect();
+            let replicas = topology.replicas.iter().map(|(name, port)| {
+                let slot = topology.service(name)?.environment.get("ID_SLOT");
+                let slot = slot.with_context(|| format!("{name} has no ID_SLOT"))?;
+                Ok(nginx::Upstream {
+                    name: name.clone(),
+                    address: format!("127.0.0.1:{port}"),
+                    slot: slot.parse().with_context(|| format!("{name}'s ID_SLOT"))?,
+                })
+            });
+            let replicas = replicas.collect::<Result<Vec<_>>>()?;
+            let config = nginx::derive_config(&template, &dir, &written_for, &replicas)
+                .context("docker/nginx.conf")?;
             let config_path = dir.join("nginx.conf");
             sh.write_file(&config_path, config)?;
             // In the foreground, so that its pid is the master's; under callgrind in one
@@ -388,7 +417,7 @@ impl Stack {
     /// time and peak memory keep counting), until it is ready. Replicas are the supervisor's to
     /// start again: see [`Stack::stop_replica`].
     pub fn restart_database(&mut self, sh: &Shell, signal: Signal) -> Result<()> {
-        let tools = Tools::load()?;
+        let tools = Tools::load(self.replicas)?;
         self.refresh()?;
         let index = self.index_of(&tools.topology.database)?;
         let service = &self.services[index];
@@ -411,7 +440,7 @@ impl Stack {
         let old = self.services[index].pid;
         kill(Pid::from_raw(old), signal)
             .with_context(|| format!("cannot send {signal} to {name}"))?;
-        let port = Topology::load(&repo_root())?.replica_port(name)?;
+        let port = topology(self.replicas)?.replica_port(name)?;
         let deadline = Instant::now() + within;
         loop {
             self.refresh()?;
@@ -571,14 +600,14 @@ impl Stack {
     }
 
     fn print(&self) -> Result<()> {
-        let Tools { topology, postgres, .. } = Tools::load()?;
+        let Tools { topology, postgres, .. } = Tools::load(self.replicas)?;
         let replicas: Vec<String> =
             topology.replicas.iter().map(|(_, port)| format!(":{port}")).collect();
         println!(
             "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}; logs in {}",
             topology.load_balancer,
             topology.load_balancer_port,
-            replicas.join(" and "),
+            replicas.join(", "),
             postgres.url(topology.database_port),
             logs_dir().display()
         );

@@ -34,8 +34,8 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         }
         None => false,
     };
-    let topology = Topology::load(&repo_root())?;
-    let mut stack = Stack::start(sh, args.preload, None)?;
+    let topology = crate::stack::topology(args.replicas)?;
+    let mut stack = Stack::start(sh, args.preload, args.replicas, None)?;
     let services: Vec<Measured> = stack
         .services
         .iter()
