@@ -9,7 +9,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -26,6 +26,11 @@ const KILLED_BACK_WITHIN: Duration = Duration::from_secs(5);
 /// How soon a replica told to stop must answer again: its drain and shutdown grace (at most
 /// 8 s by default), then its start.
 const STOPPED_BACK_WITHIN: Duration = Duration::from_secs(20);
+/// How long `partition-replica` cuts the first replica off from PostgreSQL.
+const PARTITIONED_FOR: Duration = Duration::from_secs(10);
+/// How long `slow-link` delays the database's link, and by how much.
+const SLOWED_FOR: Duration = Duration::from_secs(30);
+const SLOWED_BY: Duration = Duration::from_millis(2);
 /// The margin around the fault's window, in seconds.
 const MARGIN: f64 = 1.0;
 /// The middle of the full profile (about 205 s), scaled like it.
@@ -42,6 +47,11 @@ pub enum Kind {
     RestartDb,
     /// SIGSTOP every PostgreSQL process for 3 s, then SIGCONT.
     PauseDb,
+    /// With --netns: cut the first replica off from PostgreSQL for 10 s (packets dropped both
+    /// ways), then join them again.
+    PartitionReplica,
+    /// With --netns: delay what PostgreSQL sends by 2 ms more for 30 s (tc netem).
+    SlowLink,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,6 +109,19 @@ impl Fault {
                 sleep(PAUSED_FOR);
                 stack.signal_every(database, Signal::SIGCONT)?;
             }
+            Kind::PartitionReplica | Kind::SlowLink => {
+                let network = stack.network.as_ref().context("this fault needs --netns")?;
+                if self.kind == Kind::PartitionReplica {
+                    let replica = &topology.replicas[0].0;
+                    network.set_cut(replica, database, true)?;
+                    sleep(PARTITIONED_FOR);
+                    network.set_cut(replica, database, false)?;
+                } else {
+                    network.set_delay(database, Some(SLOWED_BY))?;
+                    sleep(SLOWED_FOR);
+                    network.set_delay(database, None)?;
+                }
+            }
         }
         Ok((injected, unix_now()))
     }
@@ -141,9 +164,9 @@ impl Fault {
             )),
             Some(_) => {}
         }
-        // A deploy and a paused database must cost nothing; a killed replica or a restarted
-        // database may fail the requests they held.
-        if matches!(self.kind, Kind::RestartReplicas | Kind::PauseDb) {
+        // A deploy, a paused database and a slow link must cost nothing; a killed replica, a
+        // restarted database or a replica cut off may fail the requests they held.
+        if matches!(self.kind, Kind::RestartReplicas | Kind::PauseDb | Kind::SlowLink) {
             if during > 0 {
                 problems.push(format!("{during} KO during the fault"));
             }

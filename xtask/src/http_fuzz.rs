@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::Shell;
 
 use crate::repo_root;
-use crate::stack::Stack;
+use crate::stack::{Layout, Stack};
 use crate::topology::Topology;
 
 /// How long a case's answer may take: most come at once, and a request the server is still
@@ -32,9 +32,9 @@ pub fn http_fuzz(sh: &Shell, cases: usize, seed: u64) -> Result<()> {
         Some(stack) if stack.is_running()? => None,
         Some(stack) => {
             stack.stop()?;
-            Some(Stack::start(sh, 0, None, None)?)
+            Some(Stack::start(sh, 0, &Layout::default(), None)?)
         }
-        None => Some(Stack::start(sh, 0, None, None)?),
+        None => Some(Stack::start(sh, 0, &Layout::default(), None)?),
     };
     let outcome = fuzz(cases, seed);
     if let Some(stack) = started_here {

@@ -10,6 +10,7 @@ mod http_fuzz;
 mod images;
 mod instructions;
 mod kubernetes;
+mod netns;
 mod nginx;
 mod postgres;
 mod stack;
@@ -25,6 +26,7 @@ use clap::{Args, Parser};
 use xshell::{Cmd, Shell};
 
 use crate::fault::Fault;
+use crate::stack::Layout;
 
 #[derive(Parser)]
 #[command(bin_name = "cargo xtask", about = "Development automation for rinha")]
@@ -35,10 +37,8 @@ enum Command {
         /// Fill the table with N generated people before the replicas start.
         #[arg(long, value_name = "N", default_value_t = 0)]
         preload: u64,
-        /// Run N replicas, sharing the CPU, memory and database connections compose gives its
-        /// two (by default compose's own).
-        #[arg(long, value_name = "N", value_parser = replica_count)]
-        replicas: Option<usize>,
+        #[command(flatten)]
+        layout: Layout,
     },
     /// Stop the native stack and remove its cgroups and files.
     Down,
@@ -118,27 +118,26 @@ pub struct StressArgs {
     /// Fill the table with N generated people before the replicas start.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preload: u64,
-    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db or
-    /// pause-db, at S seconds (by default the middle of the run).
+    /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db,
+    /// pause-db, or with --netns partition-replica or slow-link, at S seconds (by default the
+    /// middle of the run).
     #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
     pub fault: Option<Fault>,
-    /// Run N replicas, sharing the CPU, memory and database connections compose gives its two
-    /// (by default compose's own).
-    #[arg(long, value_name = "N", value_parser = replica_count)]
-    pub replicas: Option<usize>,
+    #[command(flatten)]
+    pub layout: Layout,
     /// Multiply every injection rate by F, durations kept.
     #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
     pub rate: f64,
 }
 
-fn positive(text: &str) -> Result<f64> {
+pub fn positive(text: &str) -> Result<f64> {
     match text.parse::<f64>() {
         Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
         _ => bail!("{text:?} is not a positive number"),
     }
 }
 
-fn replica_count(text: &str) -> Result<usize> {
+pub fn replica_count(text: &str) -> Result<usize> {
     match text.parse::<usize>() {
         Ok(count) if (1..=topology::MAX_REPLICAS).contains(&count) => Ok(count),
         _ => bail!("{text:?} is not a number of replicas from 1 to {}", topology::MAX_REPLICAS),
@@ -159,7 +158,7 @@ fn run(command: Command) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(repo_root());
     match command {
-        Command::Up { preload, replicas } => stack::up(&sh, preload, replicas),
+        Command::Up { preload, layout } => stack::up(&sh, preload, &layout),
         Command::Down => stack::down(),
         Command::Supervise => stack::supervise(),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),

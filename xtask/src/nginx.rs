@@ -1,6 +1,7 @@
 //! The native stack's load balancer: the system's nginx, run with a configuration derived from
 //! `docker/nginx.conf`.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -36,7 +37,7 @@ pub struct Upstream {
     pub slot: u8,
 }
 
-/// The shared configuration, for `replicas` instead of the two it is written for, and with
+/// The shared configuration, listening on `listen` only, for `replicas` instead of the two it is written for, and with
 /// nginx's scratch files in `run_dir` instead of system directories. Every upstream lists
 /// every replica, with the `server` line written for the first; the upstream that sends a
 /// lookup to the first replica first (`<first>_first`, the others its backups), and its line in
@@ -44,6 +45,7 @@ pub struct Upstream {
 pub fn derive_config(
     template: &str,
     run_dir: &Path,
+    listen: IpAddr,
     written_for: &[&str],
     replicas: &[Upstream],
 ) -> Result<String> {
@@ -92,8 +94,8 @@ pub fn derive_config(
         }
         let mut line = line.to_owned();
         if let Some(port) = bare_listen_port(&line) {
-            // A bare port listens on every interface; the native stack stays on loopback.
-            line = line.replacen(&format!("listen {port}"), &format!("listen 127.0.0.1:{port}"), 1);
+            // A bare port listens on every interface; the native stack listens on one address.
+            line = line.replacen(&format!("listen {port}"), &format!("listen {listen}:{port}"), 1);
         }
         derived.push_str(&line);
         derived.push('\n');
@@ -180,8 +182,10 @@ fn bare_listen_port(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const WRITTEN_FOR: &[&str] = &["api1", "api2"];
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn replicas(count: u8) -> Vec<Upstream> {
         (0..count)
@@ -198,7 +202,8 @@ mod tests {
         let template = include_str!("../../docker/nginx.conf")
             .replace("http {", "http {\n    listen 10.0.0.1:80;\n    listen [::]:81;");
         let derived =
-            derive_config(&template, Path::new("/tmp/nginx"), WRITTEN_FOR, &replicas(2)).unwrap();
+            derive_config(&template, Path::new("/tmp/nginx"), LOOPBACK, WRITTEN_FOR, &replicas(2))
+                .unwrap();
         assert!(!derived.contains("api1:") && !derived.contains("api2:"), "{derived}");
         assert!(derived.contains("listen 127.0.0.1:9999"), "{derived}");
         assert!(derived.contains("listen 10.0.0.1:80;\n    listen [::]:81;"), "{derived}");
@@ -217,7 +222,8 @@ mod tests {
     fn each_of_n_replicas_gets_its_lookups_first_and_every_upstream() {
         let template = include_str!("../../docker/nginx.conf");
         let derived =
-            derive_config(template, Path::new("/run"), WRITTEN_FOR, &replicas(4)).unwrap();
+            derive_config(template, Path::new("/run"), LOOPBACK, WRITTEN_FOR, &replicas(4))
+                .unwrap();
         for (index, replica) in replicas(4).iter().enumerate() {
             let slot = format!("{{34}}{:02x}$\" {}_first;", replica.slot, replica.name);
             assert!(derived.contains(&slot), "{slot} in {derived}");
@@ -238,8 +244,14 @@ mod tests {
     fn a_template_without_lookup_routing_is_refused() {
         let template = include_str!("../../docker/nginx.conf");
         let renamed = template.replace("api1_first", "first_of_api1");
-        assert!(derive_config(&renamed, Path::new("/run"), WRITTEN_FOR, &replicas(2)).is_err());
+        assert!(
+            derive_config(&renamed, Path::new("/run"), LOOPBACK, WRITTEN_FOR, &replicas(2))
+                .is_err()
+        );
         let no_http = template.replace("http {", "stream {");
-        assert!(derive_config(&no_http, Path::new("/run"), WRITTEN_FOR, &replicas(2)).is_err());
+        assert!(
+            derive_config(&no_http, Path::new("/run"), LOOPBACK, WRITTEN_FOR, &replicas(2))
+                .is_err()
+        );
     }
 }

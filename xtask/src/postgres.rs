@@ -1,6 +1,7 @@
 //! The native stack's PostgreSQL: a private cluster configured from `docker/postgresql.conf`,
 //! owned and run by the `postgres` user when started as root (PostgreSQL refuses to run as root).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +28,8 @@ pub struct Postgres {
     sh: Shell,
     password: String,
     database: String,
+    /// Where the server listens: loopback, or its namespace's address (`--netns`).
+    pub host: IpAddr,
 }
 
 impl Postgres {
@@ -68,6 +71,7 @@ impl Postgres {
             sh,
             password: setting("POSTGRES_PASSWORD")?,
             database: setting("POSTGRES_DB")?,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         })
     }
 
@@ -93,11 +97,17 @@ impl Postgres {
     }
 
     pub fn url(&self, port: u16) -> String {
-        format!("postgres://{USER}:{}@127.0.0.1:{port}/{}", self.password, self.database)
+        format!("postgres://{USER}:{}@{}:{port}/{}", self.password, self.host, self.database)
     }
 
-    /// Creates a cluster in `data_dir` (which must not exist) with the settings of `config`.
-    pub fn init_cluster(&self, data_dir: &Path, config: &Path) -> Result<()> {
+    /// Creates a cluster in `data_dir` (which must not exist) with the settings of `config`,
+    /// taking password logins from loopback and, if given, from the `clients` network.
+    pub fn init_cluster(
+        &self,
+        data_dir: &Path,
+        config: &Path,
+        clients: Option<&str>,
+    ) -> Result<()> {
         let parent = data_dir.parent().expect("the data directory has a parent");
         self.sh.create_dir(parent)?;
         self.give(parent)?;
@@ -114,16 +124,21 @@ impl Postgres {
         );
         self.sh.remove_path(&password_file)?;
         outcome?;
+        if let Some(clients) = clients {
+            let hba = data_dir.join("pg_hba.conf");
+            let rules = self.sh.read_file(&hba)?;
+            self.sh.write_file(&hba, format!("{rules}host all all {clients} scram-sha-256\n"))?;
+        }
         let cluster_config = data_dir.join("postgresql.conf");
         self.sh.copy_file(config, &cluster_config)?;
         self.give(&cluster_config)
     }
 
-    /// The server, bound to loopback only: the shared configuration listens everywhere, which
-    /// suits a container's private network but not a host.
+    /// The server, bound to its one address only: the shared configuration listens everywhere,
+    /// which suits a container's private network but not a host.
     pub fn server(&self, data_dir: &Path, port: u16, socket_dir: &Path) -> Command {
         let settings = [
-            "listen_addresses=127.0.0.1".to_owned(),
+            format!("listen_addresses={}", self.host),
             format!("port={port}"),
             format!("unix_socket_directories={}", socket_dir.display()),
         ];
@@ -176,7 +191,7 @@ impl Postgres {
     }
 
     fn address(&self, port: u16) -> [String; 4] {
-        ["--host".into(), "127.0.0.1".into(), "--port".into(), port.to_string()]
+        ["--host".into(), self.host.to_string(), "--port".into(), port.to_string()]
     }
 
     fn give(&self, path: &Path) -> Result<()> {

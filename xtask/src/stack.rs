@@ -7,6 +7,7 @@
 //! whatever reason, is started again at once in its cgroup, and its log
 //! (`.stack/logs/supervise.log`) says so. `down` stops the supervisor first.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
+use crate::netns::{self, Network};
 use crate::postgres::{self, Postgres};
 use crate::topology::{Limits, Topology};
 use crate::{build_release, ensure_ports_free, nginx, quietly, release_binary, repo_root};
@@ -48,6 +50,25 @@ pub struct Stack {
     /// How many replicas run, when not compose's own.
     #[serde(default)]
     replicas: Option<usize>,
+    /// The services' network namespaces, with `--netns`.
+    #[serde(default)]
+    pub network: Option<Network>,
+}
+
+/// How a native stack is laid out.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Layout {
+    /// Run N replicas, sharing the CPU, memory and database connections compose gives its two
+    /// (by default compose's own).
+    #[arg(long, value_name = "N", value_parser = crate::replica_count)]
+    pub replicas: Option<usize>,
+    /// Run PostgreSQL, each replica and nginx each in a network namespace of its own, joined
+    /// by veth pairs in 10.231.0.0/24 (needs root); nginx is then reached at its address there.
+    #[arg(long)]
+    pub netns: bool,
+    /// With --netns, delay what each service sends by MS milliseconds (tc netem).
+    #[arg(long, value_name = "MS", requires = "netns", value_parser = crate::positive)]
+    pub link_latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,7 +89,7 @@ struct Tools {
     nginx: PathBuf,
 }
 
-pub fn up(sh: &Shell, preload: u64, replicas: Option<usize>) -> Result<()> {
+pub fn up(sh: &Shell, preload: u64, layout: &Layout) -> Result<()> {
     if let Some(stack) = Stack::load()? {
         if stack.is_running()? {
             println!("the stack is already up");
@@ -77,7 +98,7 @@ pub fn up(sh: &Shell, preload: u64, replicas: Option<usize>) -> Result<()> {
         println!("some of the stack's processes are gone; stopping the rest first");
         stack.stop()?;
     }
-    Stack::start(sh, preload, replicas, None)?.print()?;
+    Stack::start(sh, preload, layout, None)?.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
 }
@@ -122,7 +143,7 @@ fn lock_state() -> Result<std::fs::File> {
 pub fn supervise() -> Result<()> {
     let sh = Shell::new()?;
     let Some(stack) = Stack::load()? else { return Ok(()) };
-    let tools = Tools::load(stack.replicas)?;
+    let tools = Tools::load(stack.replicas, stack.network.as_ref())?;
     let me = std::process::id() as i32;
     println!("{} supervising the replicas (pid {me})", timestamp());
     loop {
@@ -213,9 +234,12 @@ pub fn topology(replicas: Option<usize>) -> Result<Topology> {
 }
 
 impl Tools {
-    fn load(replicas: Option<usize>) -> Result<Tools> {
+    fn load(replicas: Option<usize>, network: Option<&Network>) -> Result<Tools> {
         let topology = topology(replicas)?;
-        let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
+        let mut postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
+        if let Some(network) = network {
+            postgres.host = network.address(&topology.database)?.into();
+        }
         Ok(Tools { topology, postgres, nginx: nginx::locate()? })
     }
 }
@@ -250,15 +274,37 @@ impl Stack {
     pub fn start(
         sh: &Shell,
         preload: u64,
-        replicas: Option<usize>,
+        layout: &Layout,
         callgrind: Option<PathBuf>,
     ) -> Result<Stack> {
-        let tools = Tools::load(replicas)?;
-        ensure_ports_free(&tools.topology.ports(), "native stack")?;
-        build_release(sh)?;
+        let replicas = layout.replicas;
+        let topology = topology(replicas)?;
+        let network = match layout.netns {
+            true => {
+                let latency = layout.link_latency_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                Some(Network::create(&topology.budgeted(), latency)?)
+            }
+            // Each service has a namespace of its own, whose ports are free.
+            false => {
+                ensure_ports_free(&topology.ports(), "native stack")?;
+                None
+            }
+        };
+        let tools = Tools::load(replicas, network.as_ref());
+        let tools = match tools {
+            Ok(tools) => tools,
+            Err(error) => {
+                network.inspect(Network::remove);
+                return Err(error);
+            }
+        };
         let run_dir = run_dir()?;
         let mut stack =
-            Stack { run_dir, services: Vec::new(), callgrind, supervisor: None, replicas };
+            Stack { run_dir, services: Vec::new(), callgrind, supervisor: None, replicas, network };
+        if let Err(error) = build_release(sh) {
+            stack.stop()?;
+            return Err(error);
+        }
         if let Err(error) = stack.launch(sh, &tools, preload).and_then(|()| stack.supervise()) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
@@ -273,7 +319,12 @@ impl Stack {
         let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());
-        tools.postgres.init_cluster(&data_dir, &repo_root().join(postgres::CONFIG_FILE))?;
+        let clients = self.network.as_ref().map(|_| netns::SUBNET);
+        tools.postgres.init_cluster(
+            &data_dir,
+            &repo_root().join(postgres::CONFIG_FILE),
+            clients,
+        )?;
         self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
         tools.postgres.create_database(topology.database_port)?;
         if preload > 0 {
@@ -292,7 +343,7 @@ impl Stack {
         }
         self.start_service(sh, tools, &topology.load_balancer, Signal::SIGTERM)?;
         let port = topology.load_balancer_port;
-        match http_status(port, "/metrics") {
+        match http_status(self.address(&topology.load_balancer)?, port, "/metrics") {
             Some(403 | 404) => Ok(()),
             status => bail!(
                 "docker/nginx.conf exposes /metrics on port {port} (status {status:?}); it must answer 404"
@@ -327,12 +378,13 @@ impl Stack {
                 let slot = slot.with_context(|| format!("{name} has no ID_SLOT"))?;
                 Ok(nginx::Upstream {
                     name: name.clone(),
-                    address: format!("127.0.0.1:{port}"),
+                    address: format!("{}:{port}", self.address(name)?),
                     slot: slot.parse().with_context(|| format!("{name}'s ID_SLOT"))?,
                 })
             });
             let replicas = replicas.collect::<Result<Vec<_>>>()?;
-            let config = nginx::derive_config(&template, &dir, &written_for, &replicas)
+            let listen = self.address(name)?;
+            let config = nginx::derive_config(&template, &dir, listen, &written_for, &replicas)
                 .context("docker/nginx.conf")?;
             let config_path = dir.join("nginx.conf");
             sh.write_file(&config_path, config)?;
@@ -346,20 +398,21 @@ impl Stack {
             let port = topology.load_balancer_port;
             return Ok((
                 server.into(),
-                Box::new(move || http_status(port, "/contagem-pessoas") == Some(200)),
+                Box::new(move || http_status(listen, port, "/contagem-pessoas") == Some(200)),
             ));
         }
         let port = topology.replica_port(name)?;
         let rinha = release_binary("rinha");
-        // The replicas run on the host's own network: loopback only, behind nginx.
+        // Loopback only on the host's own network, behind nginx; or their namespace's address.
+        let host = self.address(name)?.to_string();
         let replica = self
             .program(sh, topology, name, &rinha)
             .envs(&topology.service(name)?.environment)
-            .env("HOST", "127.0.0.1")
+            .env("HOST", &host)
             .env("PORT", port.to_string())
             .env("DATABASE_URL", tools.postgres.url(topology.database_port));
         let healthcheck =
-            cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
+            cmd!(sh, "{rinha} healthcheck").env("HOST", host).env("PORT", port.to_string());
         let healthcheck = quietly(healthcheck);
         Ok((replica.into(), Box::new(move || healthcheck.run().is_ok())))
     }
@@ -417,7 +470,7 @@ impl Stack {
     /// time and peak memory keep counting), until it is ready. Replicas are the supervisor's to
     /// start again: see [`Stack::stop_replica`].
     pub fn restart_database(&mut self, sh: &Shell, signal: Signal) -> Result<()> {
-        let tools = Tools::load(self.replicas)?;
+        let tools = Tools::load(self.replicas, self.network.as_ref())?;
         self.refresh()?;
         let index = self.index_of(&tools.topology.database)?;
         let service = &self.services[index];
@@ -441,11 +494,12 @@ impl Stack {
         kill(Pid::from_raw(old), signal)
             .with_context(|| format!("cannot send {signal} to {name}"))?;
         let port = topology(self.replicas)?.replica_port(name)?;
+        let address = self.address(name)?;
         let deadline = Instant::now() + within;
         loop {
             self.refresh()?;
             if self.services[index].pid != old
-                && http_status(port, "/contagem-pessoas") == Some(200)
+                && http_status(address, port, "/contagem-pessoas") == Some(200)
             {
                 return Ok(());
             }
@@ -493,7 +547,11 @@ impl Stack {
     /// ready.
     fn run(&mut self, sh: &Shell, tools: &Tools, index: usize, again: bool) -> Result<()> {
         let name = self.services[index].name.clone();
-        let (mut command, ready) = self.command(sh, tools, &name)?;
+        let (command, ready) = self.command(sh, tools, &name)?;
+        let mut command = match &self.network {
+            Some(network) => network.enter(&name, &command),
+            None => command,
+        };
         self.services[index].cgroup.attach_on_exec(&mut command)?;
         let path = log_path(&name);
         let log = std::fs::OpenOptions::new()
@@ -591,6 +649,9 @@ impl Stack {
             .collect();
         // Keep the record so that a later `down` can retry.
         ensure!(failures.is_empty(), failures.join("\n"));
+        if let Some(network) = &self.network {
+            network.remove();
+        }
         for path in [&self.run_dir, &state_file()] {
             if path.exists() {
                 Shell::new()?.remove_path(path)?;
@@ -599,13 +660,25 @@ impl Stack {
         Ok(())
     }
 
+    /// Where service `name` listens: loopback, or its namespace's address.
+    pub fn address(&self, name: &str) -> Result<IpAddr> {
+        match &self.network {
+            Some(network) => Ok(network.address(name)?.into()),
+            None => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        }
+    }
+
     fn print(&self) -> Result<()> {
-        let Tools { topology, postgres, .. } = Tools::load(self.replicas)?;
-        let replicas: Vec<String> =
-            topology.replicas.iter().map(|(_, port)| format!(":{port}")).collect();
+        let Tools { topology, postgres, .. } = Tools::load(self.replicas, self.network.as_ref())?;
+        let replicas = topology
+            .replicas
+            .iter()
+            .map(|(name, port)| Ok(format!("{}:{port}", self.address(name)?)));
+        let replicas = replicas.collect::<Result<Vec<String>>>()?;
         println!(
-            "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}; logs in {}",
+            "{} on http://{}:{}, replicas on {}, PostgreSQL on {}; logs in {}",
             topology.load_balancer,
+            self.address(&topology.load_balancer)?,
             topology.load_balancer_port,
             replicas.join(", "),
             postgres.url(topology.database_port),
@@ -709,9 +782,9 @@ fn wait_until_ready(
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+fn http_status(address: IpAddr, port: u16, path: &str) -> Option<u16> {
     let config = ureq::Agent::config_builder().http_status_as_error(false);
     let agent = ureq::Agent::new_with_config(config.timeout_global(Some(TIMEOUT)).build());
-    let response = agent.get(format!("http://127.0.0.1:{port}{path}")).call();
+    let response = agent.get(format!("http://{address}:{port}{path}")).call();
     response.ok().map(|response| response.status().as_u16())
 }

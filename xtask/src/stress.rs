@@ -4,6 +4,8 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
@@ -34,8 +36,11 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         }
         None => false,
     };
-    let topology = crate::stack::topology(args.replicas)?;
-    let mut stack = Stack::start(sh, args.preload, args.replicas, None)?;
+    let topology = crate::stack::topology(args.layout.replicas)?;
+    let mut stack = Stack::start(sh, args.preload, &args.layout, None)?;
+    let addresses =
+        topology.budgeted().into_iter().map(|name| Ok((name.to_owned(), stack.address(name)?)));
+    let addresses = addresses.collect::<Result<BTreeMap<String, IpAddr>>>()?;
     let services: Vec<Measured> = stack
         .services
         .iter()
@@ -46,7 +51,8 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         })
         .collect();
     let fault = args.fault.map(|fault| (fault, &mut stack));
-    let outcome = replay_and_report(sh, &topology, &services, &args.run, &out, args.rate, fault);
+    let outcome =
+        replay_and_report(sh, &topology, &addresses, &services, &args.run, &out, args.rate, fault);
     // The stack is left as it was found, so that the verdict stays the last line.
     if !was_up {
         stack.stop()?;
@@ -76,9 +82,11 @@ pub struct Measured {
 /// stack during the replay and the run is judged by the fault's own target (see `fault.rs`),
 /// recorded as `fault` in `summary.json`. Under `--strict` a failed verdict is an error, and so
 /// is a failed `--assert` condition, with or without a fault.
+#[expect(clippy::too_many_arguments, reason = "one run's every input, each used once")]
 pub fn replay_and_report(
     sh: &Shell,
     topology: &Topology,
+    addresses: &BTreeMap<String, IpAddr>,
     services: &[Measured],
     args: &RunArgs,
     out: &Path,
@@ -89,11 +97,17 @@ pub fn replay_and_report(
     if !sh.path_exists(PAYLOADS) {
         cmd!(sh, "{replay} payloads --out {PAYLOADS}").run()?;
     }
-    let base_url = format!("http://127.0.0.1:{}", topology.load_balancer_port);
+    let address = |name: &str| {
+        let address = addresses.get(name).copied();
+        address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    };
+    let balancer = &topology.load_balancer;
+    let base_url = format!("http://{}:{}", address(balancer), topology.load_balancer_port);
     let mut metrics = Vec::new();
     for (replica, _) in &topology.replicas {
         let port = topology.metrics_port(replica)?;
-        metrics.extend(["--metrics".to_owned(), format!("http://127.0.0.1:{port}/metrics")]);
+        let url = format!("http://{}:{port}/metrics", address(replica));
+        metrics.extend(["--metrics".to_owned(), url]);
     }
     // Only a changed rate is passed on, so that a replay without `--rate` runs the plain profile.
     let rate = if rate == 1.0 { Vec::new() } else { vec!["--rate".to_owned(), rate.to_string()] };
