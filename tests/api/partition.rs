@@ -12,13 +12,13 @@ use crate::support::{TestApp, db_client, fresh_database, pessoa, settings, store
 
 /// A TCP relay to the database that can be cut: while cut, it holds every byte and every new
 /// connection, as a network that drops packets does (TCP retransmits until the link heals).
-struct Link {
+pub struct Link {
     address: String,
     cut: Arc<AtomicBool>,
 }
 
 impl Link {
-    async fn to(database_url: &str) -> Link {
+    pub async fn to(database_url: &str) -> Link {
         let authority = database_url
             .split('@')
             .nth(1)
@@ -48,13 +48,13 @@ impl Link {
     }
 
     /// `database_url` through this link.
-    fn url(&self, database_url: &str) -> String {
+    pub fn url(&self, database_url: &str) -> String {
         let (scheme_user, rest) = database_url.split_once('@').unwrap();
         let path = rest.split_once('/').unwrap().1;
         format!("{scheme_user}@{}/{path}", self.address)
     }
 
-    fn set_cut(&self, cut: bool) {
+    pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Release);
     }
 }

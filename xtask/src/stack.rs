@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
-use crate::netns::{self, Network};
+use crate::netns::Network;
 use crate::postgres::{self, Postgres};
 use crate::topology::{Limits, Topology};
 use crate::{build_release, ensure_ports_free, nginx, quietly, release_binary, repo_root};
@@ -279,16 +279,14 @@ impl Stack {
     ) -> Result<Stack> {
         let replicas = layout.replicas;
         let topology = topology(replicas)?;
+        // Even with namespaces, whose ports are their own: a stack on loopback holds the cgroups.
+        ensure_ports_free(&topology.ports(), "native stack")?;
         let network = match layout.netns {
             true => {
                 let latency = layout.link_latency_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
                 Some(Network::create(&topology.budgeted(), latency)?)
             }
-            // Each service has a namespace of its own, whose ports are free.
-            false => {
-                ensure_ports_free(&topology.ports(), "native stack")?;
-                None
-            }
+            false => None,
         };
         let tools = Tools::load(replicas, network.as_ref());
         let tools = match tools {
@@ -319,11 +317,11 @@ impl Stack {
         let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());
-        let clients = self.network.as_ref().map(|_| netns::SUBNET);
+        let clients = self.network.as_ref().map(Network::subnet);
         tools.postgres.init_cluster(
             &data_dir,
             &repo_root().join(postgres::CONFIG_FILE),
-            clients,
+            clients.as_deref(),
         )?;
         self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
         tools.postgres.create_database(topology.database_port)?;

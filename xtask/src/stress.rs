@@ -11,6 +11,7 @@ use xshell::{Shell, cmd};
 
 use crate::cgroup::{Cgroup, CpuUsage};
 use crate::fault::Fault;
+use crate::netns::Network;
 use crate::stack::Stack;
 use crate::topology::{Limits, Topology};
 use crate::{RunArgs, StressArgs, release_binary, repo_root, unix_now};
@@ -41,6 +42,7 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
     let addresses =
         topology.budgeted().into_iter().map(|name| Ok((name.to_owned(), stack.address(name)?)));
     let addresses = addresses.collect::<Result<BTreeMap<String, IpAddr>>>()?;
+    let private_network = stack.network.as_ref().map(Network::subnet);
     let services: Vec<Measured> = stack
         .services
         .iter()
@@ -51,13 +53,29 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         })
         .collect();
     let fault = args.fault.map(|fault| (fault, &mut stack));
-    let outcome =
-        replay_and_report(sh, &topology, &addresses, &services, &args.run, &out, args.rate, fault);
+    let outcome = replay_and_report(
+        sh,
+        &topology,
+        &Endpoints { addresses, private_network },
+        &services,
+        &args.run,
+        &out,
+        args.rate,
+        fault,
+    );
     // The stack is left as it was found, so that the verdict stays the last line.
     if !was_up {
         stack.stop()?;
     }
     outcome.map(|()| out)
+}
+
+/// Where the replay finds the services: each one's address (loopback when not listed), and the
+/// private network they are in, if not on loopback.
+#[derive(Default)]
+pub struct Endpoints {
+    pub addresses: BTreeMap<String, IpAddr>,
+    pub private_network: Option<String>,
 }
 
 /// `--out` (from the caller's directory: the programs run from the repository's), or
@@ -86,7 +104,7 @@ pub struct Measured {
 pub fn replay_and_report(
     sh: &Shell,
     topology: &Topology,
-    addresses: &BTreeMap<String, IpAddr>,
+    endpoints: &Endpoints,
     services: &[Measured],
     args: &RunArgs,
     out: &Path,
@@ -98,7 +116,7 @@ pub fn replay_and_report(
         cmd!(sh, "{replay} payloads --out {PAYLOADS}").run()?;
     }
     let address = |name: &str| {
-        let address = addresses.get(name).copied();
+        let address = endpoints.addresses.get(name).copied();
         address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
     };
     let balancer = &topology.load_balancer;
@@ -109,12 +127,16 @@ pub fn replay_and_report(
         let url = format!("http://{}:{port}/metrics", address(replica));
         metrics.extend(["--metrics".to_owned(), url]);
     }
+    let private_network = match &endpoints.private_network {
+        Some(network) => vec!["--private-network".to_owned(), network.clone()],
+        None => Vec::new(),
+    };
     // Only a changed rate is passed on, so that a replay without `--rate` runs the plain profile.
     let rate = if rate == 1.0 { Vec::new() } else { vec!["--rate".to_owned(), rate.to_string()] };
     let scale = args.scale.to_string();
     // The summary is printed once, below, when it has the stack's figures too; progress still
     // shows on stderr.
-    let load = cmd!(sh, "{replay} run --payloads {PAYLOADS} --terms {TERMS} --base-url {base_url} --scale {scale} --out {out} {metrics...} {rate...}")
+    let load = cmd!(sh, "{replay} run --payloads {PAYLOADS} --terms {TERMS} --base-url {base_url} --scale {scale} --out {out} {metrics...} {private_network...} {rate...}")
         .ignore_stdout();
 
     let before = cpu_usage(services)?;
