@@ -19,6 +19,10 @@ const PREFIX: &str = "rinha-";
 const SUBNET: [u8; 3] = [10, 231, 0];
 /// Each namespace's end of its link.
 const INNER_LINK: &str = "eth0";
+/// The last bytes of the host's addresses: the load connects from each in turn, since one
+/// address runs out of ports at about 470 new connections a second beyond loopback (see the
+/// replay's `--source-address`). The services take those from 2 up to the first of these.
+const HOST_ADDRESSES: [u8; 5] = [1, 250, 251, 252, 253];
 
 /// The namespaces of a running stack, in the services' start order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +49,8 @@ impl Network {
         services: &[&str],
         latency: Option<Duration>,
     ) -> Result<Network> {
-        ensure!(services.len() < 250, "{} services: more than the subnet holds", services.len());
+        let room = usize::from(HOST_ADDRESSES[1] - 2);
+        ensure!(services.len() <= room, "{} services: more than {room}", services.len());
         let services = services.iter().map(|&service| service.to_owned()).collect();
         let network = Network { prefix: prefix.to_owned(), subnet, services, latency };
         network.remove();
@@ -66,7 +71,9 @@ impl Network {
         in_namespace(switch, &["ip", "link", "set", "bridge", "up"])?;
         ip(&["link", "add", host_link, "type", "veth", "peer", "name", "host", "netns", switch])?;
         in_namespace(switch, &["ip", "link", "set", "host", "master", "bridge", "up"])?;
-        ip(&["addr", "add", &format!("{}/24", self.host_address()), "dev", host_link])?;
+        for address in self.host_addresses() {
+            ip(&["addr", "add", &format!("{address}/24"), "dev", host_link])?;
+        }
         ip(&["link", "set", host_link, "up"])?;
         for (index, service) in self.services.iter().enumerate() {
             let namespace = self.namespace(service);
@@ -174,9 +181,10 @@ impl Network {
         self.namespace(service).chars().take(15).collect()
     }
 
-    fn host_address(&self) -> Ipv4Addr {
+    /// The host's addresses on the services' network.
+    pub fn host_addresses(&self) -> Vec<Ipv4Addr> {
         let [a, b, c] = self.subnet;
-        Ipv4Addr::new(a, b, c, 1)
+        HOST_ADDRESSES.iter().map(|&d| Ipv4Addr::new(a, b, c, d)).collect()
     }
 
     fn service_address(&self, index: usize) -> Ipv4Addr {
@@ -214,7 +222,8 @@ mod tests {
         assert_eq!(network.address("db").unwrap(), Ipv4Addr::new(10, 231, 0, 2));
         assert_eq!(network.address("api1").unwrap(), Ipv4Addr::new(10, 231, 0, 3));
         assert!(network.address("nginx").is_err());
-        assert!(network.host_address().is_private());
+        assert!(network.host_addresses().iter().all(Ipv4Addr::is_private));
+        assert_eq!(network.host_addresses()[0], Ipv4Addr::new(10, 231, 0, 1));
         assert_eq!(network.subnet(), "10.231.0.0/24");
         assert_eq!(network.link_name("a-very-long-service-name").len(), 15);
         let mut command = Command::new("rinha");

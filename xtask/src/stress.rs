@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
@@ -43,6 +43,7 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         topology.budgeted().into_iter().map(|name| Ok((name.to_owned(), stack.address(name)?)));
     let addresses = addresses.collect::<Result<BTreeMap<String, IpAddr>>>()?;
     let private_network = stack.network.as_ref().map(Network::subnet);
+    let sources = stack.network.as_ref().map(Network::host_addresses).unwrap_or_default();
     let services: Vec<Measured> = stack
         .services
         .iter()
@@ -56,7 +57,7 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
     let outcome = replay_and_report(
         sh,
         &topology,
-        &Endpoints { addresses, private_network },
+        &Endpoints { addresses, private_network, sources },
         &services,
         &args.run,
         &out,
@@ -76,6 +77,8 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
 pub struct Endpoints {
     pub addresses: BTreeMap<String, IpAddr>,
     pub private_network: Option<String>,
+    /// The local addresses the replay connects from, in turn.
+    pub sources: Vec<Ipv4Addr>,
 }
 
 /// `--out` (from the caller's directory: the programs run from the repository's), or
@@ -127,10 +130,13 @@ pub fn replay_and_report(
         let url = format!("http://{}:{port}/metrics", address(replica));
         metrics.extend(["--metrics".to_owned(), url]);
     }
-    let private_network = match &endpoints.private_network {
+    let mut private_network = match &endpoints.private_network {
         Some(network) => vec!["--private-network".to_owned(), network.clone()],
         None => Vec::new(),
     };
+    for source in &endpoints.sources {
+        private_network.extend(["--source-address".to_owned(), source.to_string()]);
+    }
     // Only a changed rate is passed on, so that a replay without `--rate` runs the plain profile.
     let rate = if rate == 1.0 { Vec::new() } else { vec!["--rate".to_owned(), rate.to_string()] };
     let scale = args.scale.to_string();

@@ -101,6 +101,10 @@ pub struct RunOptions {
     /// must be on this machine's own links: the native stack's namespaces, 10.231.0.0/24.
     #[arg(long, value_name = "CIDR")]
     pub private_network: Option<PrivateNetwork>,
+    /// Connect from each of these local addresses in turn (repeat for each), for more than
+    /// about 470 new connections a second to a target beyond loopback.
+    #[arg(long = "source-address", value_name = "IP")]
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// Every injection duration multiplied by F (rounded to whole seconds), the rates kept.
     #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive_factor)]
     pub scale: f64,

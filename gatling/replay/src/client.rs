@@ -12,7 +12,9 @@ use hyper::header::{CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::{TcpSocket, TcpStream};
 
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const AGENT: &str = "Agente do Caos - 2023";
@@ -67,6 +69,9 @@ pub struct Target {
     pub address: SocketAddr,
     authority: String,
     base_path: String,
+    /// The local addresses connections are made from, in turn; none, the system's choice.
+    sources: Arc<[IpAddr]>,
+    turn: Arc<AtomicUsize>,
 }
 
 impl Target {
@@ -109,7 +114,20 @@ impl Target {
             address,
             authority: authority.to_string(),
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            sources: Arc::new([]),
+            turn: Arc::default(),
         })
+    }
+
+    /// This target, connected to from each of `sources` in turn. Whoever closes a TCP
+    /// connection first keeps its address and port a minute (TIME_WAIT), and Linux reuses
+    /// them early on loopback only: beyond it, one source address runs out of ports at about
+    /// 470 new connections a second.
+    pub fn connected_from(self, sources: &[IpAddr]) -> Self {
+        Self {
+            sources: sources.into(),
+            ..self
+        }
     }
 
     /// A path of the simulation (`/pessoas`) under the base URL.
@@ -253,16 +271,27 @@ impl<'a> UserConnection<'a> {
             self.sender = None;
         }
         if self.sender.is_none() {
-            self.sender = Some(connect(self.target.address).await?);
+            self.sender = Some(connect(self.target).await?);
         }
         Ok(self.sender.as_mut().expect("connected above"))
     }
 }
 
-async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Failure> {
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|error| Failure::Connect(error.to_string()))?;
+async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let failed = |error: std::io::Error| Failure::Connect(error.to_string());
+    let stream = match target.sources.len() {
+        0 => TcpStream::connect(target.address).await.map_err(failed)?,
+        sources => {
+            let source = target.sources[target.turn.fetch_add(1, Ordering::Relaxed) % sources];
+            let socket = match source {
+                IpAddr::V4(_) => TcpSocket::new_v4(),
+                IpAddr::V6(_) => TcpSocket::new_v6(),
+            };
+            let socket = socket.map_err(failed)?;
+            socket.bind(SocketAddr::new(source, 0)).map_err(failed)?;
+            socket.connect(target.address).await.map_err(failed)?
+        }
+    };
     stream
         .set_nodelay(true)
         .map_err(|error| Failure::Connect(error.to_string()))?;
