@@ -212,7 +212,8 @@ pub fn replay_and_report(
         return judged;
     };
     let mut summary = read_json(&out.join("summary.json"))?;
-    let (figures, problems) = fault.judge(window, &summary, &read_json(&out.join("series.json"))?);
+    let series = read_json(&out.join("series.json"))?;
+    let (figures, problems) = fault.judge(window, &summary, &series, topology.replicas.len());
     println!(
         "fault {}: injected at {} s, repaired at {} s; KO before {}, during {}, after {}",
         fault.name(),
