@@ -45,10 +45,11 @@ pub struct Settings {
     /// lookup to the replica that stored the person; without it, that byte is random. Only a
     /// shortcut: any replica finds any person.
     pub id_slot: Option<u8>,
-    /// `DB_PROBE_INTERVAL_MS`: how often a background probe checks that the database answers.
+    /// `DB_PROBE_INTERVAL_MS`: how often a background probe checks that the database can be
+    /// reached (a TCP connection to it, see `probe`).
     pub probe_interval: Duration,
-    /// `DB_PROBE_TIMEOUT_MS`: how long the probe waits for an answer before the replica takes
-    /// the database for gone and answers `503` at once until a probe succeeds again.
+    /// `DB_PROBE_TIMEOUT_MS`: how long the probe's connection may take before the replica
+    /// takes the database for out of reach and answers `503` at once until a probe connects.
     pub probe_timeout: Duration,
 }
 

@@ -1,13 +1,18 @@
-//! Whether the database answers, as a background probe sees it. A database cut off by the
-//! network answers nothing at all, so every call would wait out the database timeout; once the
-//! probe has found it gone, the store fails each call at once (a `503`, which nginx retries on
-//! another replica for reads) until a probe succeeds again.
+//! Whether the database can be reached, as a background probe sees it. A database cut off by
+//! the network answers nothing at all, so every call would wait out the database timeout; once
+//! the probe has found it out of reach, the store fails each call at once (a `503`, which nginx
+//! retries on another replica for reads) until a probe reaches it again.
+//!
+//! The probe opens a TCP connection to the database's address and closes it: a database that is
+//! merely slow or stopped (its kernel still completes the handshake) is not taken for gone, and
+//! calls wait for it as before; one that refuses, or that nothing answers for
+//! `DB_PROBE_TIMEOUT_MS`, is.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
 
 use crate::config::Settings;
 use crate::store::StoreError;
@@ -24,64 +29,47 @@ impl Reachability {
     }
 
     /// Records what a probe found; logs only a change.
-    fn found(&self, answered: bool) {
-        let was_down = self.down.swap(!answered, Ordering::AcqRel);
-        match (was_down, answered) {
+    fn found(&self, reached: bool) {
+        let was_down = self.down.swap(!reached, Ordering::AcqRel);
+        match (was_down, reached) {
             (false, false) => {
-                tracing::warn!("the database probe got no answer: failing calls at once")
+                tracing::warn!("the database is out of reach: failing calls at once")
             }
-            (true, true) => tracing::info!("the database probe is answered again"),
+            (true, true) => tracing::info!("the database can be reached again"),
             _ => {}
         }
     }
 }
 
-/// Probes the database every `DB_PROBE_INTERVAL_MS` over a connection of its own (a pool busy
-/// with requests must not look like a database gone), and records each outcome in
+/// Probes the database every `DB_PROBE_INTERVAL_MS` and records each outcome in
 /// `reachability`.
 pub fn spawn(
     settings: &Settings,
     reachability: Arc<Reachability>,
 ) -> Result<JoinHandle<()>, StoreError> {
-    let mut config: tokio_postgres::Config = settings
+    let config: tokio_postgres::Config = settings
         .database_url
         .parse()
         .map_err(StoreError::InvalidUrl)?;
-    config.connect_timeout(settings.probe_timeout);
-    config.application_name("rinha-probe");
+    let host = config.get_hosts().first().cloned();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
     let (interval, timeout) = (settings.probe_interval, settings.probe_timeout);
     Ok(tokio::spawn(async move {
-        let mut client = None;
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let answered = tokio::time::timeout(timeout, probe(&config, &mut client)).await;
-            let answered = matches!(answered, Ok(Ok(())));
-            if !answered {
-                // A connection that did not answer may be stuck: the next probe opens another.
-                client = None;
-            }
-            reachability.found(answered);
+            let reached = match &host {
+                Some(Host::Tcp(name)) => {
+                    let connect = tokio::net::TcpStream::connect((name.as_str(), port));
+                    matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)))
+                }
+                // A socket on this machine: no network to lose.
+                Some(Host::Unix(_)) | None => true,
+            };
+            reachability.found(reached);
         }
     }))
-}
-
-async fn probe(
-    config: &tokio_postgres::Config,
-    client: &mut Option<tokio_postgres::Client>,
-) -> Result<(), tokio_postgres::Error> {
-    let connected = match client.take() {
-        Some(connected) => connected,
-        None => {
-            let (connected, connection) = config.connect(NoTls).await?;
-            tokio::spawn(connection);
-            connected
-        }
-    };
-    connected.simple_query("SELECT 1").await?;
-    *client = Some(connected);
-    Ok(())
 }
 
 #[cfg(test)]

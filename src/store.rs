@@ -107,8 +107,8 @@ pub enum StoreError {
     Statement(#[from] tokio_postgres::Error),
     #[error("database unavailable: no answer within {0:?}")]
     TimedOut(Duration),
-    /// The background probe found the database gone (see `probe`): not tried.
-    #[error("database unavailable: the probe got no answer")]
+    /// The background probe found the database out of reach (see `probe`): not tried.
+    #[error("database unavailable: out of reach")]
     ProbeFailed,
     /// A row does not read as what the query is meant to return: the code and the schema
     /// disagree, or a row breaks the rules (written behind the API's back). Not an outage.

@@ -257,7 +257,7 @@ async fn reads_answered_503_by_a_replica_cut_off_from_its_database_are_answered_
         assert_eq!(response.status(), 201);
         locations.push(response.headers()["location"].to_str().unwrap().to_owned());
     }
-    link.set_cut(true);
+    link.set_cut(true).await;
     // api1's probe finds its database gone and it answers 503 at once from then on.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let unknown = format!("/pessoas/{}", uuid::Uuid::now_v7());

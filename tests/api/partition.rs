@@ -10,11 +10,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::{TestApp, db_client, fresh_database, pessoa, settings, stored_people};
 
-/// A TCP relay to the database that can be cut: while cut, it holds every byte and every new
-/// connection, as a network that drops packets does (TCP retransmits until the link heals).
+/// A TCP relay to the database that can be cut: while cut, it holds every byte of the open
+/// connections, as a network that drops packets does (TCP retransmits until the link heals),
+/// and refuses new ones.
 pub struct Link {
     address: String,
     cut: Arc<AtomicBool>,
+    upstream: String,
+    accepting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Link {
@@ -26,16 +29,23 @@ impl Link {
             .split('/')
             .next()
             .unwrap();
-        let upstream = authority.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let cut = Arc::new(AtomicBool::new(false));
-        let relay_cut = cut.clone();
-        tokio::spawn(async move {
+        let link = Link {
+            address: listener.local_addr().unwrap().to_string(),
+            cut: Arc::default(),
+            upstream: authority.to_owned(),
+            accepting: Default::default(),
+        };
+        link.accept_on(listener);
+        link
+    }
+
+    fn accept_on(&self, listener: TcpListener) {
+        let (cut, upstream) = (self.cut.clone(), self.upstream.clone());
+        let accepting = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (cut, upstream) = (relay_cut.clone(), upstream.clone());
+                let (cut, upstream) = (cut.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    wait_while(&cut).await;
                     let server = TcpStream::connect(upstream).await.unwrap();
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
@@ -44,7 +54,7 @@ impl Link {
                 });
             }
         });
-        Link { address, cut }
+        *self.accepting.lock().unwrap() = Some(accepting);
     }
 
     /// `database_url` through this link.
@@ -54,8 +64,18 @@ impl Link {
         format!("{scheme_user}@{}/{path}", self.address)
     }
 
-    pub fn set_cut(&self, cut: bool) {
+    pub async fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Release);
+        let accepting = self.accepting.lock().unwrap().take();
+        match (accepting, cut) {
+            // The listener goes with its task.
+            (Some(accepting), true) => {
+                accepting.abort();
+                let _ = accepting.await;
+            }
+            (None, false) => self.accept_on(TcpListener::bind(&self.address).await.unwrap()),
+            (unchanged, _) => *self.accepting.lock().unwrap() = unchanged,
+        }
     }
 }
 
@@ -96,7 +116,7 @@ async fn a_replica_cut_off_from_its_database_answers_503_at_once_and_recovers_by
     .await;
     let location = app.create(&pessoa("antes")).await;
 
-    link.set_cut(true);
+    link.set_cut(true).await;
     // The probe (every 100 ms, given 300 ms in the tests' settings) finds the database gone.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let unknown = format!("/pessoas/{}", uuid::Uuid::now_v7());
@@ -117,7 +137,7 @@ async fn a_replica_cut_off_from_its_database_answers_503_at_once_and_recovers_by
     assert_eq!(refused.headers()["retry-after"], "1");
     assert!(started.elapsed() < Duration::from_millis(500));
 
-    link.set_cut(false);
+    link.set_cut(false).await;
     let healed = Instant::now();
     while app.get("/contagem-pessoas").await.status() != 200 {
         assert!(

@@ -187,8 +187,8 @@ impl Topology {
     /// after it (api1, api2, … apiN), on consecutive ports from its own, each with its `ID_SLOT`
     /// (its index), and sharing evenly what compose gives its replicas together: CPU, memory
     /// and database connections (`DB_POOL_SIZE`, with `DB_WRITERS` in the same proportion).
-    /// Each replica also holds one connection for its database probe; `database_connections`
-    /// (PostgreSQL's `max_connections`, less what others need) must cover them all.
+    /// `database_connections` (PostgreSQL's `max_connections`, less what others need) must
+    /// cover every pool.
     pub fn with_replicas(mut self, count: usize, database_connections: usize) -> Result<Topology> {
         ensure!(
             (1..=MAX_REPLICAS).contains(&count),
@@ -210,11 +210,11 @@ impl Topology {
         // A replica needs a connection for reads beside its writers.
         let pool_each = (pool / count).max(2);
         let writers_each = (pool_each * template_writers / template_pool).clamp(1, pool_each - 1);
-        let needed = count * (pool_each + 1);
+        let needed = count * pool_each;
         ensure!(
             needed <= database_connections,
-            "{count} replicas need {needed} database connections (a pool of {pool_each} and a \
-             probe each), more than the {database_connections} PostgreSQL offers them: raise \
+            "{count} replicas need {needed} database connections (a pool of {pool_each} each), \
+             more than the {database_connections} PostgreSQL offers them: raise \
              max_connections in docker/postgresql.conf"
         );
         let metrics_port = self.metrics_port(&first)?;
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(four.limits("db").unwrap(), compose.limits("db").unwrap());
 
         // Pools never shrink below a reader and a writer, so many replicas need more connections.
-        let error = compose.clone().with_replicas(16, 37).unwrap_err();
+        let error = compose.clone().with_replicas(19, 37).unwrap_err();
         assert!(error.to_string().contains("max_connections"), "{error}");
         assert!(compose.with_replicas(0, 37).is_err());
     }
