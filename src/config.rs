@@ -41,9 +41,16 @@ pub struct Settings {
     /// on its open connections, closing each after its answer; longer than nginx keeps an idle
     /// upstream connection, so that nginx never sends a request down one the replica is closing.
     pub drain: Duration,
-    /// `ID_PARITY`: 0 or 1, the last bit of every id this replica makes, so that nginx sends a
-    /// lookup to the replica that stored the person; without it, that bit is random.
-    pub id_parity: Option<u8>,
+    /// `ID_SLOT`: 0 to 255, the last byte of every id this replica makes, so that nginx sends a
+    /// lookup to the replica that stored the person; without it, that byte is random. Only a
+    /// shortcut: any replica finds any person.
+    pub id_slot: Option<u8>,
+    /// `DB_PROBE_INTERVAL_MS`: how often a background probe checks that the database can be
+    /// reached (a TCP connection to it, see `probe`).
+    pub probe_interval: Duration,
+    /// `DB_PROBE_TIMEOUT_MS`: how long the probe's connection may take before the replica
+    /// takes the database for out of reach and answers `503` at once until a probe connects.
+    pub probe_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -123,10 +130,16 @@ impl Settings {
             body_timeout: Duration::from_millis(number("BODY_TIMEOUT_MS", 10_000, 1..=600_000)?),
             shutdown_grace: Duration::from_millis(number("SHUTDOWN_GRACE_MS", 5000, 0..=600_000)?),
             drain: Duration::from_millis(number("DRAIN_MS", 3000, 0..=600_000)?),
-            id_parity: match lookup("ID_PARITY") {
+            id_slot: match lookup("ID_SLOT") {
                 None => None,
-                Some(_) => Some(number("ID_PARITY", 0, 0..=1)? as u8),
+                Some(_) => Some(number("ID_SLOT", 0, 0..=255)? as u8),
             },
+            probe_interval: Duration::from_millis(number(
+                "DB_PROBE_INTERVAL_MS",
+                250,
+                1..=600_000,
+            )?),
+            probe_timeout: Duration::from_millis(number("DB_PROBE_TIMEOUT_MS", 1000, 1..=600_000)?),
         })
     }
 }
@@ -160,6 +173,9 @@ mod tests {
         assert_eq!(s.shutdown_grace, Duration::from_secs(5));
         assert_eq!(s.drain, Duration::from_secs(3));
         assert_eq!(s.max_connections, 4096);
+        assert_eq!(s.id_slot, None);
+        assert_eq!(s.probe_interval, Duration::from_millis(250));
+        assert_eq!(s.probe_timeout, Duration::from_secs(1));
         assert!(s.database_url.starts_with("postgres://"));
     }
 
@@ -180,7 +196,9 @@ mod tests {
             ("DRAIN_MS", "600"),
             ("MAX_CONNECTIONS", "16"),
             ("DATABASE_URL", "postgres://u:p@db/rinha"),
-            ("ID_PARITY", "1"),
+            ("ID_SLOT", "200"),
+            ("DB_PROBE_INTERVAL_MS", "100"),
+            ("DB_PROBE_TIMEOUT_MS", "700"),
         ])
         .unwrap();
         assert_eq!(s.port, 9001);
@@ -197,7 +215,9 @@ mod tests {
         assert_eq!(s.drain, Duration::from_millis(600));
         assert_eq!(s.max_connections, 16);
         assert_eq!(s.database_url, "postgres://u:p@db/rinha");
-        assert_eq!(s.id_parity, Some(1));
+        assert_eq!(s.id_slot, Some(200));
+        assert_eq!(s.probe_interval, Duration::from_millis(100));
+        assert_eq!(s.probe_timeout, Duration::from_millis(700));
     }
 
     #[test]
@@ -207,7 +227,7 @@ mod tests {
         assert!(settings(&[("BATCH_MAX", "0")]).is_err());
         assert!(settings(&[("DB_POOL_SIZE", "many")]).is_err());
         assert!(settings(&[("MEMORY_LIMIT_MB", "0")]).is_err());
-        assert!(settings(&[("ID_PARITY", "2")]).is_err());
+        assert!(settings(&[("ID_SLOT", "256")]).is_err());
         assert!(settings(&[("METRICS_PORT", "70000")]).is_err());
         let err = settings(&[("PORT", "9001"), ("METRICS_PORT", "9001")]).unwrap_err();
         assert!(err.to_string().contains("METRICS_PORT"), "{err}");

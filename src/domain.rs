@@ -152,15 +152,15 @@ pub enum RejectedPayload {
 
 impl Pessoa {
     /// Parses a raw `POST /pessoas` body into a new person with a fresh, time-ordered id
-    /// (UUIDv7 keeps the primary-key index append-mostly). With a `parity`, the id's last bit,
+    /// (UUIDv7 keeps the primary-key index append-mostly). With a `slot`, the id's last byte,
     /// one of its random ones, is set to it: nginx sends a lookup of the id to the replica
     /// that made it, which holds the person in memory.
-    pub fn parse(body: &[u8], parity: Option<u8>) -> Result<Pessoa, RejectedPayload> {
+    pub fn parse(body: &[u8], slot: Option<u8>) -> Result<Pessoa, RejectedPayload> {
         let payload: PessoaPayload =
             serde_json::from_slice(body).map_err(RejectedPayload::Malformed)?;
         let mut id = Uuid::now_v7().into_bytes();
-        if let Some(parity) = parity {
-            id[15] = (id[15] & !1) | parity;
+        if let Some(slot) = slot {
+            id[15] = slot;
         }
         Pessoa::try_from((Uuid::from_bytes(id), payload)).map_err(RejectedPayload::Invalid)
     }
@@ -267,19 +267,19 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_version_7_with_the_parity_asked_for() {
+    fn ids_are_version_7_with_the_slot_asked_for() {
         let body = br#"{"apelido":"a","nome":"b","nascimento":"2000-01-01","stack":null}"#;
-        for parity in [0, 1] {
+        for slot in [0, 1, 7, 255] {
             for _ in 0..64 {
-                let id = Pessoa::parse(body, Some(parity)).unwrap().id();
+                let id = Pessoa::parse(body, Some(slot)).unwrap().id();
                 assert_eq!(id.get_version_num(), 7);
-                assert_eq!(id.as_bytes()[15] & 1, parity, "{id}");
+                assert!(id.to_string().ends_with(&format!("{slot:02x}")), "{id}");
             }
         }
-        let parities: std::collections::HashSet<u8> = (0..64)
-            .map(|_| Pessoa::parse(body, None).unwrap().id().as_bytes()[15] & 1)
+        let slots: std::collections::HashSet<u8> = (0..64)
+            .map(|_| Pessoa::parse(body, None).unwrap().id().as_bytes()[15])
             .collect();
-        assert_eq!(parities.len(), 2, "without a parity the bit stays random");
+        assert!(slots.len() > 1, "without a slot the byte stays random");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod index;
 pub mod memory;
 pub mod metrics;
 pub mod mirror;
+pub mod probe;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -29,8 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// How long a client may take to send a body.
     pub body_timeout: Duration,
-    /// The last bit of the ids this replica makes, if set.
-    pub id_parity: Option<u8>,
+    /// The last byte of the ids this replica makes, if set.
+    pub id_slot: Option<u8>,
 }
 
 pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
@@ -183,7 +183,7 @@ fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
 }
 
 async fn create(body: Bytes, state: AppState) -> Response {
-    let pessoa = match Pessoa::parse(&body, state.id_parity) {
+    let pessoa = match Pessoa::parse(&body, state.id_slot) {
         Ok(pessoa) => pessoa,
         Err(RejectedPayload::Malformed(error)) => {
             return error_reply(StatusCode::BAD_REQUEST, &error.to_string());

@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::memory;
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
+use crate::probe;
 use crate::routes::{AppState, api, metrics_elsewhere, metrics_only, refuse_before_routing};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
@@ -58,6 +59,7 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     writer_task: JoinHandle<()>,
+    probe_task: JoinHandle<()>,
     limits: Limits,
 }
 
@@ -68,6 +70,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Application, Box<dyn std::error::Error>> {
         let store = Store::new(settings)?;
         migrate_when_ready(&store).await?;
+        let probe_task = probe::spawn(settings, store.reachability())?;
         let memory_limit = settings.memory_limit_bytes.or_else(memory::cgroup_limit);
         let mirror =
             Arc::new(Mirror::load(store.clone(), memory::mirror_budget(memory_limit)).await?);
@@ -102,9 +105,10 @@ impl Application {
                 writer,
                 metrics,
                 body_timeout: settings.body_timeout,
-                id_parity: settings.id_parity,
+                id_slot: settings.id_slot,
             },
             writer_task,
+            probe_task,
             limits: Limits {
                 max_connections: settings.max_connections,
                 header_timeout: settings.header_timeout,
@@ -139,6 +143,7 @@ impl Application {
             metrics_listener,
             state,
             writer_task,
+            probe_task,
             limits,
         } = self;
         match metrics_listener {
@@ -160,6 +165,7 @@ impl Application {
         if let Err(error) = writer_task.await {
             tracing::error!(%error, "the writers stopped abnormally");
         }
+        probe_task.abort();
     }
 }
 

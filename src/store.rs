@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::domain::{Pessoa, PessoaPayload};
 use crate::index::PersonRef;
+use crate::probe::Reachability;
 
 /// The schema, embedded so the binary needs no files beside it.
 const SCHEMA: &str = include_str!("../sql/schema.sql");
@@ -154,6 +155,9 @@ pub enum StoreError {
     Statement(#[from] tokio_postgres::Error),
     #[error("database unavailable: no answer within {0:?}")]
     TimedOut(Duration),
+    /// The background probe found the database out of reach (see `probe`): not tried.
+    #[error("database unavailable: out of reach")]
+    ProbeFailed,
     /// A row does not read as what the query is meant to return: the code and the schema
     /// disagree, or a row breaks the rules (written behind the API's back). Not an outage.
     #[error("a stored row cannot be read")]
@@ -197,6 +201,7 @@ pub struct Store {
     pool: Pool,
     timeout: Duration,
     outage: Arc<Outage>,
+    reachability: Arc<Reachability>,
 }
 
 /// Reports the database going away and coming back, once each, with the number of calls that
@@ -277,7 +282,13 @@ impl Store {
             pool,
             timeout: settings.db_timeout,
             outage: Arc::default(),
+            reachability: Arc::default(),
         })
+    }
+
+    /// What the background probe found, which it records here.
+    pub fn reachability(&self) -> Arc<Reachability> {
+        self.reachability.clone()
     }
 
     pub fn pool_status(&self) -> deadpool_postgres::Status {
@@ -556,8 +567,12 @@ impl Store {
     }
 
     /// A pooled connection, waiting at most the database timeout for one.
+    /// None at all while the probe finds the database gone.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        let client = self.pool.get().await.map_err(StoreError::from);
+        let client = match self.reachability.is_down() {
+            true => Err(StoreError::ProbeFailed),
+            false => self.pool.get().await.map_err(StoreError::from),
+        };
         if let Err(error) = &client {
             self.outage.failed(error);
         }

@@ -7,6 +7,7 @@ mod isolation;
 mod lifecycle;
 mod nginx;
 mod observability;
+mod partition;
 mod replicas;
 mod routing;
 mod support;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rinha::config::Settings;
 
+use crate::partition::Link;
 use crate::support::{TestApp, free_port, fresh_database, metric_value, pessoa, settings};
 
 /// nginx running `docker/nginx.conf` with the replicas' and its own ports swapped in, and its
@@ -107,11 +108,16 @@ fn locate_nginx() -> PathBuf {
 
 async fn stack() -> (TestApp, TestApp, Nginx) {
     let database = fresh_database().await;
+    stack_on([&database, &database]).await
+}
+
+/// Two replicas, each on its own URL of one database.
+async fn stack_on(database_urls: [&str; 2]) -> (TestApp, TestApp, Nginx) {
     // As docker/compose.yml sets them.
-    let replica = |parity| {
+    let replica = |slot: u8| {
         TestApp::spawn_with(Settings {
-            id_parity: Some(parity),
-            ..settings(&database)
+            id_slot: Some(slot),
+            ..settings(database_urls[usize::from(slot)])
         })
     };
     let api1 = replica(0).await;
@@ -228,4 +234,45 @@ async fn a_lookup_goes_to_the_replica_that_stored_the_person_or_else_to_the_othe
         let found = nginx.get(location).await;
         assert_eq!(found.status(), 200, "{location}: {}", nginx.error_log());
     }
+}
+
+#[tokio::test]
+async fn reads_answered_503_by_a_replica_cut_off_from_its_database_are_answered_by_the_other() {
+    let database = fresh_database().await;
+    let link = Link::to(&database).await;
+    let (_api1, api2, nginx) = stack_on([&link.url(&database), &database]).await;
+    let mut locations = Vec::new();
+    for i in 0..4 {
+        let response = nginx
+            .http
+            .post(nginx.url("/pessoas"))
+            .json(&pessoa(&format!("cortado{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        locations.push(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    link.set_cut(true).await;
+    // api1's probe finds its database gone and it answers 503 at once from then on.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let unknown = format!("/pessoas/{}", uuid::Uuid::now_v7());
+    for path in ["/contagem-pessoas", "/pessoas?t=cortado", unknown.as_str()] {
+        for _ in 0..6 {
+            let status = nginx.get(path).await.status();
+            let expected = if path == unknown { 404 } else { 200 };
+            assert_eq!(status, expected, "GET {path}: {}", nginx.error_log());
+        }
+    }
+    // api1's ids too, whether api1 holds them in memory or not.
+    for location in &locations {
+        assert_eq!(nginx.get(location).await.status(), 200, "{location}");
+    }
+    let metrics = api2.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metric_value(
+            &metrics,
+            r#"http_requests_total{route="GET /contagem-pessoas",status="200"}"#
+        ) >= 6.0
+    );
 }

@@ -42,7 +42,7 @@ async fn state() -> AppState {
         writer,
         metrics,
         body_timeout: settings.body_timeout,
-        id_parity: settings.id_parity,
+        id_slot: settings.id_slot,
     }
 }
 

@@ -70,7 +70,9 @@ pub fn settings(database_url: &str) -> Settings {
         shutdown_grace: Duration::from_secs(5),
         // Tests stop their replicas at once unless they test the drain.
         drain: Duration::ZERO,
-        id_parity: None,
+        id_slot: None,
+        probe_interval: Duration::from_millis(100),
+        probe_timeout: Duration::from_millis(300),
     }
 }
 

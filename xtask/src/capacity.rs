@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 use xshell::Shell;
 
+use crate::stack::Layout;
 use crate::stress::{self, read_json};
 use crate::stress::{RunArgs, StressArgs};
 
@@ -24,7 +25,7 @@ pub fn capacity(sh: &Shell, scale: f64) -> Result<()> {
     let (mut rows, mut header) = (Vec::new(), String::new());
     let passed = search(|rate| {
         let run = run_args(Some(out.join(format!("rate-{rate}"))));
-        let args = StressArgs { run, preload: 0, fault: None, rate };
+        let args = StressArgs { run, preload: 0, fault: None, layout: Layout::default(), rate };
         let (pass, row, services) = step(&stress::stress(sh, &args, "capacity")?, rate)?;
         rows.push((rate, row));
         header = services;

@@ -56,8 +56,16 @@ pub fn compose_stress(sh: &Shell, args: &RunArgs) -> Result<()> {
     let outcome = ContainerStack::start(sh, engine).and_then(|stack| {
         stack.print();
         let topology = Topology::load(&repo_root())?;
-        let outcome =
-            stress::replay_and_report(sh, &topology, &stack.containers, args, &out, 1.0, None);
+        let outcome = stress::replay_and_report(
+            sh,
+            &topology,
+            &Default::default(),
+            &stack.containers,
+            args,
+            &out,
+            1.0,
+            None,
+        );
         if outcome.is_err() {
             let names = stack.containers.iter().map(|container| container.name.clone());
             show_logs(sh, engine, &names.zip(stack.ids).collect::<Vec<_>>(), Some(&out));

@@ -9,7 +9,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -27,6 +27,13 @@ const KILLED_BACK_WITHIN: Duration = Duration::from_secs(5);
 /// How soon a replica told to stop must answer again: its drain and shutdown grace (at most
 /// 8 s by default), then its start.
 const STOPPED_BACK_WITHIN: Duration = Duration::from_secs(20);
+/// How long `partition-replica` cuts the first replica off from PostgreSQL.
+const PARTITIONED_FOR: Duration = Duration::from_secs(10);
+/// How soon a replica cut off must be answering 503 at once and left out by nginx.
+const PARTITION_NOTICED_WITHIN: f64 = 2.0;
+/// How long `slow-link` delays the database's link, and by how much.
+const SLOWED_FOR: Duration = Duration::from_secs(30);
+const SLOWED_BY: Duration = Duration::from_millis(2);
 /// The margin around the fault's window, in seconds.
 const MARGIN: f64 = 1.0;
 /// The middle of the full profile (about 205 s), scaled like it.
@@ -48,6 +55,11 @@ pub enum Kind {
     /// Another session holds a transaction with a transaction id open and busy from the start
     /// of the run (unless a time is given) to its end.
     OpenTransaction,
+    /// With --netns: cut the first replica off from PostgreSQL for 10 s (packets dropped both
+    /// ways), then join them again.
+    PartitionReplica,
+    /// With --netns: delay what PostgreSQL sends by 2 ms more for 30 s (tc netem).
+    SlowLink,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,17 +132,31 @@ impl Fault {
                 let until_the_end = RUN_SECONDS * scale - self.delay(scale).as_secs_f64();
                 postgres.hold_transaction(topology.database_port, until_the_end.max(1.0))?
             }
+            Kind::PartitionReplica | Kind::SlowLink => {
+                let network = stack.network.as_ref().context("this fault needs --netns")?;
+                if self.kind == Kind::PartitionReplica {
+                    let replica = &topology.replicas[0].0;
+                    network.set_cut(replica, database, true)?;
+                    sleep(PARTITIONED_FOR);
+                    network.set_cut(replica, database, false)?;
+                } else {
+                    network.set_delay(database, Some(SLOWED_BY))?;
+                    sleep(SLOWED_FOR);
+                    network.set_delay(database, None)?;
+                }
+            }
         }
         Ok((injected, unix_now()))
     }
 
     /// The `fault` object of `summary.json`, from the window and the run's KOs per second,
-    /// and whether the run met this kind's target.
+    /// and whether the run met this kind's target; the stack had `replicas` replicas.
     pub fn judge(
         &self,
         window: (f64, f64),
         summary: &Value,
         series: &Value,
+        replicas: usize,
     ) -> (Value, Vec<String>) {
         let started = summary["started_at_unix_seconds"].as_f64().unwrap_or(0.0);
         let (injected_at, restored_at) = (window.0 - started, window.1 - started);
@@ -162,15 +188,39 @@ impl Fault {
             )),
             Some(_) => {}
         }
-        // A deploy, a paused database and a transaction left open must cost nothing; a killed
-        // replica or a restarted database may fail the requests they held.
-        if matches!(self.kind, Kind::RestartReplicas | Kind::PauseDb | Kind::OpenTransaction) {
+        // A deploy, a paused database, a transaction left open and a slow link must cost
+        // nothing; a killed replica, a restarted database or a replica cut off may fail the
+        // requests they held.
+        if matches!(
+            self.kind,
+            Kind::RestartReplicas | Kind::PauseDb | Kind::OpenTransaction | Kind::SlowLink
+        ) {
             if during > 0 {
                 problems.push(format!("{during} KO during the fault"));
             }
             if stored != Some(expected) {
                 problems.push(format!("count {stored:?} != expected {expected}"));
             }
+        }
+        // A replica cut off may fail the requests it holds and, until it is found out and left
+        // out, its share of those sent in the first 2 s: never more.
+        let partition_bound = (self.kind == Kind::PartitionReplica).then(|| {
+            let kinds = series["timeline"]["requests_per_second"].as_object();
+            let seconds = first..(injected_at + PARTITION_NOTICED_WITHIN).ceil() as usize;
+            let sent: u64 = kinds
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, per_second)| {
+                    let per_second = per_second.as_array()?;
+                    Some(seconds.clone().filter_map(|s| per_second.get(s)?.as_u64()).sum::<u64>())
+                })
+                .sum();
+            sent / replicas.max(1) as u64
+        });
+        if let Some(bound) = partition_bound
+            && during > bound
+        {
+            problems.push(format!("{during} KO during the partition, more than {bound}"));
         }
         let fault = json!({
             "kind": self.name(),
@@ -179,6 +229,7 @@ impl Fault {
             "ko_before": before,
             "ko_during": during,
             "ko_after": after,
+            "ko_bound": partition_bound,
             "created_201": created,
             "stored": stored,
             "expected": expected,
@@ -234,7 +285,7 @@ mod tests {
         let kos = [0, 0, 0, 1, 2, 0, 3, 0, 0, 1, 0, 0];
         let (summary, series) = run(&kos, 10, 100, 111, 11);
         let kill = Fault::parse("kill-replica").unwrap();
-        let (fault, problems) = kill.judge(window, &summary, &series);
+        let (fault, problems) = kill.judge(window, &summary, &series, 2);
         assert_eq!(fault["ko_before"], 1);
         assert_eq!(fault["ko_during"], 6);
         assert_eq!(fault["ko_after"], 0);
@@ -242,20 +293,21 @@ mod tests {
         assert_eq!(problems, ["1 KO before the fault, 0 after it"]);
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10, 100, 109, 10);
-        let (_, problems) = kill.judge(window, &summary, &series);
+        let (_, problems) = kill.judge(window, &summary, &series, 2);
         assert_eq!(problems, ["9 people stored but 10 acknowledged (201): some were lost"]);
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 10, 10);
         let (_, problems) =
-            Fault::parse("restart-replicas").unwrap().judge(window, &summary, &series);
+            Fault::parse("restart-replicas").unwrap().judge(window, &summary, &series, 2);
         assert_eq!(problems, ["1 KO during the fault"]);
         let (summary, series) = run(&[0; 10], 10, 0, 10, 10);
-        let (fault, problems) = Fault::parse("pause-db").unwrap().judge(window, &summary, &series);
+        let (fault, problems) =
+            Fault::parse("pause-db").unwrap().judge(window, &summary, &series, 2);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(fault["pass"], true);
         let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 9, 10);
         let (_, problems) =
-            Fault::parse("open-transaction").unwrap().judge(window, &summary, &series);
+            Fault::parse("open-transaction").unwrap().judge(window, &summary, &series, 2);
         assert_eq!(
             problems,
             [
@@ -264,5 +316,16 @@ mod tests {
                 "count Some(9) != expected 10"
             ]
         );
+
+        // Seconds 4 to 7 (a margin, then 2 s) saw 44 requests: 22 each for two replicas.
+        let cut = Fault::parse("partition-replica").unwrap();
+        let mut series = json!({"timeline": {"ko_per_second": [0, 0, 0, 0, 9, 9, 5, 0, 0, 0]}});
+        series["timeline"]["requests_per_second"] = json!({"consulta": [9, 9, 9, 9, 5, 5, 5, 9, 9, 9], "criação": [0, 0, 0, 0, 5, 5, 5, 5]});
+        let (summary, _) = run(&[], 10, 0, 10, 10);
+        let (fault, problems) = cut.judge(window, &summary, &series, 2);
+        assert_eq!((fault["ko_during"].as_u64(), fault["ko_bound"].as_u64()), (Some(23), Some(22)));
+        assert_eq!(problems, ["23 KO during the partition, more than 22"]);
+        let (_, problems) = cut.judge(window, &summary, &series, 1);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

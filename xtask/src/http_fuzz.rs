@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::Shell;
 
-use crate::stack::Stack;
+use crate::stack::{Layout, Stack};
 use crate::topology::Topology;
 use crate::workspace::repo_root;
 
@@ -32,9 +32,9 @@ pub fn http_fuzz(sh: &Shell, cases: usize, seed: u64) -> Result<()> {
         Some(stack) if stack.is_running()? => None,
         Some(stack) => {
             stack.stop()?;
-            Some(Stack::start(sh, 0, None)?)
+            Some(Stack::start(sh, 0, &Layout::default(), None)?)
         }
-        None => Some(Stack::start(sh, 0, None)?),
+        None => Some(Stack::start(sh, 0, &Layout::default(), None)?),
     };
     let outcome = fuzz(cases, seed);
     if let Some(stack) = started_here {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use xshell::{Shell, cmd};
 
-use crate::stack::{Stack, callgrind_file};
+use crate::stack::{Layout, Stack, callgrind_file};
 use crate::topology::Topology;
 use crate::workspace::{repo_root, run_quietly};
 
@@ -49,7 +49,7 @@ pub fn instructions(sh: &Shell, requests: usize) -> Result<()> {
         sh.remove_path(&out_dir)?;
     }
     sh.create_dir(&out_dir)?;
-    let stack = Stack::start(sh, 0, Some(out_dir.clone()))?;
+    let stack = Stack::start(sh, 0, &Layout::default(), Some(out_dir.clone()))?;
     let rows = measure(sh, &stack, &out_dir, requests);
     stack.stop()?;
     let rows = rows?;

@@ -1,6 +1,7 @@
 //! Development automation: `cargo xtask <command>`. Every program is run through `xshell`;
 //! the topology (services, ports, limits, environment) comes from `docker/compose.yml`.
 
+mod args;
 mod capacity;
 mod cgroup;
 mod containers;
@@ -13,6 +14,7 @@ mod instructions;
 mod kubernetes;
 #[cfg(test)]
 mod module_graph;
+mod netns;
 mod nginx;
 mod postgres;
 mod stack;
@@ -26,7 +28,9 @@ use anyhow::Result;
 use clap::Parser;
 use xshell::Shell;
 
-use crate::stress::{RunArgs, StressArgs, positive};
+use crate::args::positive;
+use crate::stack::Layout;
+use crate::stress::{RunArgs, StressArgs};
 use crate::workspace::repo_root;
 
 #[derive(Parser)]
@@ -38,6 +42,8 @@ enum Command {
         /// Fill the table with N generated people before the replicas start.
         #[arg(long, value_name = "N", default_value_t = 0)]
         preload: u64,
+        #[command(flatten)]
+        layout: Layout,
     },
     /// Stop the native stack and remove its cgroups and files.
     Down,
@@ -102,7 +108,7 @@ fn run(command: Command) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(repo_root());
     match command {
-        Command::Up { preload } => stack::up(&sh, preload),
+        Command::Up { preload, layout } => stack::up(&sh, preload, &layout),
         Command::Down => stack::down(),
         Command::Supervise => stack::supervise(),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),

@@ -1,6 +1,7 @@
 //! The native stack's PostgreSQL: a private cluster configured from `docker/postgresql.conf`,
 //! owned and run by the `postgres` user when started as root (PostgreSQL refuses to run as root).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,8 @@ use xshell::{Cmd, Shell, cmd};
 use crate::workspace::{quietly, run_quietly};
 
 /// Where Debian installs PostgreSQL 15's server programs; elsewhere they are looked up on PATH.
+/// The configuration every cluster gets.
+pub const CONFIG_FILE: &str = "docker/postgresql.conf";
 const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const PROGRAMS: [&str; 5] = ["initdb", "postgres", "pg_isready", "createdb", "psql"];
 /// The user the PostgreSQL images run as, and whose password the compose files give.
@@ -25,6 +28,8 @@ pub struct Postgres {
     sh: Shell,
     password: String,
     database: String,
+    /// Where the server listens: loopback, or its namespace's address (`--netns`).
+    pub host: IpAddr,
 }
 
 impl Postgres {
@@ -66,15 +71,43 @@ impl Postgres {
             sh,
             password: setting("POSTGRES_PASSWORD")?,
             database: setting("POSTGRES_DB")?,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         })
     }
 
-    pub fn url(&self, port: u16) -> String {
-        format!("postgres://{USER}:{}@127.0.0.1:{port}/{}", self.password, self.database)
+    /// The connections `config` (a `postgresql.conf`) leaves the replicas: `max_connections`
+    /// less those reserved for superusers and those xtask's own clients (createdb, the
+    /// preload) may hold meanwhile.
+    pub fn connections_for_replicas(config: &str) -> Result<usize> {
+        const FOR_XTASK: usize = 2;
+        let setting = |name: &str, default: usize| -> Result<usize> {
+            let line = config.lines().map(|line| line.split('#').next().unwrap_or_default());
+            let value =
+                line.filter_map(|line| line.split_once('=')).find(|(key, _)| key.trim() == name);
+            match value {
+                Some((_, value)) => {
+                    value.trim().parse().with_context(|| format!("{name} = {value}"))
+                }
+                None => Ok(default),
+            }
+        };
+        let max = setting("max_connections", 100)?;
+        let reserved = setting("superuser_reserved_connections", 3)?;
+        Ok(max.saturating_sub(reserved + FOR_XTASK))
     }
 
-    /// Creates a cluster in `data_dir` (which must not exist) with the settings of `config`.
-    pub fn init_cluster(&self, data_dir: &Path, config: &Path) -> Result<()> {
+    pub fn url(&self, port: u16) -> String {
+        format!("postgres://{USER}:{}@{}:{port}/{}", self.password, self.host, self.database)
+    }
+
+    /// Creates a cluster in `data_dir` (which must not exist) with the settings of `config`,
+    /// taking password logins from loopback and, if given, from the `clients` network.
+    pub fn init_cluster(
+        &self,
+        data_dir: &Path,
+        config: &Path,
+        clients: Option<&str>,
+    ) -> Result<()> {
         let parent = data_dir.parent().expect("the data directory has a parent");
         self.sh.create_dir(parent)?;
         self.give(parent)?;
@@ -91,16 +124,21 @@ impl Postgres {
         );
         self.sh.remove_path(&password_file)?;
         outcome?;
+        if let Some(clients) = clients {
+            let hba = data_dir.join("pg_hba.conf");
+            let rules = self.sh.read_file(&hba)?;
+            self.sh.write_file(&hba, format!("{rules}host all all {clients} scram-sha-256\n"))?;
+        }
         let cluster_config = data_dir.join("postgresql.conf");
         self.sh.copy_file(config, &cluster_config)?;
         self.give(&cluster_config)
     }
 
-    /// The server, bound to loopback only: the shared configuration listens everywhere, which
-    /// suits a container's private network but not a host.
+    /// The server, bound to its one address only: the shared configuration listens everywhere,
+    /// which suits a container's private network but not a host.
     pub fn server(&self, data_dir: &Path, port: u16, socket_dir: &Path) -> Command {
         let settings = [
-            "listen_addresses=127.0.0.1".to_owned(),
+            format!("listen_addresses={}", self.host),
             format!("port={port}"),
             format!("unix_socket_directories={}", socket_dir.display()),
         ];
@@ -167,7 +205,7 @@ impl Postgres {
     }
 
     fn address(&self, port: u16) -> [String; 4] {
-        ["--host".into(), "127.0.0.1".into(), "--port".into(), port.to_string()]
+        ["--host".into(), self.host.to_string(), "--port".into(), port.to_string()]
     }
 
     fn give(&self, path: &Path) -> Result<()> {

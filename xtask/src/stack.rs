@@ -7,6 +7,7 @@
 //! whatever reason, is started again at once in its cgroup, and its log
 //! (`.stack/logs/supervise.log`) says so. `down` stops the supervisor first.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
+use crate::netns::Network;
 use crate::nginx;
-use crate::postgres::Postgres;
+use crate::postgres::{self, Postgres};
 use crate::topology::{Limits, Topology};
 use crate::workspace::{build_release, ensure_ports_free, quietly, release_binary, repo_root};
 
@@ -46,6 +48,28 @@ pub struct Stack {
     pub callgrind: Option<PathBuf>,
     /// The process that starts a replica again when it exits.
     supervisor: Option<i32>,
+    /// How many replicas run, when not compose's own.
+    #[serde(default)]
+    replicas: Option<usize>,
+    /// The services' network namespaces, with `--netns`.
+    #[serde(default)]
+    pub network: Option<Network>,
+}
+
+/// How a native stack is laid out.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Layout {
+    /// Run N replicas, sharing the CPU, memory and database connections compose gives its two
+    /// (by default compose's own).
+    #[arg(long, value_name = "N", value_parser = crate::args::replica_count)]
+    pub replicas: Option<usize>,
+    /// Run PostgreSQL, each replica and nginx each in a network namespace of its own, joined
+    /// by veth pairs in 10.231.0.0/24 (needs root); nginx is then reached at its address there.
+    #[arg(long)]
+    pub netns: bool,
+    /// With --netns, delay what each service sends by MS milliseconds (tc netem).
+    #[arg(long, value_name = "MS", requires = "netns", value_parser = crate::args::positive)]
+    pub link_latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,7 +90,7 @@ struct Tools {
     nginx: PathBuf,
 }
 
-pub fn up(sh: &Shell, preload: u64) -> Result<()> {
+pub fn up(sh: &Shell, preload: u64, layout: &Layout) -> Result<()> {
     if let Some(stack) = Stack::load()? {
         if stack.is_running()? {
             println!("the stack is already up");
@@ -75,7 +99,7 @@ pub fn up(sh: &Shell, preload: u64) -> Result<()> {
         println!("some of the stack's processes are gone; stopping the rest first");
         stack.stop()?;
     }
-    Stack::start(sh, preload, None)?.print()?;
+    Stack::start(sh, preload, layout, None)?.print()?;
     println!("stop it with: cargo xtask down");
     Ok(())
 }
@@ -119,7 +143,8 @@ fn lock_state() -> Result<std::fs::File> {
 /// and again, until the stack is gone or has another supervisor.
 pub fn supervise() -> Result<()> {
     let sh = Shell::new()?;
-    let tools = Tools::load()?;
+    let Some(stack) = Stack::load()? else { return Ok(()) };
+    let tools = Tools::load(stack.replicas, stack.network.as_ref())?;
     let me = std::process::id() as i32;
     println!("{} supervising the replicas (pid {me})", timestamp());
     loop {
@@ -201,10 +226,21 @@ fn log_path(name: &str) -> PathBuf {
     logs_dir().join(format!("{name}.log"))
 }
 
+/// The topology of a native stack with `replicas` replicas, or compose's own number of them.
+pub fn topology(replicas: Option<usize>) -> Result<Topology> {
+    let topology = Topology::load(&repo_root())?;
+    let Some(count) = replicas else { return Ok(topology) };
+    let config = std::fs::read_to_string(repo_root().join(postgres::CONFIG_FILE))?;
+    topology.with_replicas(count, Postgres::connections_for_replicas(&config)?)
+}
+
 impl Tools {
-    fn load() -> Result<Tools> {
-        let topology = Topology::load(&repo_root())?;
-        let postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
+    fn load(replicas: Option<usize>, network: Option<&Network>) -> Result<Tools> {
+        let topology = topology(replicas)?;
+        let mut postgres = Postgres::locate(&topology.service(&topology.database)?.environment)?;
+        if let Some(network) = network {
+            postgres.host = network.address(&topology.database)?.into();
+        }
         Ok(Tools { topology, postgres, nginx: nginx::locate()? })
     }
 }
@@ -232,16 +268,42 @@ impl Stack {
                 return Ok(false);
             }
         }
-        Ok(self.services.len() == Topology::load(&repo_root())?.budgeted().len())
+        Ok(self.services.len() == topology(self.replicas)?.budgeted().len())
     }
 
     /// Builds the binaries and starts every service, stopping what it started if one fails.
-    pub fn start(sh: &Shell, preload: u64, callgrind: Option<PathBuf>) -> Result<Stack> {
-        let tools = Tools::load()?;
-        ensure_ports_free(&tools.topology.ports(), "native stack")?;
-        build_release(sh)?;
+    pub fn start(
+        sh: &Shell,
+        preload: u64,
+        layout: &Layout,
+        callgrind: Option<PathBuf>,
+    ) -> Result<Stack> {
+        let replicas = layout.replicas;
+        let topology = topology(replicas)?;
+        // Even with namespaces, whose ports are their own: a stack on loopback holds the cgroups.
+        ensure_ports_free(&topology.ports(), "native stack")?;
+        let network = match layout.netns {
+            true => {
+                let latency = layout.link_latency_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                Some(Network::create(&topology.budgeted(), latency)?)
+            }
+            false => None,
+        };
+        let tools = Tools::load(replicas, network.as_ref());
+        let tools = match tools {
+            Ok(tools) => tools,
+            Err(error) => {
+                network.inspect(Network::remove);
+                return Err(error);
+            }
+        };
+        let run_dir = run_dir()?;
         let mut stack =
-            Stack { run_dir: run_dir()?, services: Vec::new(), callgrind, supervisor: None };
+            Stack { run_dir, services: Vec::new(), callgrind, supervisor: None, replicas, network };
+        if let Err(error) = build_release(sh) {
+            stack.stop()?;
+            return Err(error);
+        }
         if let Err(error) = stack.launch(sh, &tools, preload).and_then(|()| stack.supervise()) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
@@ -256,7 +318,12 @@ impl Stack {
         let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());
-        tools.postgres.init_cluster(&data_dir, &repo_root().join("docker/postgresql.conf"))?;
+        let clients = self.network.as_ref().map(Network::subnet);
+        tools.postgres.init_cluster(
+            &data_dir,
+            &repo_root().join(postgres::CONFIG_FILE),
+            clients.as_deref(),
+        )?;
         self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
         tools.postgres.create_database(topology.database_port)?;
         if preload > 0 {
@@ -275,7 +342,7 @@ impl Stack {
         }
         self.start_service(sh, tools, &topology.load_balancer, Signal::SIGTERM)?;
         let port = topology.load_balancer_port;
-        match http_status(port, "/metrics") {
+        match http_status(self.address(&topology.load_balancer)?, port, "/metrics") {
             Some(403 | 404) => Ok(()),
             status => bail!(
                 "docker/nginx.conf exposes /metrics on port {port} (status {status:?}); it must answer 404"
@@ -302,10 +369,22 @@ impl Stack {
             let dir = self.run_dir.join("nginx");
             create_dir(&dir)?;
             let template = sh.read_file(repo_root().join("docker/nginx.conf"))?;
-            let replicas: Vec<&str> =
-                topology.replicas.iter().map(|(name, _)| name.as_str()).collect();
-            let config =
-                nginx::derive_config(&template, &dir, &replicas).context("docker/nginx.conf")?;
+            let written_for = Topology::load(&repo_root())?.replicas;
+            let written_for: Vec<&str> =
+                written_for.iter().map(|(name, _)| name.as_str()).collect();
+            let replicas = topology.replicas.iter().map(|(name, port)| {
+                let slot = topology.service(name)?.environment.get("ID_SLOT");
+                let slot = slot.with_context(|| format!("{name} has no ID_SLOT"))?;
+                Ok(nginx::Upstream {
+                    name: name.clone(),
+                    address: format!("{}:{port}", self.address(name)?),
+                    slot: slot.parse().with_context(|| format!("{name}'s ID_SLOT"))?,
+                })
+            });
+            let replicas = replicas.collect::<Result<Vec<_>>>()?;
+            let listen = self.address(name)?;
+            let config = nginx::derive_config(&template, &dir, listen, &written_for, &replicas)
+                .context("docker/nginx.conf")?;
             let config_path = dir.join("nginx.conf");
             sh.write_file(&config_path, config)?;
             // In the foreground, so that its pid is the master's; under callgrind in one
@@ -318,20 +397,21 @@ impl Stack {
             let port = topology.load_balancer_port;
             return Ok((
                 server.into(),
-                Box::new(move || http_status(port, "/contagem-pessoas") == Some(200)),
+                Box::new(move || http_status(listen, port, "/contagem-pessoas") == Some(200)),
             ));
         }
         let port = topology.replica_port(name)?;
         let rinha = release_binary("rinha");
-        // The replicas run on the host's own network: loopback only, behind nginx.
+        // Loopback only on the host's own network, behind nginx; or their namespace's address.
+        let host = self.address(name)?.to_string();
         let replica = self
             .program(sh, topology, name, &rinha)
             .envs(&topology.service(name)?.environment)
-            .env("HOST", "127.0.0.1")
+            .env("HOST", &host)
             .env("PORT", port.to_string())
             .env("DATABASE_URL", tools.postgres.url(topology.database_port));
         let healthcheck =
-            cmd!(sh, "{rinha} healthcheck").env("HOST", "127.0.0.1").env("PORT", port.to_string());
+            cmd!(sh, "{rinha} healthcheck").env("HOST", host).env("PORT", port.to_string());
         let healthcheck = quietly(healthcheck);
         Ok((replica.into(), Box::new(move || healthcheck.run().is_ok())))
     }
@@ -389,7 +469,7 @@ impl Stack {
     /// time and peak memory keep counting), until it is ready. Replicas are the supervisor's to
     /// start again: see [`Stack::stop_replica`].
     pub fn restart_database(&mut self, sh: &Shell, signal: Signal) -> Result<()> {
-        let tools = Tools::load()?;
+        let tools = Tools::load(self.replicas, self.network.as_ref())?;
         self.refresh()?;
         let index = self.index_of(&tools.topology.database)?;
         let service = &self.services[index];
@@ -412,12 +492,13 @@ impl Stack {
         let old = self.services[index].pid;
         kill(Pid::from_raw(old), signal)
             .with_context(|| format!("cannot send {signal} to {name}"))?;
-        let port = Topology::load(&repo_root())?.replica_port(name)?;
+        let port = topology(self.replicas)?.replica_port(name)?;
+        let address = self.address(name)?;
         let deadline = Instant::now() + within;
         loop {
             self.refresh()?;
             if self.services[index].pid != old
-                && http_status(port, "/contagem-pessoas") == Some(200)
+                && http_status(address, port, "/contagem-pessoas") == Some(200)
             {
                 return Ok(());
             }
@@ -465,7 +546,11 @@ impl Stack {
     /// ready.
     fn run(&mut self, sh: &Shell, tools: &Tools, index: usize, again: bool) -> Result<()> {
         let name = self.services[index].name.clone();
-        let (mut command, ready) = self.command(sh, tools, &name)?;
+        let (command, ready) = self.command(sh, tools, &name)?;
+        let mut command = match &self.network {
+            Some(network) => network.enter(&name, &command),
+            None => command,
+        };
         self.services[index].cgroup.attach_on_exec(&mut command)?;
         let path = log_path(&name);
         let log = std::fs::OpenOptions::new()
@@ -563,6 +648,9 @@ impl Stack {
             .collect();
         // Keep the record so that a later `down` can retry.
         ensure!(failures.is_empty(), failures.join("\n"));
+        if let Some(network) = &self.network {
+            network.remove();
+        }
         for path in [&self.run_dir, &state_file()] {
             if path.exists() {
                 Shell::new()?.remove_path(path)?;
@@ -571,15 +659,27 @@ impl Stack {
         Ok(())
     }
 
+    /// Where service `name` listens: loopback, or its namespace's address.
+    pub fn address(&self, name: &str) -> Result<IpAddr> {
+        match &self.network {
+            Some(network) => Ok(network.address(name)?.into()),
+            None => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        }
+    }
+
     fn print(&self) -> Result<()> {
-        let Tools { topology, postgres, .. } = Tools::load()?;
-        let replicas: Vec<String> =
-            topology.replicas.iter().map(|(_, port)| format!(":{port}")).collect();
+        let Tools { topology, postgres, .. } = Tools::load(self.replicas, self.network.as_ref())?;
+        let replicas = topology
+            .replicas
+            .iter()
+            .map(|(name, port)| Ok(format!("{}:{port}", self.address(name)?)));
+        let replicas = replicas.collect::<Result<Vec<String>>>()?;
         println!(
-            "{} on http://127.0.0.1:{}, replicas on {}, PostgreSQL on {}; logs in {}",
+            "{} on http://{}:{}, replicas on {}, PostgreSQL on {}; logs in {}",
             topology.load_balancer,
+            self.address(&topology.load_balancer)?,
             topology.load_balancer_port,
-            replicas.join(" and "),
+            replicas.join(", "),
             postgres.url(topology.database_port),
             logs_dir().display()
         );
@@ -681,9 +781,9 @@ fn wait_until_ready(
 }
 
 /// The status code of `GET path` on a loopback port, or `None` if nothing answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+fn http_status(address: IpAddr, port: u16, path: &str) -> Option<u16> {
     let config = ureq::Agent::config_builder().http_status_as_error(false);
     let agent = ureq::Agent::new_with_config(config.timeout_global(Some(TIMEOUT)).build());
-    let response = agent.get(format!("http://127.0.0.1:{port}{path}")).call();
+    let response = agent.get(format!("http://{address}:{port}{path}")).call();
     response.ok().map(|response| response.status().as_u16())
 }

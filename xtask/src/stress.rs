@@ -5,12 +5,16 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
+use crate::args::positive;
 use crate::cgroup::{Cgroup, CpuUsage};
 use crate::fault::Fault;
-use crate::stack::Stack;
+use crate::netns::Network;
+use crate::stack::{Layout, Stack};
 use crate::topology::{Limits, Topology};
 use crate::workspace::{release_binary, repo_root, unix_now};
 
@@ -44,20 +48,15 @@ pub struct StressArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preload: u64,
     /// Inject one fault during the replay: restart-replicas, kill-replica, restart-db,
-    /// pause-db or open-transaction, at S seconds (by default the middle of the run; an
-    /// open transaction, from the start to the end).
+    /// pause-db, open-transaction, or with --netns partition-replica or slow-link, at S seconds
+    /// (by default the middle of the run; an open transaction, from the start to the end).
     #[arg(long, value_name = "KIND[@S]", value_parser = Fault::parse)]
     pub fault: Option<Fault>,
+    #[command(flatten)]
+    pub layout: Layout,
     /// Multiply every injection rate by F, durations kept.
     #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive)]
     pub rate: f64,
-}
-
-pub fn positive(text: &str) -> Result<f64> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
-        _ => bail!("{text:?} is not a positive number"),
-    }
 }
 
 const PAYLOADS: &str = "gatling/resources/pessoas-payloads.tsv";
@@ -81,8 +80,13 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         }
         None => false,
     };
-    let topology = Topology::load(&repo_root())?;
-    let mut stack = Stack::start(sh, args.preload, None)?;
+    let topology = crate::stack::topology(args.layout.replicas)?;
+    let mut stack = Stack::start(sh, args.preload, &args.layout, None)?;
+    let addresses =
+        topology.budgeted().into_iter().map(|name| Ok((name.to_owned(), stack.address(name)?)));
+    let addresses = addresses.collect::<Result<BTreeMap<String, IpAddr>>>()?;
+    let private_network = stack.network.as_ref().map(Network::subnet);
+    let sources = stack.network.as_ref().map(Network::host_addresses).unwrap_or_default();
     let services: Vec<Measured> = stack
         .services
         .iter()
@@ -93,12 +97,31 @@ pub fn stress(sh: &Shell, args: &StressArgs, command: &str) -> Result<PathBuf> {
         })
         .collect();
     let fault = args.fault.map(|fault| (fault, &mut stack));
-    let outcome = replay_and_report(sh, &topology, &services, &args.run, &out, args.rate, fault);
+    let outcome = replay_and_report(
+        sh,
+        &topology,
+        &Endpoints { addresses, private_network, sources },
+        &services,
+        &args.run,
+        &out,
+        args.rate,
+        fault,
+    );
     // The stack is left as it was found, so that the verdict stays the last line.
     if !was_up {
         stack.stop()?;
     }
     outcome.map(|()| out)
+}
+
+/// Where the replay finds the services: each one's address (loopback when not listed), and the
+/// private network they are in, if not on loopback.
+#[derive(Default)]
+pub struct Endpoints {
+    pub addresses: BTreeMap<String, IpAddr>,
+    pub private_network: Option<String>,
+    /// The local addresses the replay connects from, in turn.
+    pub sources: Vec<Ipv4Addr>,
 }
 
 /// `--out` (from the caller's directory: the programs run from the repository's), or
@@ -123,9 +146,11 @@ pub struct Measured {
 /// stack during the replay and the run is judged by the fault's own target (see `fault.rs`),
 /// recorded as `fault` in `summary.json`. Under `--strict` a failed verdict is an error, and so
 /// is a failed `--assert` condition, with or without a fault.
+#[expect(clippy::too_many_arguments, reason = "one run's every input, each used once")]
 pub fn replay_and_report(
     sh: &Shell,
     topology: &Topology,
+    endpoints: &Endpoints,
     services: &[Measured],
     args: &RunArgs,
     out: &Path,
@@ -136,18 +161,31 @@ pub fn replay_and_report(
     if !sh.path_exists(PAYLOADS) {
         cmd!(sh, "{replay} payloads --out {PAYLOADS}").run()?;
     }
-    let base_url = format!("http://127.0.0.1:{}", topology.load_balancer_port);
+    let address = |name: &str| {
+        let address = endpoints.addresses.get(name).copied();
+        address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    };
+    let balancer = &topology.load_balancer;
+    let base_url = format!("http://{}:{}", address(balancer), topology.load_balancer_port);
     let mut metrics = Vec::new();
     for (replica, _) in &topology.replicas {
         let port = topology.metrics_port(replica)?;
-        metrics.extend(["--metrics".to_owned(), format!("http://127.0.0.1:{port}/metrics")]);
+        let url = format!("http://{}:{port}/metrics", address(replica));
+        metrics.extend(["--metrics".to_owned(), url]);
+    }
+    let mut private_network = match &endpoints.private_network {
+        Some(network) => vec!["--private-network".to_owned(), network.clone()],
+        None => Vec::new(),
+    };
+    for source in &endpoints.sources {
+        private_network.extend(["--source-address".to_owned(), source.to_string()]);
     }
     // Only a changed rate is passed on, so that a replay without `--rate` runs the plain profile.
     let rate = if rate == 1.0 { Vec::new() } else { vec!["--rate".to_owned(), rate.to_string()] };
     let scale = args.scale.to_string();
     // The summary is printed once, below, when it has the stack's figures too; progress still
     // shows on stderr.
-    let load = cmd!(sh, "{replay} run --payloads {PAYLOADS} --terms {TERMS} --base-url {base_url} --scale {scale} --out {out} {metrics...} {rate...}")
+    let load = cmd!(sh, "{replay} run --payloads {PAYLOADS} --terms {TERMS} --base-url {base_url} --scale {scale} --out {out} {metrics...} {private_network...} {rate...}")
         .ignore_stdout();
 
     let before = cpu_usage(services)?;
@@ -217,7 +255,8 @@ pub fn replay_and_report(
         return judged;
     };
     let mut summary = read_json(&out.join("summary.json"))?;
-    let (figures, problems) = fault.judge(window, &summary, &read_json(&out.join("series.json"))?);
+    let series = read_json(&out.join("series.json"))?;
+    let (figures, problems) = fault.judge(window, &summary, &series, topology.replicas.len());
     println!(
         "fault {}: injected at {} s, repaired at {} s; KO before {}, during {}, after {}",
         fault.name(),

@@ -11,6 +11,8 @@ use serde_yaml_ng::Value;
 
 pub const COMPOSE_FILE: &str = "docker/compose.yml";
 pub const HOST_COMPOSE_FILE: &str = "docker/compose.host.yml";
+/// Ids carry their replica's slot in one byte.
+pub const MAX_REPLICAS: usize = 256;
 
 /// A service's `deploy.resources.limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -182,6 +184,80 @@ impl Topology {
         Ok(topology)
     }
 
+    /// This topology with `count` replicas in place of compose's, made from its first: named
+    /// after it (api1, api2, … apiN), on consecutive ports from its own, each with its `ID_SLOT`
+    /// (its index), and sharing evenly what compose gives its replicas together: CPU, memory
+    /// and database connections (`DB_POOL_SIZE`, with `DB_WRITERS` in the same proportion).
+    /// `database_connections` (PostgreSQL's `max_connections`, less what others need) must
+    /// cover every pool.
+    pub fn with_replicas(mut self, count: usize, database_connections: usize) -> Result<Topology> {
+        ensure!(
+            (1..=MAX_REPLICAS).contains(&count),
+            "--replicas {count}: from 1 to {MAX_REPLICAS}"
+        );
+        let (first, first_port) = self.replicas.first().cloned().context("no replica")?;
+        let template = self.service(&first)?.clone();
+        let mut cpus = 0.0;
+        let mut memory_bytes = 0;
+        let mut pool = 0;
+        for (name, _) in &self.replicas {
+            let limits = self.limits(name)?;
+            cpus += limits.cpus;
+            memory_bytes += limits.memory_bytes;
+            pool += self.number(name, "DB_POOL_SIZE")?;
+        }
+        let template_pool = self.number(&first, "DB_POOL_SIZE")?;
+        let template_writers = self.number(&first, "DB_WRITERS")?;
+        // A replica needs a connection for reads beside its writers.
+        let pool_each = (pool / count).max(2);
+        let writers_each = (pool_each * template_writers / template_pool).clamp(1, pool_each - 1);
+        let needed = count * pool_each;
+        ensure!(
+            needed <= database_connections,
+            "{count} replicas need {needed} database connections (a pool of {pool_each} each), \
+             more than the {database_connections} PostgreSQL offers them: raise \
+             max_connections in docker/postgresql.conf"
+        );
+        let metrics_port = self.metrics_port(&first)?;
+        let prefix = first.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned();
+        for (name, _) in std::mem::take(&mut self.replicas) {
+            self.compose.services.remove(&name);
+        }
+        for index in 0..count {
+            let name = format!("{prefix}{}", index + 1);
+            let port = first_port + index as u16;
+            let mut service = template.clone();
+            service.limits = Some(Limits {
+                cpus: cpus / count as f64,
+                memory_bytes: memory_bytes / count as u64,
+            });
+            let environment = &mut service.environment;
+            environment.insert("PORT".to_owned(), port.to_string());
+            environment.insert("ID_SLOT".to_owned(), index.to_string());
+            environment.insert("DB_POOL_SIZE".to_owned(), pool_each.to_string());
+            environment.insert("DB_WRITERS".to_owned(), writers_each.to_string());
+            service.published_ports = vec![port];
+            if metrics_port != first_port {
+                let metrics_port = metrics_port + index as u16;
+                environment.insert("METRICS_PORT".to_owned(), metrics_port.to_string());
+                service.published_ports.push(metrics_port);
+            }
+            self.compose.services.insert(name.clone(), service);
+            self.replicas.push((name, port));
+        }
+        let ports = self.ports();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        ensure!(distinct.len() == ports.len(), "{count} replicas' ports collide: {ports:?}");
+        Ok(self)
+    }
+
+    /// Replica `name`'s environment variable `key`, a whole number.
+    fn number(&self, name: &str, key: &str) -> Result<usize> {
+        let value = self.service(name)?.environment.get(key);
+        let value = value.with_context(|| format!("{name} has no {key}"))?;
+        value.parse().with_context(|| format!("{name}'s {key}"))
+    }
+
     /// The services under the contest's budget, in start order.
     pub fn budgeted(&self) -> Vec<&str> {
         let replicas = self.replicas.iter().map(|(name, _)| name.as_str());
@@ -276,6 +352,34 @@ mod tests {
         assert_eq!(topology.metrics_port("api2").unwrap(), 9082);
         assert_eq!(topology.service("db").unwrap().environment["POSTGRES_DB"], "rinha");
         assert!(topology.limits("prometheus").is_err());
+    }
+
+    #[test]
+    fn replicas_made_from_the_first_share_the_replicas_budget() {
+        let compose = Topology::load(&crate::repo_root()).unwrap();
+        let same = compose.clone().with_replicas(2, 37).unwrap();
+        assert_eq!(same, compose, "two replicas are compose's own");
+
+        let four = compose.clone().with_replicas(4, 37).unwrap();
+        assert_eq!(four.budgeted(), ["db", "api1", "api2", "api3", "api4", "nginx"]);
+        assert_eq!(four.replica_port("api4").unwrap(), 8084);
+        assert_eq!(four.metrics_port("api4").unwrap(), 9084);
+        let total = |topology: &Topology, of: fn(Limits) -> f64| -> f64 {
+            let replicas = topology.replicas.iter();
+            replicas.map(|(name, _)| of(topology.limits(name).unwrap())).sum()
+        };
+        for of in [|limits: Limits| limits.cpus, |limits: Limits| limits.memory_bytes as f64] {
+            assert!((total(&four, of) - total(&compose, of)).abs() < 1e-6);
+        }
+        let env = &four.service("api3").unwrap().environment;
+        assert_eq!(env["ID_SLOT"], "2");
+        assert_eq!((env["DB_POOL_SIZE"].as_str(), env["DB_WRITERS"].as_str()), ("4", "2"));
+        assert_eq!(four.limits("db").unwrap(), compose.limits("db").unwrap());
+
+        // Pools never shrink below a reader and a writer, so many replicas need more connections.
+        let error = compose.clone().with_replicas(19, 37).unwrap_err();
+        assert!(error.to_string().contains("max_connections"), "{error}");
+        assert!(compose.with_replicas(0, 37).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::assertion::{self, Assertion};
+use crate::client::PrivateNetwork;
 use crate::{payloads, simulation};
 
 #[derive(Debug, Parser)]
@@ -93,9 +94,17 @@ pub struct RunOptions {
     /// The search terms' feeder.
     #[arg(long, value_name = "FILE")]
     pub terms: PathBuf,
-    /// The service, on a loopback address.
+    /// The service, on a loopback address (or in --private-network).
     #[arg(long, value_name = "URL", default_value = "http://localhost:9999")]
     pub base_url: String,
+    /// Also accept targets (the base URL, the metrics URLs) in this private IPv4 network, which
+    /// must be on this machine's own links: the native stack's namespaces, 10.231.0.0/24.
+    #[arg(long, value_name = "CIDR")]
+    pub private_network: Option<PrivateNetwork>,
+    /// Connect from each of these local addresses in turn (repeat for each), for more than
+    /// about 470 new connections a second to a target beyond loopback.
+    #[arg(long = "source-address", value_name = "IP")]
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// Every injection duration multiplied by F (rounded to whole seconds), the rates kept.
     #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive_factor)]
     pub scale: f64,

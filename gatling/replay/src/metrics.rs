@@ -9,7 +9,7 @@ use prometheus_parse::{Sample, Scrape, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::client::{Target, UserConnection};
+use crate::client::{PrivateNetwork, Target, UserConnection};
 
 pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -53,12 +53,13 @@ pub struct ReplicaScrape {
 /// scrapes. A replica that does not answer simply leaves a gap.
 pub async fn scrape_until(
     urls: &[String],
+    also: Option<PrivateNetwork>,
     started: Instant,
     mut stop: watch::Receiver<bool>,
 ) -> Vec<ReplicaScrape> {
     let mut targets = Vec::new();
     for url in urls {
-        match Target::resolve(url).await {
+        match Target::resolve(url, also).await {
             Ok(target) => targets.push((url.clone(), target)),
             Err(error) => eprintln!("metrics: {error}"),
         }

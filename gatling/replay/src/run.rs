@@ -149,7 +149,8 @@ async fn drive(
     payloads: Vec<Bytes>,
     terms: &[String],
 ) -> Result<Observed, String> {
-    let target = Arc::new(Target::resolve(&options.base_url).await?);
+    let target = Target::resolve(&options.base_url, options.private_network).await?;
+    let target = Arc::new(target.connected_from(&options.source_addresses));
     let count_before = Some(count_people(&target).await.map_err(|error| {
         format!(
             "the service does not answer GET /contagem-pessoas at {}: {error}",
@@ -178,7 +179,12 @@ async fn drive(
         let _ = stop.send(true);
     };
     let (scrapes, (), ()) = tokio::join!(
-        metrics::scrape_until(&options.metrics, started, stopped.clone()),
+        metrics::scrape_until(
+            &options.metrics,
+            options.private_network,
+            started,
+            stopped.clone()
+        ),
         injection,
         progress(&recorder, arrivals.len(), started, stopped),
     );
