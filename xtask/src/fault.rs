@@ -15,10 +15,11 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use xshell::Shell;
 
+use crate::nginx;
 use crate::postgres::Postgres;
 use crate::stack::Stack;
 use crate::topology::Topology;
-use crate::workspace::unix_now;
+use crate::workspace::{repo_root, unix_now};
 
 /// How long `pause-db` leaves the database stopped.
 const PAUSED_FOR: Duration = Duration::from_secs(3);
@@ -27,6 +28,8 @@ const KILLED_BACK_WITHIN: Duration = Duration::from_secs(5);
 /// How soon a replica told to stop must answer again: its drain and shutdown grace (at most
 /// 8 s by default), then its start.
 const STOPPED_BACK_WITHIN: Duration = Duration::from_secs(20);
+/// Beyond nginx's fail_timeout, for its first request to a replica back in service.
+const REJOIN_MARGIN: Duration = Duration::from_millis(500);
 /// How long `partition-replica` cuts the first replica off from PostgreSQL.
 const PARTITIONED_FOR: Duration = Duration::from_secs(10);
 /// How soon a replica cut off must be answering 503 at once and left out by nginx.
@@ -113,7 +116,14 @@ impl Fault {
         let database = &topology.database;
         match self.kind {
             Kind::RestartReplicas => {
-                for (name, _) in &topology.replicas {
+                // nginx leaves a replica that refused connections out for its fail_timeout,
+                // even once it is back: stopping the next one sooner would leave nginx none.
+                let template = std::fs::read_to_string(repo_root().join("docker/nginx.conf"))?;
+                let rejoined = nginx::fail_timeout(&template)? + REJOIN_MARGIN;
+                for (index, (name, _)) in topology.replicas.iter().enumerate() {
+                    if index > 0 {
+                        sleep(rejoined);
+                    }
                     stack.stop_replica(name, Signal::SIGTERM, STOPPED_BACK_WITHIN)?;
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -35,6 +36,18 @@ pub struct Upstream {
     pub address: String,
     /// Its `ID_SLOT`, the last byte of the ids it makes.
     pub slot: u8,
+}
+
+/// How long nginx leaves out a replica that failed (`fail_timeout` in the template): a replica
+/// that refused connections while it restarted is sent nothing for that long after it is back.
+pub fn fail_timeout(template: &str) -> Result<Duration> {
+    let seconds = template
+        .split_whitespace()
+        .find_map(|word| {
+            word.strip_prefix("fail_timeout=")?.trim_end_matches(';').strip_suffix('s')
+        })
+        .context("no fail_timeout=<seconds>s in the nginx configuration")?;
+    Ok(Duration::from_secs(seconds.parse().context("fail_timeout")?))
 }
 
 /// The shared configuration, listening on `listen` only, for `replicas` instead of the two it is written for, and with
@@ -184,6 +197,8 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    use crate::workspace::repo_root;
+
     const WRITTEN_FOR: &[&str] = &["api1", "api2"];
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -238,6 +253,15 @@ mod tests {
         let balanced = derived.split("upstream api {").nth(1).unwrap().split('}').next().unwrap();
         assert_eq!(balanced.matches("server 127.0.0.1:808").count(), 4, "{balanced}");
         assert_eq!(derived.matches("_first {").count(), 4);
+    }
+
+    #[test]
+    fn the_fail_timeout_is_read_from_the_template() {
+        let template = std::fs::read_to_string(repo_root().join("docker/nginx.conf")).unwrap();
+        assert!(fail_timeout(&template).unwrap() > Duration::ZERO);
+        let written = "server api1:8081 max_fails=2 fail_timeout=7s;";
+        assert_eq!(fail_timeout(written).unwrap(), Duration::from_secs(7));
+        assert!(fail_timeout("server api1:8081;").is_err());
     }
 
     #[test]
