@@ -20,6 +20,14 @@ use crate::statistics::{Outcome, RequestName, RequestStats, TimeFigure};
 /// stored as expected and as answered 201.
 pub const DEFAULTS: [&str; 3] = ["ko=0", "count=expected", "count=created"];
 
+/// [`DEFAULTS`], parsed.
+pub fn defaults() -> Vec<Assertion> {
+    DEFAULTS
+        .iter()
+        .map(|text| Assertion::parse(text).expect("the defaults parse"))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assertion {
     text: String,

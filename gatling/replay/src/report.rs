@@ -307,7 +307,7 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::assertion::{Assertion, DEFAULTS};
+    use crate::assertion::defaults;
     use crate::metrics::MetricSeries;
     use crate::statistics::{ByOutcome, InjectionLag, RequestStats, ResponseTimes};
     use crate::summary::Verdict;
@@ -365,11 +365,7 @@ pub(crate) mod tests {
             replay_peak_rss_bytes: 10 << 20,
             injection_lag: InjectionLag::default(),
         };
-        let defaults: Vec<Assertion> = DEFAULTS
-            .iter()
-            .map(|text| Assertion::parse(text).unwrap())
-            .collect();
-        summary.judge(&defaults);
+        summary.judge(&defaults());
         summary
     }
 

@@ -133,7 +133,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assertion::DEFAULTS;
+    use crate::assertion::defaults;
     use crate::report::tests::summary;
 
     fn judged(ko: u64, created: u64, before: Option<u64>, after: Option<u64>) -> Summary {
@@ -147,11 +147,7 @@ mod tests {
             summary.count_after,
         ) = (created, before, after);
         summary.expected_count = 3;
-        let defaults: Vec<Assertion> = DEFAULTS
-            .iter()
-            .map(|text| Assertion::parse(text).unwrap())
-            .collect();
-        summary.judge(&defaults);
+        summary.judge(&defaults());
         summary
     }
 
