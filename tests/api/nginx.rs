@@ -276,3 +276,44 @@ async fn reads_answered_503_by_a_replica_cut_off_from_its_database_are_answered_
         ) >= 6.0
     );
 }
+
+#[tokio::test]
+async fn once_every_replica_answered_503_nginx_sends_to_them_again_as_soon_as_they_recover() {
+    let database = fresh_database().await;
+    let links = [Link::to(&database).await, Link::to(&database).await];
+    let urls = links.each_ref().map(|link| link.url(&database));
+    let (api1, api2, nginx) = stack_on([&urls[0], &urls[1]]).await;
+    let answers = async |api: &TestApp, status: u16| {
+        for _ in 0..200 {
+            if api.get("/contagem-pessoas").await.status() == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{} never answered {status}", api.address);
+    };
+    // The database out of reach of both, as while it restarts.
+    for link in &links {
+        link.set_cut(true).await;
+    }
+    answers(&api1, 503).await;
+    answers(&api2, 503).await;
+    // Enough failures for nginx to leave each out for its fail_timeout (2 s).
+    for _ in 0..6 {
+        let status = nginx.get("/contagem-pessoas").await.status();
+        assert_eq!(
+            status,
+            503,
+            "the replicas' own answer: {}",
+            nginx.error_log()
+        );
+    }
+    for link in &links {
+        link.set_cut(false).await;
+    }
+    answers(&api1, 200).await;
+    answers(&api2, 200).await;
+    // Within those 2 s: the replicas are sent requests again at once, not refused with 502.
+    let status = nginx.get("/contagem-pessoas").await.status();
+    assert_eq!(status, 200, "{}", nginx.error_log());
+}

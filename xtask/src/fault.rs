@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use xshell::Shell;
 
+use crate::hostile;
 use crate::nginx;
 use crate::postgres::Postgres;
 use crate::stack::Stack;
@@ -37,6 +38,8 @@ const PARTITION_NOTICED_WITHIN: f64 = 2.0;
 /// How long `slow-link` delays the database's link, and by how much.
 const SLOWED_FOR: Duration = Duration::from_secs(30);
 const SLOWED_BY: Duration = Duration::from_millis(2);
+/// The p99 the legitimate clients' writes and searches must keep beside a hostile writer.
+const LEGITIMATE_WITHIN_MS: f64 = 50.0;
 /// The margin around the fault's window, in seconds.
 const MARGIN: f64 = 1.0;
 /// The middle of the full profile (about 205 s), scaled like it.
@@ -61,8 +64,19 @@ pub enum Kind {
     /// With --netns: cut the first replica off from PostgreSQL for 10 s (packets dropped both
     /// ways), then join them again.
     PartitionReplica,
-    /// With --netns: delay what PostgreSQL sends by 2 ms more for 30 s (tc netem).
+    /// With --netns: hold what PostgreSQL sends 2 ms longer for 30 s (the database link's
+    /// relay).
     SlowLink,
+    /// One client stores 49 people, then 500, with the most distinct stack items the contract
+    /// allows, all holding one term, while four search for it (`hostile.rs`).
+    HostileWriter,
+}
+
+/// A fault struck: when, and what it measured of its own requests, if it sent any.
+pub struct Struck {
+    /// Unix seconds: struck, and whole again.
+    pub window: (f64, f64),
+    pub measured: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,15 +118,16 @@ impl Fault {
         Duration::from_secs_f64(self.at_seconds.unwrap_or(default))
     }
 
-    /// Strikes the stack, brings it back, and returns when both happened (Unix seconds).
+    /// Strikes the stack, brings it back, and returns when both happened.
     pub fn inject(
         &self,
         sh: &Shell,
         stack: &mut Stack,
         topology: &Topology,
         scale: f64,
-    ) -> Result<(f64, f64)> {
+    ) -> Result<Struck> {
         let injected = unix_now();
+        let mut measured = Value::Null;
         let database = &topology.database;
         match self.kind {
             Kind::RestartReplicas => {
@@ -150,25 +165,32 @@ impl Fault {
                     sleep(PARTITIONED_FOR);
                     network.set_cut(replica, database, false)?;
                 } else {
-                    network.set_delay(database, Some(SLOWED_BY))?;
+                    stack.slow_database_link(SLOWED_BY)?;
                     sleep(SLOWED_FOR);
-                    network.set_delay(database, None)?;
+                    stack.slow_database_link(Duration::ZERO)?;
                 }
             }
+            Kind::HostileWriter => {
+                let balancer = &topology.load_balancer;
+                let address = stack.address(balancer)?;
+                let base_url = format!("http://{address}:{}", topology.load_balancer_port);
+                measured = hostile::run(&base_url)?;
+            }
         }
-        Ok((injected, unix_now()))
+        Ok(Struck { window: (injected, unix_now()), measured })
     }
 
     /// The `fault` object of `summary.json`, from the window and the run's KOs per second,
     /// and whether the run met this kind's target; the stack had `replicas` replicas.
     pub fn judge(
         &self,
-        window: (f64, f64),
+        struck: &Struck,
         summary: &Value,
         series: &Value,
         replicas: usize,
     ) -> (Value, Vec<String>) {
         let started = summary["started_at_unix_seconds"].as_f64().unwrap_or(0.0);
+        let window = struck.window;
         let (injected_at, restored_at) = (window.0 - started, window.1 - started);
         let first = (injected_at - MARGIN).floor().max(0.0) as usize;
         let last = (restored_at + MARGIN).ceil() as usize;
@@ -181,8 +203,10 @@ impl Fault {
         };
         let (before, during, after) =
             (sum(0..first), sum(first..last + 1), sum(last + 1..kos.len()));
-        let created = summary["created_201"].as_u64().unwrap_or(0);
-        let expected = summary["expected_count"].as_u64().unwrap_or(0);
+        // The hostile writer's people are stored besides the replay's.
+        let hostile_created = struck.measured["posts"]["201"].as_u64().unwrap_or(0);
+        let created = summary["created_201"].as_u64().unwrap_or(0) + hostile_created;
+        let expected = summary["expected_count"].as_u64().unwrap_or(0) + hostile_created;
         let stored = summary["count_after"]
             .as_u64()
             .map(|after| after.saturating_sub(summary["count_before"].as_u64().unwrap_or(0)));
@@ -198,12 +222,16 @@ impl Fault {
             )),
             Some(_) => {}
         }
-        // A deploy, a paused database, a transaction left open and a slow link must cost
-        // nothing; a killed replica, a restarted database or a replica cut off may fail the
-        // requests they held.
+        // A deploy, a paused database, a transaction left open, a slow link and a hostile
+        // writer must cost nothing; a killed replica, a restarted database or a replica cut off
+        // may fail the requests they held.
         if matches!(
             self.kind,
-            Kind::RestartReplicas | Kind::PauseDb | Kind::OpenTransaction | Kind::SlowLink
+            Kind::RestartReplicas
+                | Kind::PauseDb
+                | Kind::OpenTransaction
+                | Kind::SlowLink
+                | Kind::HostileWriter
         ) {
             if during > 0 {
                 problems.push(format!("{during} KO during the fault"));
@@ -232,6 +260,20 @@ impl Fault {
         {
             problems.push(format!("{during} KO during the partition, more than {bound}"));
         }
+        // A run's p99 mixes the fault's seconds with the rest: each second's p99, inside the
+        // window and outside it, tells them apart.
+        let p99s: Vec<f64> = series["timeline"]["p99_ms"]
+            .as_array()
+            .map(|seconds| seconds.iter().map(|p99| p99.as_f64().unwrap_or(0.0)).collect())
+            .unwrap_or_default();
+        let (inside, outside): (Vec<_>, Vec<_>) =
+            p99s.iter().enumerate().partition(|(second, _)| (first..=last).contains(second));
+        let median_p99 = |seconds: Vec<(usize, &f64)>| {
+            median(seconds.into_iter().map(|(_, p99)| *p99).filter(|p99| *p99 > 0.0).collect())
+        };
+        if self.kind == Kind::HostileWriter {
+            problems.extend(hostile::problems(&struck.measured, summary, LEGITIMATE_WITHIN_MS));
+        }
         let fault = json!({
             "kind": self.name(),
             "injected_at_s": round(injected_at),
@@ -240,13 +282,29 @@ impl Fault {
             "ko_during": during,
             "ko_after": after,
             "ko_bound": partition_bound,
+            "median_p99_ms_of_a_second": {
+                "during": median_p99(inside),
+                "outside": median_p99(outside),
+            },
             "created_201": created,
             "stored": stored,
             "expected": expected,
+            "measured": struck.measured,
             "pass": problems.is_empty(),
             "problems": problems,
         });
         (fault, problems)
+    }
+}
+
+/// `None` for no values.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
     }
 }
 
@@ -291,11 +349,12 @@ mod tests {
     #[test]
     fn counts_kos_by_window_and_applies_each_kinds_target() {
         // Struck at 5.5 s, whole again at 7.2 s: the window is seconds 4 to 9.
-        let window = (1005.5, 1007.2);
+        let window = Struck { window: (1005.5, 1007.2), measured: Value::Null };
         let kos = [0, 0, 0, 1, 2, 0, 3, 0, 0, 1, 0, 0];
         let (summary, series) = run(&kos, 10, 100, 111, 11);
         let kill = Fault::parse("kill-replica").unwrap();
-        let (fault, problems) = kill.judge(window, &summary, &series, 2);
+        let (fault, problems) = kill.judge(&window, &summary, &series, 2);
+        assert_eq!(fault["median_p99_ms_of_a_second"]["during"], Value::Null, "no timeline");
         assert_eq!(fault["ko_before"], 1);
         assert_eq!(fault["ko_during"], 6);
         assert_eq!(fault["ko_after"], 0);
@@ -303,21 +362,25 @@ mod tests {
         assert_eq!(problems, ["1 KO before the fault, 0 after it"]);
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10, 100, 109, 10);
-        let (_, problems) = kill.judge(window, &summary, &series, 2);
+        let (_, problems) = kill.judge(&window, &summary, &series, 2);
         assert_eq!(problems, ["9 people stored but 10 acknowledged (201): some were lost"]);
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 10, 10);
         let (_, problems) =
-            Fault::parse("restart-replicas").unwrap().judge(window, &summary, &series, 2);
+            Fault::parse("restart-replicas").unwrap().judge(&window, &summary, &series, 2);
         assert_eq!(problems, ["1 KO during the fault"]);
-        let (summary, series) = run(&[0; 10], 10, 0, 10, 10);
+        let (summary, mut series) = run(&[0; 10], 10, 0, 10, 10);
+        series["timeline"]["p99_ms"] =
+            json!([1.0, 2.0, 0.0, 3.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.0]);
         let (fault, problems) =
-            Fault::parse("pause-db").unwrap().judge(window, &summary, &series, 2);
+            Fault::parse("pause-db").unwrap().judge(&window, &summary, &series, 2);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(fault["pass"], true);
+        let p99 = &fault["median_p99_ms_of_a_second"];
+        assert_eq!((p99["during"].as_f64(), p99["outside"].as_f64()), (Some(6.5), Some(2.0)));
         let (summary, series) = run(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0], 10, 0, 9, 10);
         let (_, problems) =
-            Fault::parse("open-transaction").unwrap().judge(window, &summary, &series, 2);
+            Fault::parse("open-transaction").unwrap().judge(&window, &summary, &series, 2);
         assert_eq!(
             problems,
             [
@@ -332,10 +395,10 @@ mod tests {
         let mut series = json!({"timeline": {"ko_per_second": [0, 0, 0, 0, 9, 9, 5, 0, 0, 0]}});
         series["timeline"]["requests_per_second"] = json!({"consulta": [9, 9, 9, 9, 5, 5, 5, 9, 9, 9], "criação": [0, 0, 0, 0, 5, 5, 5, 5]});
         let (summary, _) = run(&[], 10, 0, 10, 10);
-        let (fault, problems) = cut.judge(window, &summary, &series, 2);
+        let (fault, problems) = cut.judge(&window, &summary, &series, 2);
         assert_eq!((fault["ko_during"].as_u64(), fault["ko_bound"].as_u64()), (Some(23), Some(22)));
         assert_eq!(problems, ["23 KO during the partition, more than 22"]);
-        let (_, problems) = cut.judge(window, &summary, &series, 1);
+        let (_, problems) = cut.judge(&window, &summary, &series, 1);
         assert!(problems.is_empty(), "{problems:?}");
     }
 }

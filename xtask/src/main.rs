@@ -8,6 +8,7 @@ mod containers;
 mod delivery;
 mod engine;
 mod fault;
+mod hostile;
 mod http_fuzz;
 mod images;
 mod instructions;
@@ -17,6 +18,7 @@ mod module_graph;
 mod netns;
 mod nginx;
 mod postgres;
+mod relay;
 mod stack;
 mod stress;
 mod topology;
@@ -50,6 +52,9 @@ enum Command {
     /// Start again every replica of the native stack that exits (run by `up`).
     #[command(hide = true)]
     Supervise,
+    /// Relay connections to PostgreSQL, holding what it sends (run by `up --netns`).
+    #[command(hide = true)]
+    RelayDatabase(relay::RelayArgs),
     /// Replay the contest's stress test against a fresh native stack.
     Stress(StressArgs),
     /// Find the largest injection rate factor the native stack passes at (0 KO, count =
@@ -111,6 +116,7 @@ fn run(command: Command) -> Result<()> {
         Command::Up { preload, layout } => stack::up(&sh, preload, &layout),
         Command::Down => stack::down(),
         Command::Supervise => stack::supervise(),
+        Command::RelayDatabase(args) => relay::relay(&args),
         Command::Stress(args) => stress::stress(&sh, &args, "stress").map(drop),
         Command::Capacity { scale } => capacity::capacity(&sh, scale),
         Command::Images { rebuild } => images::prepare(&sh, engine::Engine::detect(&sh)?, rebuild),

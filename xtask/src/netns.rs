@@ -2,13 +2,12 @@
 //! each replica and nginx run each in a network namespace of its own, joined by veth pairs to
 //! a bridge in one more namespace (the switch), which a last veth pair joins to the host: the
 //! load still enters from the host, at nginx's address. Every address is in 10.231.0.0/24, on
-//! links this module makes, so no packet leaves the machine. The links can be slowed
-//! (`tc netem`) and a replica cut off from PostgreSQL (blackhole routes both ways: a packet
-//! sent across is dropped, as a partitioned network drops it).
+//! links this module makes, so no packet leaves the machine. A replica can be cut off from
+//! PostgreSQL (blackhole routes both ways: a packet sent across is dropped, as a partitioned
+//! network drops it); the database link is slowed by a relay (`relay.rs`).
 
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -32,27 +31,20 @@ pub struct Network {
     /// A /24: the host is .1, the services .2 onwards.
     subnet: [u8; 3],
     services: Vec<String>,
-    /// Added by each link, in each direction, when asked for.
-    latency: Option<Duration>,
 }
 
 impl Network {
     /// Makes a namespace for each of `services` and joins them, removing first whatever an
     /// earlier stack left behind; removes what it made if a step fails.
-    pub fn create(services: &[&str], latency: Option<Duration>) -> Result<Network> {
-        Network::create_named(PREFIX, SUBNET, services, latency)
+    pub fn create(services: &[&str]) -> Result<Network> {
+        Network::create_named(PREFIX, SUBNET, services)
     }
 
-    fn create_named(
-        prefix: &str,
-        subnet: [u8; 3],
-        services: &[&str],
-        latency: Option<Duration>,
-    ) -> Result<Network> {
+    fn create_named(prefix: &str, subnet: [u8; 3], services: &[&str]) -> Result<Network> {
         let room = usize::from(HOST_ADDRESSES[1] - 2);
         ensure!(services.len() <= room, "{} services: more than {room}", services.len());
         let services = services.iter().map(|&service| service.to_owned()).collect();
-        let network = Network { prefix: prefix.to_owned(), subnet, services, latency };
+        let network = Network { prefix: prefix.to_owned(), subnet, services };
         network.remove();
         if let Err(error) = network.build() {
             network.remove();
@@ -92,9 +84,6 @@ impl Network {
             let address = format!("{}/24", self.service_address(index));
             in_namespace(&namespace, &["ip", "addr", "add", &address, "dev", INNER_LINK])?;
             in_namespace(&namespace, &["ip", "link", "set", INNER_LINK, "up"])?;
-            if self.latency.is_some() {
-                self.set_delay(service, None)?;
-            }
         }
         Ok(())
     }
@@ -155,23 +144,6 @@ impl Network {
         Ok(())
     }
 
-    /// Delays what service `name` sends by `delay` on top of the links' latency, or, without
-    /// a delay, by that latency alone.
-    pub fn set_delay(&self, name: &str, delay: Option<Duration>) -> Result<()> {
-        let namespace = self.namespace(name);
-        let total = delay.unwrap_or_default() + self.latency.unwrap_or_default();
-        let _ = in_namespace(&namespace, &["tc", "qdisc", "del", "dev", INNER_LINK, "root"]);
-        if total.is_zero() {
-            return Ok(());
-        }
-        let delay = format!("{}us", total.as_micros());
-        in_namespace(
-            &namespace,
-            &["tc", "qdisc", "add", "dev", INNER_LINK, "root", "netem", "delay", &delay],
-        )
-        .context("no tc netem here (iproute2's tc and the kernel's sch_netem are needed)")
-    }
-
     fn namespace(&self, service: &str) -> String {
         format!("{}{service}", self.prefix)
     }
@@ -214,11 +186,12 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::Duration;
 
     #[test]
     fn addresses_follow_the_start_order_inside_the_private_subnet() {
         let services = vec!["db".into(), "api1".into()];
-        let network = Network { prefix: PREFIX.into(), subnet: SUBNET, services, latency: None };
+        let network = Network { prefix: PREFIX.into(), subnet: SUBNET, services };
         assert_eq!(network.address("db").unwrap(), Ipv4Addr::new(10, 231, 0, 2));
         assert_eq!(network.address("api1").unwrap(), Ipv4Addr::new(10, 231, 0, 3));
         assert!(network.address("nginx").is_err());
@@ -252,7 +225,7 @@ mod tests {
     #[test]
     fn services_reach_each_other_and_the_host_reaches_them_until_cut_off() {
         // Apart from a stack's own namespaces and subnet, so that one may run meanwhile.
-        let made = Network::create_named("rinhatest-", [10, 231, 1], &["a", "b"], None);
+        let made = Network::create_named("rinhatest-", [10, 231, 1], &["a", "b"]);
         let network = match made {
             Ok(network) => network,
             Err(error) if std::env::var("CI").as_deref() != Ok("true") => {

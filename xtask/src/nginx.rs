@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 /// Buffers nginx may spill to disk, each of which defaults to a system directory.
 const TEMP_PATHS: [&str; 5] = [
@@ -128,35 +128,39 @@ pub fn derive_config(
     Ok(derived)
 }
 
-/// An upstream block with `body`'s `server` lines replaced by one per replica of `order`: the
-/// first written, for the first replica; with `backups`, the one marked `backup` for the rest.
+/// An upstream block with `body`'s `server` lines replaced by lines for the replicas of
+/// `order`, each written as the first `server` line (where it stands) or as the first marked
+/// `backup` (where that stands). With `first_only`, the first replica is the one primary and
+/// the rest its backups; otherwise every replica is a primary and, if the block has a backup
+/// line, a backup too.
 fn derive_upstream(
     derived: &mut String,
     header: &str,
     body: &[&str],
     order: &[&Upstream],
-    backups: bool,
+    first_only: bool,
 ) -> Result<()> {
     let servers: Vec<&str> =
         body.iter().copied().filter(|line| line.trim_start().starts_with("server ")).collect();
     let primary = servers.first().with_context(|| format!("`{header}` has no server line"))?;
-    let backup = match backups {
-        true => *servers
-            .iter()
-            .find(|line| line.contains(" backup"))
-            .with_context(|| format!("`{header}` has no backup server line"))?,
-        false => primary,
+    let backup = servers.iter().copied().find(|line| line.contains(" backup"));
+    ensure!(!first_only || backup.is_some(), "`{header}` has no backup server line");
+    let (primaries, backups) = match first_only {
+        true => order.split_at(1),
+        false => (order, order),
     };
     derived.push_str(header);
     derived.push('\n');
     for line in body {
         if line.trim_start().starts_with("server ") {
-            if line == primary {
-                for (index, replica) in order.iter().enumerate() {
-                    let pattern = if index == 0 { primary } else { backup };
-                    derived.push_str(&server_line(pattern, &replica.address));
-                    derived.push('\n');
-                }
+            let replicas = match Some(*line) {
+                line if line == Some(*primary) => primaries,
+                line if line == backup => backups,
+                _ => &[],
+            };
+            for replica in replicas {
+                derived.push_str(&server_line(line, &replica.address));
+                derived.push('\n');
             }
             continue;
         }
@@ -251,7 +255,13 @@ mod tests {
             assert!(!servers[1..].iter().any(|line| line.contains(&replica.address)), "{index}");
         }
         let balanced = derived.split("upstream api {").nth(1).unwrap().split('}').next().unwrap();
-        assert_eq!(balanced.matches("server 127.0.0.1:808").count(), 4, "{balanced}");
+        let servers: Vec<&str> = balanced.lines().filter(|l| l.contains("server ")).collect();
+        assert_eq!(servers.len(), 8, "each a primary and a backup: {balanced}");
+        assert!(servers[..4].iter().all(|line| !line.contains("backup")), "{balanced}");
+        assert!(servers[4..].iter().all(|line| line.contains(" backup;")), "{balanced}");
+        for replica in replicas(4) {
+            assert_eq!(balanced.matches(&format!("{} ", replica.address)).count(), 2);
+        }
         assert_eq!(derived.matches("_first {").count(), 4);
     }
 

@@ -6,6 +6,9 @@
 //! the replicas running as compose's `restart: unless-stopped` does: a replica that exits, for
 //! whatever reason, is started again at once in its cgroup, and its log
 //! (`.stack/logs/supervise.log`) says so. `down` stops the supervisor first.
+//!
+//! Across namespaces (`--netns`) one more process, the relay (`relay.rs`), carries the
+//! replicas' connections to PostgreSQL, so that the database link can be slowed.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +28,7 @@ use crate::cgroup::Cgroup;
 use crate::netns::Network;
 use crate::nginx;
 use crate::postgres::{self, Postgres};
+use crate::relay::{self, RelayArgs};
 use crate::topology::{Limits, Topology};
 use crate::workspace::{build_release, ensure_ports_free, quietly, release_binary, repo_root};
 
@@ -54,6 +58,12 @@ pub struct Stack {
     /// The services' network namespaces, with `--netns`.
     #[serde(default)]
     pub network: Option<Network>,
+    /// With `--netns`, the process the replicas reach PostgreSQL through.
+    #[serde(default)]
+    relay: Option<i32>,
+    /// How long the relay holds what PostgreSQL sends, when no fault slows it more.
+    #[serde(default)]
+    database_delay: Duration,
 }
 
 /// How a native stack is laid out.
@@ -67,9 +77,10 @@ pub struct Layout {
     /// by veth pairs in 10.231.0.0/24 (needs root); nginx is then reached at its address there.
     #[arg(long)]
     pub netns: bool,
-    /// With --netns, delay what each service sends by MS milliseconds (tc netem).
+    /// With --netns, what PostgreSQL sends reaches the replicas MS milliseconds later (held by
+    /// a relay in its namespace): the database link's round trip, made longer.
     #[arg(long, value_name = "MS", requires = "netns", value_parser = crate::args::positive)]
-    pub link_latency_ms: Option<f64>,
+    pub database_delay_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -129,6 +140,13 @@ fn state_file() -> PathBuf {
 
 /// The supervisor's command and the name of its log.
 pub const SUPERVISOR: &str = "supervise";
+/// The relay's command and the name of its log.
+pub const RELAY: &str = "relay-database";
+
+/// The delay the relay reads.
+fn relay_delay_file() -> PathBuf {
+    state_dir().join("database-delay-us")
+}
 
 /// Held while the state file is read and written again, by whichever process does it.
 fn lock_state() -> Result<std::fs::File> {
@@ -189,22 +207,49 @@ fn reap_children() {
     }
 }
 
-/// Whether `pid` is a live supervisor (not a zombie, nor a process that took its pid).
-fn is_supervisor(pid: i32) -> bool {
+/// Starts `command`, an xtask process of the stack's (`name` its command and its log's), on its
+/// own: it outlives this process. Returns its pid.
+fn spawn_helper(mut command: Command, name: &str) -> Result<i32> {
+    Ok(spawn_logged(&mut command, name, false)?.id() as i32)
+}
+
+/// Spawns `command` for `name`, its output going to `name`'s log (appended to, or replaced).
+fn spawn_logged(command: &mut Command, name: &str, append: bool) -> Result<Child> {
+    let path = log_path(name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))
+}
+
+/// Whether `pid` is a live xtask process running `command` (not a zombie, nor a process that
+/// took its pid).
+fn is_helper(pid: i32, command: &str) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the command name, which is in parentheses.
     let live = stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
-    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    live && command.split(|byte| *byte == 0).any(|arg| arg == SUPERVISOR.as_bytes())
+    let arguments = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    live && arguments.split(|byte| *byte == 0).any(|arg| arg == command.as_bytes())
 }
 
-fn stop_supervisor(pid: i32) -> Result<()> {
-    if is_supervisor(pid) {
+fn stop_helper(pid: i32, command: &str) -> Result<()> {
+    if is_helper(pid, command) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while is_supervisor(pid) {
-        ensure!(Instant::now() < deadline, "the supervisor (pid {pid}) did not stop");
+    while is_helper(pid, command) {
+        ensure!(Instant::now() < deadline, "the {command} process (pid {pid}) did not stop");
         sleep(POLL_INTERVAL);
     }
     Ok(())
@@ -260,7 +305,7 @@ impl Stack {
 
     /// Whether every service's own process is still in its group, and the supervisor runs.
     pub fn is_running(&self) -> Result<bool> {
-        if !self.supervisor.is_some_and(is_supervisor) {
+        if !self.supervisor.is_some_and(|pid| is_helper(pid, SUPERVISOR)) {
             return Ok(false);
         }
         for service in &self.services {
@@ -283,10 +328,7 @@ impl Stack {
         // Even with namespaces, whose ports are their own: a stack on loopback holds the cgroups.
         ensure_ports_free(&topology.ports(), "native stack")?;
         let network = match layout.netns {
-            true => {
-                let latency = layout.link_latency_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
-                Some(Network::create(&topology.budgeted(), latency)?)
-            }
+            true => Some(Network::create(&topology.budgeted())?),
             false => None,
         };
         let tools = Tools::load(replicas, network.as_ref());
@@ -298,8 +340,18 @@ impl Stack {
             }
         };
         let run_dir = run_dir()?;
-        let mut stack =
-            Stack { run_dir, services: Vec::new(), callgrind, supervisor: None, replicas, network };
+        let database_delay =
+            Duration::from_secs_f64(layout.database_delay_ms.unwrap_or_default() / 1000.0);
+        let mut stack = Stack {
+            run_dir,
+            services: Vec::new(),
+            callgrind,
+            supervisor: None,
+            replicas,
+            network,
+            relay: None,
+            database_delay,
+        };
         if let Err(error) = build_release(sh) {
             stack.stop()?;
             return Err(error);
@@ -337,6 +389,7 @@ impl Stack {
             )?;
             println!("preloaded {preload} people in {:.1} s", started.elapsed().as_secs_f64());
         }
+        self.start_relay(topology)?;
         for (name, _) in &topology.replicas {
             self.start_service(sh, tools, name, Signal::SIGTERM)?;
         }
@@ -409,7 +462,7 @@ impl Stack {
             .envs(&topology.service(name)?.environment)
             .env("HOST", &host)
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", tools.postgres.url(topology.database_port));
+            .env("DATABASE_URL", tools.postgres.url(self.database_port_for_replicas(topology)));
         let healthcheck =
             cmd!(sh, "{rinha} healthcheck").env("HOST", host).env("PORT", port.to_string());
         let healthcheck = quietly(healthcheck);
@@ -512,20 +565,53 @@ impl Stack {
         }
     }
 
+    /// With `--netns`, starts the relay the replicas reach PostgreSQL through, in PostgreSQL's
+    /// namespace, a process of its own that outlives this one.
+    fn start_relay(&mut self, topology: &Topology) -> Result<()> {
+        let Some(network) = &self.network else { return Ok(()) };
+        let address = network.address(&topology.database)?;
+        relay::set_delay(&relay_delay_file(), self.database_delay)?;
+        let args = RelayArgs {
+            listen: (address, self.database_port_for_replicas(topology)).into(),
+            target: (address, topology.database_port).into(),
+            delay_file: relay_delay_file(),
+        };
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg(RELAY).arg("--listen").arg(args.listen.to_string());
+        command.arg("--target").arg(args.target.to_string()).arg("--delay-file");
+        command.arg(&args.delay_file);
+        self.relay = Some(spawn_helper(network.enter(&topology.database, &command), RELAY)?);
+        self.save()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect_timeout(&args.listen, TIMEOUT).is_err() {
+            let log = log_path(RELAY);
+            ensure!(Instant::now() < deadline, "the relay does not listen; see {}", log.display());
+            sleep(POLL_INTERVAL);
+        }
+        Ok(())
+    }
+
+    /// Where the replicas reach PostgreSQL: its own port, or across namespaces the relay's
+    /// next to it.
+    fn database_port_for_replicas(&self, topology: &Topology) -> u16 {
+        match self.network {
+            Some(_) => topology.database_port + 1,
+            None => topology.database_port,
+        }
+    }
+
+    /// Holds what PostgreSQL sends to the replicas for `extra` more than the stack's own
+    /// `--database-delay-ms`, until called again.
+    pub fn slow_database_link(&self, extra: Duration) -> Result<()> {
+        ensure!(self.relay.is_some(), "the database link can be slowed only with --netns");
+        relay::set_delay(&relay_delay_file(), self.database_delay + extra)
+    }
+
     /// Starts the supervisor, a process of its own that outlives this one.
     fn supervise(&mut self) -> Result<()> {
-        let path = log_path(SUPERVISOR);
-        let log = std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg(SUPERVISOR)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("cannot start the supervisor")?;
-        self.supervisor = Some(child.id() as i32);
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg(SUPERVISOR);
+        self.supervisor = Some(spawn_helper(command, SUPERVISOR)?);
         self.save()
     }
 
@@ -552,29 +638,14 @@ impl Stack {
             None => command,
         };
         self.services[index].cgroup.attach_on_exec(&mut command)?;
-        let path = log_path(&name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(again)
-            .truncate(!again)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C meant for xtask does not reach the stack.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
+        let mut child = spawn_logged(&mut command, &name, again)?;
         self.services[index].pid = child.id() as i32;
         if again {
             self.record_pid(index)?;
         } else {
             self.save()?;
         }
-        wait_until_ready(&name, &mut child, &path, ready)
+        wait_until_ready(&name, &mut child, &log_path(&name), ready)
     }
 
     /// Writes service `index`'s pid into the state file, leaving the rest as recorded there:
@@ -636,7 +707,7 @@ impl Stack {
     /// groups and files.
     pub fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.supervisor.take() {
-            stop_supervisor(pid)?;
+            stop_helper(pid, SUPERVISOR)?;
             self.refresh()?;
         }
         let failures: Vec<String> = self
@@ -648,6 +719,9 @@ impl Stack {
             .collect();
         // Keep the record so that a later `down` can retry.
         ensure!(failures.is_empty(), failures.join("\n"));
+        if let Some(pid) = self.relay {
+            stop_helper(pid, RELAY)?;
+        }
         if let Some(network) = &self.network {
             network.remove();
         }

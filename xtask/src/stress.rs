@@ -205,10 +205,11 @@ pub fn replay_and_report(
                 });
                 (load.run(), strike.join().expect("the fault's thread does not panic"))
             });
-            let window = struck?;
-            println!("{} took {:.1} s to repair", fault.name(), window.1 - window.0);
+            let struck = struck?;
+            let (injected, restored) = struck.window;
+            println!("{} took {:.1} s to repair", fault.name(), restored - injected);
             replayed?;
-            Some((fault, window))
+            Some((fault, struck))
         }
     };
     let after = cpu_usage(services)?;
@@ -256,15 +257,18 @@ pub fn replay_and_report(
     };
     let mut summary = read_json(&out.join("summary.json"))?;
     let series = read_json(&out.join("series.json"))?;
-    let (figures, problems) = fault.judge(window, &summary, &series, topology.replicas.len());
+    let (figures, problems) = fault.judge(&window, &summary, &series, topology.replicas.len());
     println!(
-        "fault {}: injected at {} s, repaired at {} s; KO before {}, during {}, after {}",
+        "fault {}: injected at {} s, repaired at {} s; KO before {}, during {}, after {}; \
+         median p99 of a second {} ms during, {} ms outside",
         fault.name(),
         figures["injected_at_s"],
         figures["restored_at_s"],
         figures["ko_before"],
         figures["ko_during"],
-        figures["ko_after"]
+        figures["ko_after"],
+        figures["median_p99_ms_of_a_second"]["during"],
+        figures["median_p99_ms_of_a_second"]["outside"]
     );
     summary["fault"] = figures;
     sh.write_file(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
