@@ -212,6 +212,13 @@ impl Fault {
             .map(|after| after.saturating_sub(summary["count_before"].as_u64().unwrap_or(0)));
 
         let mut problems = Vec::new();
+        // The replay counts the people stored when its own last request is answered.
+        let ended = summary["duration_seconds"].as_f64().unwrap_or(f64::INFINITY);
+        if restored_at > ended {
+            problems.push(format!(
+                "the fault lasted until {restored_at:.1} s, past the run's end at {ended:.1} s"
+            ));
+        }
         if before > 0 || after > 0 {
             problems.push(format!("{before} KO before the fault, {after} after it"));
         }
@@ -360,6 +367,11 @@ mod tests {
         assert_eq!(fault["ko_after"], 0);
         assert_eq!(fault["injected_at_s"], 5.5);
         assert_eq!(problems, ["1 KO before the fault, 0 after it"]);
+
+        let (mut summary, series) = run(&[0; 11], 10, 100, 110, 10);
+        summary["duration_seconds"] = json!(6.0);
+        let (_, problems) = kill.judge(&window, &summary, &series, 2);
+        assert_eq!(problems, ["the fault lasted until 7.2 s, past the run's end at 6.0 s"]);
 
         let (summary, series) = run(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10, 100, 109, 10);
         let (_, problems) = kill.judge(&window, &summary, &series, 2);
