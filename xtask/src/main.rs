@@ -2,25 +2,12 @@
 //! the topology (services, ports, limits, environment) comes from `docker/compose.yml`.
 
 mod args;
-mod capacity;
 mod cgroup;
 mod containers;
-mod delivery;
-mod engine;
-mod fault;
-mod hostile;
-mod http_fuzz;
-mod images;
-mod instructions;
-mod kubernetes;
 #[cfg(test)]
 mod module_graph;
-mod netns;
-mod nginx;
-mod postgres;
-mod relay;
+mod runs;
 mod stack;
-mod stress;
 mod topology;
 mod workspace;
 
@@ -31,8 +18,10 @@ use clap::Parser;
 use xshell::Shell;
 
 use crate::args::positive;
-use crate::stack::Layout;
-use crate::stress::{RunArgs, StressArgs};
+use crate::containers::{delivery, engine, images};
+use crate::runs::stress::{RunArgs, StressArgs};
+use crate::runs::{capacity, http_fuzz, instructions, stress};
+use crate::stack::{Layout, relay};
 use crate::workspace::repo_root;
 
 #[derive(Parser)]

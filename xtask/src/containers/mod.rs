@@ -8,6 +8,11 @@
 //! `deploy.resources.limits` would otherwise go unnoticed and the run would measure an
 //! unlimited stack.
 
+pub mod delivery;
+pub mod engine;
+pub mod images;
+pub mod kubernetes;
+
 use std::net::TcpStream;
 use std::path::Path;
 use std::thread::sleep;
@@ -17,12 +22,11 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::cgroup::Cgroup;
-use crate::engine::Engine;
-use crate::images;
-use crate::stress::RunArgs;
-use crate::stress::{self, Measured};
+use crate::runs::stress::RunArgs;
+use crate::runs::stress::{self, Measured};
 use crate::topology::{COMPOSE_FILE, HOST_COMPOSE_FILE, Topology};
 use crate::workspace::{build_release, ensure_ports_free, quietly, repo_root, run_quietly};
+use engine::Engine;
 
 /// Creating the cluster, then the replicas' 30 s wait for it, on a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(180);

@@ -10,6 +10,11 @@
 //! Across namespaces (`--netns`) one more process, the relay (`relay.rs`), carries the
 //! replicas' connections to PostgreSQL, so that the database link can be slowed.
 
+pub mod netns;
+pub mod nginx;
+pub mod postgres;
+pub mod relay;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -25,12 +30,11 @@ use serde::{Deserialize, Serialize};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::cgroup::Cgroup;
-use crate::netns::Network;
-use crate::nginx;
-use crate::postgres::{self, Postgres};
-use crate::relay::{self, RelayArgs};
 use crate::topology::{Limits, Topology};
 use crate::workspace::{build_release, ensure_ports_free, quietly, release_binary, repo_root};
+use netns::Network;
+use postgres::Postgres;
+use relay::RelayArgs;
 
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Long enough for PostgreSQL's fast shutdown to write its checkpoint.

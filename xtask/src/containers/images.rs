@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use xshell::{Shell, cmd};
 
-use crate::engine::Engine;
+use crate::containers::engine::Engine;
 use crate::topology::{HOST_COMPOSE_FILE, Topology};
 use crate::workspace::{repo_root, run_quietly};
 

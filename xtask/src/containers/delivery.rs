@@ -60,7 +60,7 @@ pub fn check_delivery(sh: &Shell) -> Result<()> {
     let nginx_test =
         cmd!(sh, "unshare --mount sh -c {NGINX_TEST} nginx-test {hosts} {scratch} {config}");
     checks.push(("nginx configuration (nginx -t)", vec![nginx_test]));
-    checks.extend(crate::kubernetes::delivery_checks(sh, scratch)?);
+    checks.extend(crate::containers::kubernetes::delivery_checks(sh, scratch)?);
 
     let (count, mut failed) = (checks.len(), Vec::new());
     for (name, commands) in checks {

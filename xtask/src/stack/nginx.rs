@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn for_its_own_replicas_only_addresses_listeners_and_scratch_files_change() {
-        let template = include_str!("../../docker/nginx.conf")
+        let template = include_str!("../../../docker/nginx.conf")
             .replace("http {", "http {\n    listen 10.0.0.1:80;\n    listen [::]:81;");
         let derived =
             derive_config(&template, Path::new("/tmp/nginx"), LOOPBACK, WRITTEN_FOR, &replicas(2))
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn each_of_n_replicas_gets_its_lookups_first_and_every_upstream() {
-        let template = include_str!("../../docker/nginx.conf");
+        let template = include_str!("../../../docker/nginx.conf");
         let derived =
             derive_config(template, Path::new("/run"), LOOPBACK, WRITTEN_FOR, &replicas(4))
                 .unwrap();
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_template_without_lookup_routing_is_refused() {
-        let template = include_str!("../../docker/nginx.conf");
+        let template = include_str!("../../../docker/nginx.conf");
         let renamed = template.replace("api1_first", "first_of_api1");
         assert!(
             derive_config(&renamed, Path::new("/run"), LOOPBACK, WRITTEN_FOR, &replicas(2))

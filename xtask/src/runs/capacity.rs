@@ -8,9 +8,9 @@ use std::path::Path;
 use anyhow::Result;
 use xshell::Shell;
 
+use crate::runs::stress::{self, read_json};
+use crate::runs::stress::{RunArgs, StressArgs};
 use crate::stack::Layout;
-use crate::stress::{self, read_json};
-use crate::stress::{RunArgs, StressArgs};
 
 const STEP: f64 = 0.25;
 /// Bounds the search, so that it ends on a machine where every run passes.

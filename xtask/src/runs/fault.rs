@@ -15,10 +15,10 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use xshell::Shell;
 
-use crate::hostile;
-use crate::nginx;
-use crate::postgres::Postgres;
+use crate::runs::hostile;
 use crate::stack::Stack;
+use crate::stack::nginx;
+use crate::stack::postgres::Postgres;
 use crate::topology::Topology;
 use crate::workspace::{repo_root, unix_now};
 

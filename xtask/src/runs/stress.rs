@@ -12,8 +12,8 @@ use xshell::{Shell, cmd};
 
 use crate::args::positive;
 use crate::cgroup::{Cgroup, CpuUsage};
-use crate::fault::Fault;
-use crate::netns::Network;
+use crate::runs::fault::Fault;
+use crate::stack::netns::Network;
 use crate::stack::{Layout, Stack};
 use crate::topology::{Limits, Topology};
 use crate::workspace::{release_binary, repo_root, unix_now};
