@@ -70,7 +70,9 @@ impl Settings {
     }
 
     /// Reads settings through `lookup`, so that tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
             let Some(text) = lookup(name) else {
                 return Ok(default);

@@ -5,35 +5,30 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use warp::http::{HeaderValue, Method, StatusCode, header};
+use bytes::Bytes;
+use serde::Deserialize;
+use warp::http::{Method, StatusCode, header};
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
-use crate::domain::{Pessoa, RejectedPayload};
-use crate::metrics::{Metrics, Readings};
-use crate::mirror::Mirror;
-use crate::store::{Store, StoreError};
-use crate::writer::{Outcome, WriteError, Writer};
+use super::body::{self, BODY_LIMIT_BYTES, body_within};
+use super::reply::{error_reply, json, method_not_allowed, text, unavailable};
+use crate::metrics::Metrics;
+use crate::people::{People, PeopleError};
 
-/// The largest `POST /pessoas` body read. A valid one is well under 8 KiB.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
-
+/// What the routes serve.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub mirror: Arc<Mirror>,
-    pub writer: Writer,
-    pub metrics: Arc<Metrics>,
+    pub(crate) people: People,
+    pub(crate) metrics: Arc<Metrics>,
     /// How long a client may take to send a body.
-    pub body_timeout: Duration,
-    /// The last byte of the ids this replica makes, if set.
-    pub id_slot: Option<u8>,
+    pub(crate) body_timeout: Duration,
 }
 
-pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+/// The API, as a replica serves it: every route, every rejection answered, every answer counted.
+pub fn api(
+    state: AppState,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
     let body_timeout = state.body_timeout;
     let metrics_route = exposition(state.clone());
@@ -114,21 +109,15 @@ fn exposition(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::path("metrics"))
         .and(warp::path::end())
         .map(move || {
-            let (mirror_bytes, mirror_budget_bytes) = state.mirror.memory();
-            let readings = Readings {
-                mirror_people: state.mirror.count(),
-                mirror_bytes,
-                mirror_budget_bytes,
-                mirror_full: state.mirror.is_full(),
-                pool: state.store.pool_status(),
-                families: state.mirror.registry().gather(),
-            };
-            text(StatusCode::OK, state.metrics.render(readings))
+            text(
+                StatusCode::OK,
+                state.metrics.render(state.people.readings()),
+            )
         })
 }
 
 /// What the metrics listener (`METRICS_PORT`) serves: `GET /metrics`, and `404` to anything else.
-pub fn metrics_only(
+pub(super) fn metrics_only(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     exact_path()
@@ -139,7 +128,7 @@ pub fn metrics_only(
 
 /// `404` to every path under `/metrics`, put before [`api`] on the API port of a replica that
 /// serves its metrics on a port of its own.
-pub fn metrics_elsewhere() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn metrics_elsewhere() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path("metrics").map(|| error_reply(StatusCode::NOT_FOUND, "not found"))
 }
 
@@ -159,14 +148,6 @@ fn other_method_than(
         .untuple_one()
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut response = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
 /// Lets through only paths without empty segments, so each resource has one path: warp's own
 /// matching would also accept `/metrics/`, `/contagem-pessoas/` or `//pessoas`.
 fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
@@ -183,32 +164,18 @@ fn exact_path() -> impl Filter<Extract = (), Error = Rejection> + Clone {
 }
 
 async fn create(body: Bytes, state: AppState) -> Response {
-    let pessoa = match Pessoa::parse(&body, state.id_slot) {
-        Ok(pessoa) => pessoa,
-        Err(RejectedPayload::Malformed(error)) => {
-            return error_reply(StatusCode::BAD_REQUEST, &error.to_string());
-        }
-        Err(RejectedPayload::Invalid(errors)) => {
-            return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &errors.to_string());
-        }
-    };
-    let location = format!("/pessoas/{}", pessoa.id());
-    let record = serde_json::to_vec(&pessoa).expect("a person serialises");
-    match state.writer.create(pessoa.clone()).await {
-        Ok(Outcome::Created) => {
-            state.mirror.add_stored(&pessoa);
-            let mut response = json(StatusCode::CREATED, record);
+    match state.people.create(&body).await {
+        Ok(created) => {
+            let mut response = json(StatusCode::CREATED, created.record);
             response.headers_mut().insert(
                 header::LOCATION,
-                location.parse().expect("a path is a valid header value"),
+                format!("/pessoas/{}", created.id)
+                    .parse()
+                    .expect("a path is a valid header value"),
             );
             response
         }
-        Ok(Outcome::ApelidoTaken) => {
-            error_reply(StatusCode::UNPROCESSABLE_ENTITY, "apelido: already taken")
-        }
-        Err(WriteError::Store(error)) => store_failed(&error),
-        Err(_) => unavailable(),
+        Err(error) => failed(error),
     }
 }
 
@@ -219,10 +186,10 @@ async fn find(id: String, state: AppState) -> Response {
     let Some(id) = hyphenated.then(|| id.parse::<uuid::Uuid>().ok()).flatten() else {
         return error_reply(StatusCode::NOT_FOUND, "no such person");
     };
-    match state.mirror.find(id).await {
+    match state.people.find(id).await {
         Ok(Some(record)) => json(StatusCode::OK, record),
         Ok(None) => error_reply(StatusCode::NOT_FOUND, "no such person"),
-        Err(error) => store_failed(&error),
+        Err(error) => failed(error),
     }
 }
 
@@ -235,14 +202,14 @@ async fn search(query: SearchQuery, state: AppState) -> Response {
     let Some(term) = query.t.filter(|t| !t.is_empty()) else {
         return error_reply(StatusCode::BAD_REQUEST, "t: a search term is required");
     };
-    match state.mirror.search(&term).await {
+    match state.people.search(&term).await {
         Ok(records) => json(StatusCode::OK, records),
-        Err(error) => store_failed(&error),
+        Err(error) => failed(error),
     }
 }
 
 async fn count(state: AppState) -> Response {
-    match state.mirror.count_stored().await {
+    match state.people.count().await {
         Ok(count) => {
             let mut response = text(StatusCode::OK, count.to_string());
             response
@@ -250,77 +217,34 @@ async fn count(state: AppState) -> Response {
                 .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
             response
         }
-        Err(error) => store_failed(&error),
+        Err(error) => failed(error),
     }
 }
 
-#[derive(Debug)]
-struct BodyTooLarge;
-impl warp::reject::Reject for BodyTooLarge {}
-
-#[derive(Debug)]
-struct BodyUnreadable;
-impl warp::reject::Reject for BodyUnreadable {}
-
-#[derive(Debug)]
-struct BodyTooSlow;
-impl warp::reject::Reject for BodyTooSlow {}
-
-/// The request body, refused with `413` as soon as it is known to exceed `limit`: at once when
-/// `Content-Length` says so, otherwise as soon as the chunks read pass it. A body not received
-/// whole within `timeout` gets `408`, so a client that stops sending cannot hold the
-/// connection.
-fn body_within(
-    limit: usize,
-    timeout: Duration,
-) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |declared, chunks| async move {
-            tokio::time::timeout(timeout, read_within(limit, declared, chunks))
-                .await
-                .unwrap_or_else(|_| Err(warp::reject::custom(BodyTooSlow)))
-        })
-}
-
-async fn read_within(
-    limit: usize,
-    declared: Option<u64>,
-    chunks: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>>,
-) -> Result<Bytes, Rejection> {
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(warp::reject::custom(BodyTooLarge));
-    }
-    let mut chunks = std::pin::pin!(chunks);
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
-        if body.len() + chunk.remaining() > limit {
-            return Err(warp::reject::custom(BodyTooLarge));
+/// The answer to what [`People`] refused or failed: a `400` for a body that is not a person's
+/// JSON, a `422` for one that breaks a rule or takes an apelido already taken, a `503` while
+/// the database is out of reach or too slow (which the store logs once for all the requests it
+/// fails), a `500` for a bug, logged with its cause each time.
+fn failed(error: PeopleError) -> Response {
+    match error {
+        PeopleError::Malformed(_) => error_reply(StatusCode::BAD_REQUEST, &error.to_string()),
+        PeopleError::Invalid(_) | PeopleError::ApelidoTaken => {
+            error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
         }
-        body.put(chunk);
+        PeopleError::Unavailable(_) => unavailable(),
+        PeopleError::Bug(_) => {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "a request failed on a bug"
+            );
+            error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
     }
-    Ok(body.freeze())
 }
 
 async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> {
-    let reply = if rejection.find::<BodyTooLarge>().is_some() {
-        error_reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
-        )
-    } else if rejection.find::<BodyTooSlow>().is_some() {
-        let mut reply = error_reply(
-            StatusCode::REQUEST_TIMEOUT,
-            "the body was not received in time",
-        );
-        // The rest of the body may still come, so the connection cannot serve another request.
-        reply
-            .headers_mut()
-            .insert(header::CONNECTION, "close".parse().expect("valid"));
-        reply
-    } else if rejection.find::<BodyUnreadable>().is_some() {
-        error_reply(StatusCode::BAD_REQUEST, "the body could not be read")
+    let reply = if let Some(refusal) = body::refusal(&rejection) {
+        refusal
     } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
         error_reply(StatusCode::BAD_REQUEST, &error.to_string())
     } else if let Some(error) = rejection.find::<warp::reject::InvalidHeader>() {
@@ -330,106 +254,4 @@ async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> 
         error_reply(StatusCode::NOT_FOUND, "not found")
     };
     Ok(reply)
-}
-
-/// The answer to a request that must not reach warp, if this is one:
-/// - a `400` when its target is neither in origin form (`/path?query`) nor in absolute form
-///   (`http://host/path`), nor `*`: warp routes on the path, and a request without one (the
-///   authority form of `CONNECT host:port`, or `GET contagem-pessoas`) makes warp build an empty
-///   path that the http crate refuses with a panic;
-/// - a `501` when its body comes in any transfer coding but chunked alone: hyper decodes only
-///   chunked and would pass, say, `gzip, chunked` on as if it were plain. nginx answers the same.
-pub fn refuse_before_routing<B>(request: &warp::http::Request<B>) -> Option<Response> {
-    refuse_target_form(request.uri()).or_else(|| refuse_transfer_codings(request.headers()))
-}
-
-fn refuse_target_form(target: &warp::http::Uri) -> Option<Response> {
-    let has_path = match target.path_and_query() {
-        // Absolute form: the path may be empty, which stands for `/`.
-        Some(_) if target.scheme().is_some() => true,
-        Some(path) => path.as_str().starts_with('/') || path.as_str() == "*",
-        None => false,
-    };
-    (!has_path).then(|| {
-        error_reply(
-            StatusCode::BAD_REQUEST,
-            "the request target must be a path (origin form) or an absolute URI",
-        )
-    })
-}
-
-fn refuse_transfer_codings(headers: &header::HeaderMap) -> Option<Response> {
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-        .map(|coding| coding.trim_ascii());
-    match (codings.next(), codings.next()) {
-        (None, _) => None,
-        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => None,
-        _ => {
-            let mut reply = error_reply(
-                StatusCode::NOT_IMPLEMENTED,
-                "no transfer coding but chunked is accepted",
-            );
-            // The body was not read, so the connection cannot carry another request.
-            reply
-                .headers_mut()
-                .insert(header::CONNECTION, "close".parse().expect("valid"));
-            Some(reply)
-        }
-    }
-}
-
-/// A `503` while the database is out of reach or too slow, which the store logs once for all
-/// the requests it fails; a `500` for a bug, logged with its cause each time.
-fn store_failed(error: &StoreError) -> Response {
-    if error.is_outage() {
-        return unavailable();
-    }
-    tracing::error!(
-        error = error as &dyn std::error::Error,
-        "a request failed on a bug"
-    );
-    error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-}
-
-fn unavailable() -> Response {
-    let mut response = error_reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, "1".parse().expect("valid"));
-    response
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-}
-
-fn error_reply(status: StatusCode, message: &str) -> Response {
-    json_of(status, &ErrorBody { error: message })
-}
-
-fn json_of(status: StatusCode, value: &impl Serialize) -> Response {
-    json(
-        status,
-        serde_json::to_vec(value).expect("API values serialise"),
-    )
-}
-
-fn json(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "application/json".parse().expect("valid"),
-    );
-    response
-}
-
-fn text(status: StatusCode, body: String) -> Response {
-    let mut response = body.into_response();
-    *response.status_mut() = status;
-    response
 }

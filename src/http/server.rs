@@ -1,11 +1,11 @@
-//! Building and running one replica: pool, schema, mirror, writers, HTTP server, graceful
-//! shutdown.
+//! The HTTP server: the accept loop under a connection cap, hyper's header timeout, requests
+//! refused before routing, a panic ending only its connection, and the drain at shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::Either;
 use hyper::service::Service;
@@ -14,18 +14,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use warp::Filter;
-use warp::http::{HeaderValue, header};
 
+use super::refuse::refuse_before_routing;
+use super::reply::closing;
+use super::routes::{AppState, api, metrics_elsewhere, metrics_only};
 use crate::config::Settings;
-use crate::memory;
-use crate::metrics::Metrics;
-use crate::mirror::Mirror;
-use crate::probe;
-use crate::routes::{AppState, api, metrics_elsewhere, metrics_only, refuse_before_routing};
-use crate::store::{Store, StoreError};
-use crate::writer::Writer;
 
 tokio::task_local! {
     /// Set while a client connection's task runs: a panic there concerns that connection alone.
@@ -50,30 +45,22 @@ pub fn contain_connection_panics() {
     }));
 }
 
-/// How long a starting replica waits for its database before giving up.
-const DATABASE_WAIT: Duration = Duration::from_secs(30);
-
-pub struct Application {
+/// A replica's listeners, bound, and what they serve.
+pub(crate) struct Server {
     listener: TcpListener,
     /// With `METRICS_PORT`, the listener that serves `/metrics` instead of the API port.
     metrics_listener: Option<TcpListener>,
     state: AppState,
-    writer_task: JoinHandle<()>,
-    probe_task: JoinHandle<()>,
     limits: Limits,
 }
 
-impl Application {
-    /// Connects, applies the schema (waiting up to 30 s for the database to come up), loads
-    /// the people stored so far into memory (as many as its budget allows) and binds the port; requests are served once
-    /// [`Application::run_until`] is called.
-    pub async fn build(settings: &Settings) -> Result<Application, Box<dyn std::error::Error>> {
-        let store = Store::new(settings)?;
-        migrate_when_ready(&store).await?;
-        let probe_task = probe::spawn(settings, store.reachability())?;
-        let memory_limit = settings.memory_limit_bytes.or_else(memory::cgroup_limit);
-        let mirror =
-            Arc::new(Mirror::load(store.clone(), memory::mirror_budget(memory_limit)).await?);
+impl Server {
+    /// Binds the API port and, with `METRICS_PORT`, the metrics port; requests are served once
+    /// [`Server::run_until`] is called.
+    pub(crate) async fn bind(
+        settings: &Settings,
+        state: AppState,
+    ) -> Result<Server, Box<dyn std::error::Error>> {
         let address = SocketAddr::from((settings.host, settings.port));
         let listener = TcpListener::bind(address)
             .await
@@ -88,27 +75,10 @@ impl Application {
                 Some(listener)
             }
         };
-        let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) = Writer::spawn(
-            store.clone(),
-            settings.writers,
-            settings.batch_max,
-            settings.db_timeout,
-            metrics.clone(),
-        );
-        Ok(Application {
+        Ok(Server {
             listener,
             metrics_listener,
-            state: AppState {
-                store,
-                mirror,
-                writer,
-                metrics,
-                body_timeout: settings.body_timeout,
-                id_slot: settings.id_slot,
-            },
-            writer_task,
-            probe_task,
+            state,
             limits: Limits {
                 max_connections: settings.max_connections,
                 header_timeout: settings.header_timeout,
@@ -118,14 +88,14 @@ impl Application {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
     }
 
     /// The metrics listener's address, with `METRICS_PORT`.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
         let listener = self.metrics_listener.as_ref()?;
         Some(
             listener
@@ -134,16 +104,13 @@ impl Application {
         )
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
-    /// (closing the connections of those still open after the shutdown grace), and returns
-    /// once the writers have flushed their last batches.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Application {
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish (closing the connections of those still open after the shutdown grace).
+    pub(crate) async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Server {
             listener,
             metrics_listener,
             state,
-            writer_task,
-            probe_task,
             limits,
         } = self;
         match metrics_listener {
@@ -160,12 +127,6 @@ impl Application {
                 scrapes.abort();
             }
         }
-        // The server and every request holding a writer handle are gone, so the writers drain
-        // their queue and stop.
-        if let Err(error) = writer_task.await {
-            tracing::error!(%error, "the writers stopped abnormally");
-        }
-        probe_task.abort();
     }
 }
 
@@ -330,9 +291,7 @@ impl Connections {
             async move {
                 let mut response = answer.await?;
                 if draining.load(Ordering::Relaxed) {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    response = closing(response);
                 }
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -360,22 +319,5 @@ async fn accept_failed(error: std::io::Error) {
     ) {
         tracing::warn!(%error, "accepting a connection failed");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn migrate_when_ready(store: &Store) -> Result<(), StoreError> {
-    let started = Instant::now();
-    loop {
-        match store.migrate().await {
-            Ok(()) => return Ok(()),
-            Err(error) if started.elapsed() < DATABASE_WAIT => {
-                tracing::info!(
-                    error = &error as &dyn std::error::Error,
-                    "waiting for the database"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(error) => return Err(error),
-        }
     }
 }
