@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use warp::http::{Method, StatusCode, header};
 use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::{Filter, Rejection, Reply};
 
 use super::body::{self, BODY_LIMIT_BYTES, body_within};
 use super::reply::{error_reply, json, method_not_allowed, text, unavailable};
@@ -26,9 +26,7 @@ pub struct AppState {
 }
 
 /// The API, as a replica serves it: every route, every rejection answered, every answer counted.
-pub fn api(
-    state: AppState,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+pub fn api(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
     let body_timeout = state.body_timeout;
     let metrics_route = exposition(state.clone());

@@ -1,6 +1,7 @@
 //! Catching up: reading the rows that may have been committed since the last catch-up (see the
 //! mirror's own documentation for why these rows are all of them).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -46,32 +47,46 @@ impl Mirror {
         // One statement takes the snapshot and reads the first page of each kind of row; any
         // further page is read by a later statement, which sees every row it saw committed.
         let first = self.store.catch_up_start(&seen, PAGE_ROWS).await?;
-        let mut rows = first.of_in_progress;
-        loop {
-            let Some(next) = self.add_page(&rows, seen.xmin)? else {
-                return Ok(());
-            };
-            if (rows.len() as i64) < PAGE_ROWS {
-                break;
-            }
-            rows = self
-                .store
-                .in_progress_page_rows(&seen.in_progress, next, PAGE_ROWS)
-                .await?;
+        let in_progress = &seen.in_progress;
+        let of_in_progress = |next| {
+            self.store
+                .in_progress_page_rows(in_progress, next, PAGE_ROWS)
+        };
+        if !self
+            .add_pages(first.of_in_progress, seen.xmin, of_in_progress)
+            .await?
+        {
+            return Ok(());
         }
-        let mut rows = first.newer;
-        loop {
-            let Some(next) = self.add_page(&rows, seen.xmin)? else {
-                return Ok(());
-            };
-            if (rows.len() as i64) < PAGE_ROWS {
-                break;
-            }
-            rows = self.store.page_rows(next, i64::MAX, PAGE_ROWS).await?;
+        let newer = |next| self.store.page_rows(next, i64::MAX, PAGE_ROWS);
+        if !self.add_pages(first.newer, seen.xmin, newer).await? {
+            return Ok(());
         }
-        let snapshot = first.snapshot;
-        self.write().seen = snapshot;
+        self.write().seen = first.snapshot;
         Ok(())
+    }
+
+    /// Adds the people of `rows`, the first page of a kind of row, and of the pages after it,
+    /// each read by `next_page` from where the one before ended; returns false once the mirror
+    /// is full.
+    async fn add_pages<Page>(
+        &self,
+        mut rows: Vec<Row>,
+        frontier: i64,
+        next_page: impl Fn(PageStart) -> Page,
+    ) -> Result<bool, StoreError>
+    where
+        Page: Future<Output = Result<Vec<Row>, StoreError>>,
+    {
+        loop {
+            let Some(next) = self.add_page(&rows, frontier)? else {
+                return Ok(false);
+            };
+            if (rows.len() as i64) < PAGE_ROWS {
+                return Ok(true);
+            }
+            rows = next_page(next).await?;
+        }
     }
 
     /// Adds the people of a page of a catch-up; returns where the next page starts, or None

@@ -195,14 +195,8 @@ impl Store {
         before: i64,
         limit: i64,
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        self.bounded(async {
-            let statement = client.prepare_cached(PAGE_SQL).await?;
-            Ok(client
-                .query(&statement, &[&start.0, &start.1, &before, &limit])
-                .await?)
-        })
-        .await
+        self.rows(PAGE_SQL, &[&start.0, &start.1, &before, &limit])
+            .await
     }
 
     /// Up to `limit` people after `start` in (insert_xact, id) order, inserted by one of the
@@ -214,12 +208,23 @@ impl Store {
         start: PageStart,
         limit: i64,
     ) -> Result<Vec<Row>, StoreError> {
+        self.rows(
+            IN_PROGRESS_PAGE_SQL,
+            &[&in_progress, &start.0, &start.1, &limit],
+        )
+        .await
+    }
+
+    /// The rows of `sql` run with `parameters`.
+    async fn rows(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
-            let statement = client.prepare_cached(IN_PROGRESS_PAGE_SQL).await?;
-            Ok(client
-                .query(&statement, &[&in_progress, &start.0, &start.1, &limit])
-                .await?)
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query(&statement, parameters).await?)
         })
         .await
     }
