@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use validator::ValidationErrors;
 
+pub use fields::Apelido;
 use fields::broken_rules;
-pub use fields::{Apelido, Nascimento, Nome, StackItem};
+pub(crate) use fields::{Nascimento, Nome, StackItem};
 
 /// A person whose every field passed its rules. Serialised, it is the API's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,15 +68,15 @@ impl Pessoa {
         &self.apelido
     }
 
-    pub fn nome(&self) -> &Nome {
+    pub(crate) fn nome(&self) -> &Nome {
         &self.nome
     }
 
-    pub fn nascimento(&self) -> &Nascimento {
+    pub(crate) fn nascimento(&self) -> &Nascimento {
         &self.nascimento
     }
 
-    pub fn stack(&self) -> Option<&[StackItem]> {
+    pub(crate) fn stack(&self) -> Option<&[StackItem]> {
         self.stack.as_deref()
     }
 }
