@@ -123,36 +123,6 @@ async fn rows_that_do_not_read_as_a_person_are_skipped_and_counted_once() {
     assert_eq!(restarted.count().await, 4);
 }
 
-/// A lookup and the mirror read a row by the same rules: one that a lookup refuses (`500`) no
-/// search finds, whether the mirror met it loading or catching up.
-#[tokio::test]
-async fn a_row_a_lookup_refuses_is_left_out_of_searches_too() {
-    let app = TestApp::spawn().await;
-    let id = uuid::Uuid::now_v7();
-    // Only a writer other than the API can store an empty apelido or an empty stack item.
-    db_client(&app.database_url)
-        .await
-        .execute(
-            "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) VALUES \
-             ($1, '', 'Vazio', '2000-01-01', NULL), \
-             (gen_random_uuid(), 'oco', 'Vazio', '2000-01-01', ARRAY[''])",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    assert_eq!(found(&app, "vazio").await, 0, "both break a rule");
-    assert_eq!(metric(&app, "mirror_undecodable_rows_total").await, 2.0);
-    assert_eq!(app.get(&format!("/pessoas/{id}")).await.status(), 500);
-    assert_eq!(app.count().await, 2, "counted all the same");
-
-    let restarted = TestApp::spawn_on(&app.database_url).await;
-    assert_eq!(found(&restarted, "vazio").await, 0, "nor loaded at start");
-    assert_eq!(
-        metric(&restarted, "mirror_undecodable_rows_total").await,
-        2.0
-    );
-}
-
 #[tokio::test]
 async fn a_post_whose_commit_answer_is_lost_is_created_when_its_row_is_stored() {
     let database = fresh_database().await;
