@@ -46,7 +46,7 @@ pub struct Settings {
     /// shortcut: any replica finds any person.
     pub id_slot: Option<u8>,
     /// `DB_PROBE_INTERVAL_MS`: how often a background probe checks that the database can be
-    /// reached (a TCP connection to it, see `probe`).
+    /// reached (a TCP connection to it, see `store/probe.rs`).
     pub probe_interval: Duration,
     /// `DB_PROBE_TIMEOUT_MS`: how long the probe's connection may take before the replica
     /// takes the database for out of reach and answers `503` at once until a probe connects.
@@ -70,7 +70,9 @@ impl Settings {
     }
 
     /// Reads settings through `lookup`, so that tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
             let Some(text) = lookup(name) else {
                 return Ok(default);

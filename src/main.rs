@@ -25,7 +25,7 @@ unsafe impl Sync for MallocConf {}
 
 fn main() -> ExitCode {
     init_logging();
-    rinha::startup::contain_connection_panics();
+    rinha::http::contain_connection_panics();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

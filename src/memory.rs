@@ -8,14 +8,14 @@ use std::path::Path;
 const MIRROR_QUARTERS: u64 = 3;
 
 /// What the mirror may hold, in bytes, under a replica budget of `limit` bytes (none: no bound).
-pub fn mirror_budget(limit: Option<u64>) -> usize {
+pub(crate) fn mirror_budget(limit: Option<u64>) -> usize {
     limit.map_or(usize::MAX, |limit| {
         usize::try_from(limit / 4 * MIRROR_QUARTERS).unwrap_or(usize::MAX)
     })
 }
 
 /// The memory limit of this process's cgroup, if it has one.
-pub fn cgroup_limit() -> Option<u64> {
+pub(crate) fn cgroup_limit() -> Option<u64> {
     let memberships = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     limit_of(&memberships, Path::new("/sys/fs/cgroup"))
 }

@@ -26,15 +26,15 @@ static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Counts one contained panic.
-pub fn count_panic() {
+pub(crate) fn count_panic() {
     PANICS.inc();
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    pub batch_size: Histogram,
+    pub(crate) batch_size: Histogram,
     pool_connections: IntGaugeVec,
     mirrored_people: IntGauge,
     mirror_bytes: IntGauge,
@@ -43,7 +43,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
@@ -134,7 +134,13 @@ impl Metrics {
     }
 
     /// Counts one answered request; called for every response, including rejections.
-    pub fn observe(&self, method: &Method, path: &str, status: StatusCode, elapsed: Duration) {
+    pub(crate) fn observe(
+        &self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
         let route = route_label(method, path);
         self.requests
             .with_label_values(&[route, status.as_str()])
@@ -145,7 +151,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges set from `readings`, taken at this moment.
-    pub fn render(&self, readings: Readings) -> String {
+    pub(crate) fn render(&self, readings: Readings) -> String {
         self.mirrored_people.set(readings.mirror_people as i64);
         self.mirror_bytes.set(readings.mirror_bytes as i64);
         self.mirror_budget_bytes
@@ -175,14 +181,14 @@ impl Metrics {
 
 /// What the replica's parts report at a scrape, read from them by whoever serves it: this
 /// module takes numbers and families, and knows none of the parts.
-pub struct Readings {
-    pub mirror_people: usize,
-    pub mirror_bytes: usize,
-    pub mirror_budget_bytes: usize,
-    pub mirror_full: bool,
-    pub pool: deadpool_postgres::Status,
+pub(crate) struct Readings {
+    pub(crate) mirror_people: usize,
+    pub(crate) mirror_bytes: usize,
+    pub(crate) mirror_budget_bytes: usize,
+    pub(crate) mirror_full: bool,
+    pub(crate) pool: deadpool_postgres::Status,
     /// Families that a part keeps in a registry of its own.
-    pub families: Vec<prometheus::proto::MetricFamily>,
+    pub(crate) families: Vec<prometheus::proto::MetricFamily>,
 }
 
 impl Default for Metrics {

@@ -27,7 +27,7 @@ use crate::store::{Store, StoreError};
 const QUEUE_CAPACITY: usize = 8192;
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Committed: readable from every replica, and durable.
     Created,
     /// Another person already has this apelido.
@@ -36,7 +36,7 @@ pub enum Outcome {
 
 /// Why a person was not written. Each is a `503`, but for a batch failed by a bug in the code.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     #[error("the writers' queue stayed full past the database timeout")]
     QueueFull,
     #[error("waited for a writer past the database timeout")]
@@ -58,7 +58,7 @@ struct Job {
 /// The handle requests use to reach the writers. The writers stop once every handle is gone and
 /// the queue is empty, so dropping the last handle flushes what is pending.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     queue: mpsc::Sender<Job>,
     timeout: Duration,
 }
@@ -66,7 +66,7 @@ pub struct Writer {
 impl Writer {
     /// Starts `writers` writers over one queue, where a job may wait at most `timeout` (the
     /// database timeout). The task returned ends once they have drained the queue.
-    pub fn spawn(
+    pub(crate) fn spawn(
         store: Store,
         writers: usize,
         batch_max: usize,
@@ -88,7 +88,7 @@ impl Writer {
         (Writer { queue, timeout }, task)
     }
 
-    pub async fn create(&self, pessoa: Pessoa) -> Result<Outcome, WriteError> {
+    pub(crate) async fn create(&self, pessoa: Pessoa) -> Result<Outcome, WriteError> {
         let (reply, answer) = oneshot::channel();
         let deadline = Instant::now() + self.timeout;
         let job = Job {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use super::record::PersonRef;
 
 /// Whether `term` (already folded) lies inside the apelido, nome or one stack item of `person`.
-pub fn matches(person: &PersonRef, term: &str) -> bool {
+pub(crate) fn matches(person: &PersonRef, term: &str) -> bool {
     let inside = |field: &str| fold(field).contains(term);
     inside(person.apelido)
         || inside(person.nome)
@@ -13,7 +13,7 @@ pub fn matches(person: &PersonRef, term: &str) -> bool {
 }
 
 /// Full Unicode case folding. ASCII text, the common case, folds to its lowercase.
-pub fn fold(text: &str) -> Cow<'_, str> {
+pub(crate) fn fold(text: &str) -> Cow<'_, str> {
     if text.is_ascii() {
         if text.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(text.to_ascii_lowercase())

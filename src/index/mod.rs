@@ -19,7 +19,7 @@
 
 mod fold;
 mod lists;
-mod record;
+pub(crate) mod record;
 mod sequences;
 mod stack_items;
 
@@ -28,9 +28,9 @@ use std::hash::BuildHasher;
 use hashbrown::{HashSet, HashTable};
 use uuid::Uuid;
 
-pub use fold::{fold, matches};
+pub(crate) use fold::{fold, matches};
+pub use record::PersonRef;
 use record::Records;
-pub use record::{PersonRef, render_record};
 use sequences::{PAD, Sequences};
 use stack_items::StackItems;
 
@@ -38,9 +38,9 @@ use stack_items::StackItems;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Searched {
     /// People appended.
-    pub people: usize,
+    pub(crate) people: usize,
     /// Distinct stack items whose people the search went through.
-    pub items_visited: usize,
+    pub(crate) items_visited: usize,
 }
 
 struct Positions {
@@ -64,12 +64,12 @@ pub struct SearchIndex {
 
 impl SearchIndex {
     /// How many people the index holds.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.ids.len()
     }
 
     /// Whether the person with this id is here.
-    pub fn contains(&self, id: &Uuid) -> bool {
+    pub(crate) fn contains(&self, id: &Uuid) -> bool {
         self.position(id).is_some()
     }
 
@@ -130,7 +130,7 @@ impl SearchIndex {
     }
 
     /// The record of the person with this id, as `GET /pessoas/<id>` returns it.
-    pub fn get(&self, id: &Uuid) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, id: &Uuid) -> Option<Vec<u8>> {
         let position = self.position(id)?;
         let mut json = Vec::with_capacity(256);
         self.render(position, &mut json);

@@ -6,12 +6,12 @@ use crate::domain::Pessoa;
 
 /// A person's fields, borrowed from wherever they were read.
 pub struct PersonRef<'a> {
-    pub id: Uuid,
-    pub apelido: &'a str,
-    pub nome: &'a str,
+    pub(crate) id: Uuid,
+    pub(crate) apelido: &'a str,
+    pub(crate) nome: &'a str,
     /// `YYYY-MM-DD`, a real date.
-    pub nascimento: &'a str,
-    pub stack: Option<Vec<&'a str>>,
+    pub(crate) nascimento: &'a str,
+    pub(crate) stack: Option<Vec<&'a str>>,
 }
 
 impl<'a> From<&'a Pessoa> for PersonRef<'a> {
@@ -130,7 +130,7 @@ impl Records {
 }
 
 /// Appends `person` as JSON, the way `serde_json` writes a [`Pessoa`].
-pub fn render_record(out: &mut Vec<u8>, person: &PersonRef) {
+pub(crate) fn render_record(out: &mut Vec<u8>, person: &PersonRef) {
     let string = |out: &mut Vec<u8>, text: &str| {
         serde_json::to_writer(&mut *out, text).expect("writing into memory");
     };

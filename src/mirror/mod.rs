@@ -19,8 +19,9 @@
 //! next, whose snapshot is then taken after it arrived, and every search waiting shares that
 //! one. A catch-up holds at most one page of each kind of row at a time.
 //!
-//! A row written behind the API's back that does not read as a person (a null stack item, a
-//! date past year 9999) is skipped, counted in `mirror_undecodable_rows_total` and logged once.
+//! A row written behind the API's back that breaks the rules a new person keeps (a null stack
+//! item, a date past year 9999, an empty apelido) is skipped, counted in
+//! `mirror_undecodable_rows_total` and logged once; a lookup of it fails as a bug would.
 //!
 //! At start the mirror loads the table in pages, in (insert_xact, id) order, up to the `xmax`
 //! of a snapshot taken first; each page is one short statement. A catch-up then reads the rows
@@ -33,29 +34,33 @@
 //! page, and matching them here with the same case folding; a lookup by id that misses memory
 //! reads the database, as it always did.
 
+mod catch_up;
 mod counters;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
 
 use prometheus::Registry;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::Pessoa;
-use crate::index::{self, SearchIndex};
-use crate::store::{self, PageStart, Snapshot, Store, StoreError};
+use crate::index::record::render_record;
+use crate::index::{self, PersonRef, SearchIndex};
+use crate::store::rows::{self, PersonRow, page_key};
+use crate::store::{PageStart, Snapshot, Store, StoreError};
+use catch_up::CatchUp;
 use counters::Counters;
 
 /// The most people one search returns.
-pub const SEARCH_LIMIT: usize = 50;
+pub(crate) const SEARCH_LIMIT: usize = 50;
 
 /// Rows per page when loading the table, catching up or searching past a full mirror: a
 /// statement well inside the database timeout, and a few MB in flight.
 const PAGE_ROWS: i64 = 10_000;
 
-pub struct Mirror {
+pub(crate) struct Mirror {
     store: Store,
     budget_bytes: usize,
     state: RwLock<State>,
@@ -67,12 +72,6 @@ pub struct Mirror {
     /// The ids of the rows skipped as undecodable, so that each is counted and logged once.
     undecodable: Mutex<HashSet<Uuid>>,
     counters: Counters,
-}
-
-/// The number and outcome of the last catch-up to finish.
-struct CatchUp {
-    number: u64,
-    outcome: Result<(), Arc<StoreError>>,
 }
 
 #[derive(Default)]
@@ -89,7 +88,7 @@ struct State {
 
 impl State {
     /// Adds `person` if the budget allows it; otherwise the mirror is full from `frontier` on.
-    fn admit(&mut self, person: &index::PersonRef, budget: usize, frontier: i64) -> bool {
+    fn admit(&mut self, person: &PersonRef, budget: usize, frontier: i64) -> bool {
         if self.frontier.is_some() {
             return false;
         }
@@ -117,7 +116,7 @@ impl State {
 impl Mirror {
     /// A mirror holding every person stored so far that fits in `budget_bytes`. Nothing else
     /// sees the mirror while it loads, so it is built unlocked and shared once whole.
-    pub async fn load(store: Store, budget_bytes: usize) -> Result<Mirror, StoreError> {
+    pub(crate) async fn load(store: Store, budget_bytes: usize) -> Result<Mirror, StoreError> {
         let mirror = Mirror {
             store,
             budget_bytes,
@@ -138,7 +137,7 @@ impl Mirror {
             let rows = mirror
                 .store
                 .page(start, snapshot.xmax, PAGE_ROWS, |row| {
-                    let key = store::page_key(row)?;
+                    let key = page_key(row)?;
                     let Some((insert_xact, person)) = mirror.decoded(row) else {
                         start = key;
                         return Ok(true);
@@ -170,7 +169,7 @@ impl Mirror {
 
     /// Adds a person this replica has just stored, so that the lookup that usually follows a
     /// `201` needs no database. The catch-up that reads the row later finds it here already.
-    pub fn add_stored(&self, pessoa: &Pessoa) {
+    pub(crate) fn add_stored(&self, pessoa: &Pessoa) {
         let mut state = self.write();
         // Every row committed before the last catch-up's snapshot is here, so every one older
         // than the oldest transaction it saw in progress; this one may be newer.
@@ -181,7 +180,7 @@ impl Mirror {
     }
 
     /// How many people the mirror holds.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.read().people.count()
     }
 
@@ -189,7 +188,7 @@ impl Mirror {
     /// mirror holds everyone, that is a catch-up (which reads only the rows added since the last
     /// one) and the people here, with the rows it had to leave out as undecodable; a full mirror
     /// has the database count them.
-    pub async fn count_stored(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn count_stored(&self) -> Result<i64, StoreError> {
         self.catch_up().await?;
         let held = {
             let state = self.read();
@@ -209,18 +208,18 @@ impl Mirror {
     }
 
     /// About how many bytes the mirror holds, and its budget.
-    pub fn memory(&self) -> (usize, usize) {
+    pub(crate) fn memory(&self) -> (usize, usize) {
         (self.read().people.heap_bytes(), self.budget_bytes)
     }
 
     /// Whether the mirror has reached its budget and stopped growing.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.read().frontier.is_some()
     }
 
     /// The records of up to [`SEARCH_LIMIT`] people with `term` inside their apelido, nome or
     /// one stack item, case-insensitively, as a JSON array.
-    pub async fn search(&self, term: &str) -> Result<Vec<u8>, StoreError> {
+    pub(crate) async fn search(&self, term: &str) -> Result<Vec<u8>, StoreError> {
         self.catch_up().await?;
         let mut array = vec![b'['];
         let (searched, frontier) = {
@@ -261,7 +260,7 @@ impl Mirror {
                 let rows = self
                     .store
                     .page(start, i64::MAX, PAGE_ROWS, |row| {
-                        start = store::page_key(row)?;
+                        start = page_key(row)?;
                         let Some((_, person)) = self.decoded(row) else {
                             return Ok(true);
                         };
@@ -273,7 +272,7 @@ impl Mirror {
                         if array.len() > 1 {
                             array.push(b',');
                         }
-                        index::render_record(array, &person);
+                        render_record(array, &person);
                         wanted -= 1;
                         Ok(wanted > 0)
                     })
@@ -291,101 +290,24 @@ impl Mirror {
 
     /// The record of the person with this id, as JSON. People are never changed or removed,
     /// so one already mirrored is answered from memory; others are looked up in the database.
-    pub async fn find(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn find(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(record) = self.read().people.get(&id) {
             return Ok(Some(record));
         }
-        let pessoa = self.store.find(id).await?;
-        Ok(pessoa.map(|p| serde_json::to_vec(&p).expect("a person serialises")))
-    }
-
-    /// Makes sure the mirror holds every row committed before this call, unless it is full:
-    /// waits for the catch-up under way, if any, then shares the next one with every caller
-    /// that waited meanwhile.
-    async fn catch_up(&self) -> Result<(), StoreError> {
-        let wanted = self.catch_ups_begun.load(Ordering::SeqCst) + 1;
-        let mut last = self.last_catch_up.lock().await;
-        if last.number < wanted {
-            let number = self.catch_ups_begun.fetch_add(1, Ordering::SeqCst) + 1;
-            let outcome = self.catch_up_now().await.map_err(Arc::new);
-            *last = CatchUp { number, outcome };
-        }
-        last.outcome.clone().map_err(StoreError::Shared)
-    }
-
-    /// Takes a snapshot, then reads the rows that may have been committed since the last one.
-    async fn catch_up_now(&self) -> Result<(), StoreError> {
-        let _timer = self.counters.catch_up_seconds.start_timer();
-        let seen = {
-            let state = self.read();
-            if state.frontier.is_some() {
-                return Ok(());
-            }
-            state.seen.clone()
-        };
-        self.counters.catch_ups.inc();
-        // One statement takes the snapshot and reads the first page of each kind of row; any
-        // further page is read by a later statement, which sees every row it saw committed.
-        let first = self.store.catch_up_start(&seen, PAGE_ROWS).await?;
-        let mut rows = first.of_in_progress;
-        loop {
-            let Some(next) = self.add_page(&rows, seen.xmin)? else {
-                return Ok(());
-            };
-            if (rows.len() as i64) < PAGE_ROWS {
-                break;
-            }
-            rows = self
-                .store
-                .in_progress_page_rows(&seen.in_progress, next, PAGE_ROWS)
-                .await?;
-        }
-        let mut rows = first.newer;
-        loop {
-            let Some(next) = self.add_page(&rows, seen.xmin)? else {
-                return Ok(());
-            };
-            if (rows.len() as i64) < PAGE_ROWS {
-                break;
-            }
-            rows = self.store.page_rows(next, i64::MAX, PAGE_ROWS).await?;
-        }
-        let snapshot = first.snapshot;
-        self.write().seen = snapshot;
-        Ok(())
-    }
-
-    /// Adds the people of a page of a catch-up; returns where the next page starts, or None
-    /// once the mirror is full. Every row committed before `frontier` is in memory already.
-    fn add_page(&self, rows: &[Row], frontier: i64) -> Result<Option<PageStart>, StoreError> {
-        self.counters.catch_up_rows.inc_by(rows.len() as u64);
-        let Some(last) = rows.last() else {
-            return Ok(Some((i64::MAX, Uuid::max())));
-        };
-        let next = store::page_key(last)?;
-        let mut state = self.write();
-        let mut admitted = true;
-        for row in rows {
-            let Some((_, person)) = self.decoded(row) else {
-                continue;
-            };
-            if state.people.contains(&person.id) {
-                continue;
-            }
-            admitted = state.admit(&person, self.budget_bytes, frontier);
-            if !admitted {
-                break;
-            }
-        }
-        state.people.flush();
-        Ok(admitted.then_some(next))
+        self.store
+            .find(id, |row| {
+                let mut record = Vec::new();
+                render_record(&mut record, &person_ref(row));
+                record
+            })
+            .await
     }
 
     /// The person in `row`, or None for a row that does not read as one, which is counted
     /// and logged the first time it is met.
-    fn decoded<'r>(&self, row: &'r Row) -> Option<(i64, index::PersonRef<'r>)> {
-        match store::stored_person(row) {
-            Ok(person) => Some(person),
+    fn decoded<'r>(&self, row: &'r Row) -> Option<(i64, PersonRef<'r>)> {
+        match rows::person(row) {
+            Ok(person) => Some((person.insert_xact, person_ref(person))),
             Err(error) => {
                 let id: Option<Uuid> = row.try_get(1).ok();
                 let first = self
@@ -407,7 +329,7 @@ impl Mirror {
     }
 
     /// The mirror's own metrics.
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         &self.counters.registry
     }
 
@@ -420,11 +342,22 @@ impl Mirror {
     }
 
     /// Ends the process when a panic left the mirror half changed. A panic in a connection's
-    /// task ends only that task (see `startup::contain_connection_panics`), but one that struck
+    /// task ends only that task (see `contain_connection_panics` in `http/server.rs`), but one that struck
     /// while the mirror was being changed leaves it in doubt for every request after: a fresh
     /// process, started again by its supervisor, loads a sound one.
     fn abandon() -> ! {
         tracing::error!("a panic left the in-memory mirror half changed; ending the process");
         std::process::abort()
+    }
+}
+
+/// A stored person as the index takes one.
+fn person_ref(row: PersonRow<'_>) -> PersonRef<'_> {
+    PersonRef {
+        id: row.id,
+        apelido: row.apelido,
+        nome: row.nome,
+        nascimento: row.nascimento,
+        stack: row.stack,
     }
 }

@@ -3,14 +3,8 @@
 //! too large, malformed or breaking a rule, searches without a term) is refused before anything
 //! is stored.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use rinha::metrics::Metrics;
-use rinha::mirror::Mirror;
-use rinha::routes::{AppState, api};
-use rinha::store::Store;
-use rinha::writer::Writer;
+use rinha::http::{AppState, api};
 use serde_json::{Value, json};
 use warp::http::Response;
 use warp::{Filter, Reply};
@@ -21,29 +15,10 @@ use crate::support::{fresh_database, settings};
 /// that never query need a database that answers.
 async fn state() -> AppState {
     let settings = settings(&fresh_database().await);
-    let store = Store::new(&settings).expect("a valid URL");
-    store.migrate().await.expect("the schema applies");
-    let mirror = Arc::new(
-        Mirror::load(store.clone(), usize::MAX)
-            .await
-            .expect("the mirror loads"),
-    );
-    let metrics = Arc::new(Metrics::new());
-    let (writer, _writers) = Writer::spawn(
-        store.clone(),
-        settings.writers,
-        settings.batch_max,
-        settings.db_timeout,
-        metrics.clone(),
-    );
-    AppState {
-        store,
-        mirror,
-        writer,
-        metrics,
-        body_timeout: settings.body_timeout,
-        id_slot: settings.id_slot,
-    }
+    let (state, _tasks) = rinha::startup::state(&settings)
+        .await
+        .expect("the replica's state builds");
+    state
 }
 
 /// The API's filter, as a replica serves it.

@@ -276,4 +276,74 @@ mod tests {
             }
         }
     }
+
+    /// Each import from a module of `layer` (the module or one below it) into a module that is
+    /// under none of `allowed`, as (importer, imported).
+    fn imports_outside(graph: &Graph, layer: &str, allowed: &[&str]) -> Vec<(String, String)> {
+        let under = |module: &str, root: &str| {
+            module == root || module.strip_prefix(root).is_some_and(|rest| rest.starts_with("::"))
+        };
+        graph
+            .iter()
+            .filter(|(module, _)| under(module, layer))
+            .flat_map(|(module, imports)| {
+                imports
+                    .iter()
+                    .filter(|import| !allowed.iter().any(|root| under(import, root)))
+                    .map(move |import| (module.clone(), import.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_import_past_a_layers_seam_is_found() {
+        let graph = graph_of(
+            "layers",
+            &[
+                ("lib.rs", "mod http;\nmod people;\nmod store;\nmod https;"),
+                ("http/mod.rs", "mod routes;\nuse crate::people::People;"),
+                ("http/routes.rs", "fn f(error: crate::store::StoreError) {}"),
+                ("people.rs", "use crate::store::{Store, StoreError};"),
+                ("store.rs", ""),
+                ("https.rs", "use crate::store::Store;"),
+            ],
+        );
+        let allowed = ["crate::http", "crate::people"];
+        assert_eq!(
+            imports_outside(&graph, "crate::http", &allowed),
+            [("crate::http::routes".to_owned(), "crate::store".to_owned())],
+            "a submodule's import counts, a module whose name merely starts alike does not"
+        );
+        assert!(imports_outside(&graph, "crate::people", &["crate::store"]).is_empty());
+    }
+
+    /// The service's HTTP layer reaches the database, the mirror and the writers only through
+    /// `people`, and its metrics are a sink that knows none of the parts it reports on.
+    #[test]
+    fn the_service_keeps_its_layers() {
+        let graph = read(&repo_root().join("src")).unwrap();
+        for module in ["crate::http", "crate::people", "crate::metrics"] {
+            assert!(graph.contains_key(module), "no module {module} in src");
+        }
+        let past_http = imports_outside(
+            &graph,
+            "crate::http",
+            &["crate::http", "crate::people", "crate::domain", "crate::config", "crate::metrics"],
+        );
+        // store, index, mirror and writer among what it must not import.
+        assert!(
+            past_http.is_empty(),
+            "the HTTP layer reaches the store, the index, the mirror and the writers only \
+             through crate::people, yet imports {past_http:?}"
+        );
+        let past_metrics = imports_outside(
+            &graph,
+            "crate::metrics",
+            &["crate::metrics", "crate::config", "crate::domain"],
+        );
+        assert!(
+            past_metrics.is_empty(),
+            "crate::metrics must import no part it reports on: {past_metrics:?}"
+        );
+    }
 }

@@ -18,12 +18,12 @@ use crate::config::Settings;
 
 /// What the probe last found.
 #[derive(Debug, Default)]
-pub struct Reachability {
+pub(super) struct Reachability {
     down: AtomicBool,
 }
 
 impl Reachability {
-    pub fn is_down(&self) -> bool {
+    pub(super) fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }
 
@@ -42,7 +42,7 @@ impl Reachability {
 
 /// Probes the database every `DB_PROBE_INTERVAL_MS` and records each outcome in
 /// `reachability`; fails only on a `DATABASE_URL` that does not parse.
-pub fn spawn(
+pub(super) fn spawn(
     settings: &Settings,
     reachability: Arc<Reachability>,
 ) -> Result<JoinHandle<()>, tokio_postgres::Error> {
