@@ -1,7 +1,7 @@
 //! The service's acceptance rules for a creation payload, used to work out how many people a correct
 //! service must hold after a run: the distinct apelidos among the payloads sent that the contract accepts.
 //!
-//! The rules are the service's (`src/domain.rs`, README's contract): apelido a string of 1–32
+//! The rules are the service's (`src/domain/fields.rs`, README's contract): apelido a string of 1–32
 //! characters, unique; nome a string of 1–100; nascimento a string `YYYY-MM-DD` naming a real day of
 //! the years 0001–9999; stack null, absent or an array of strings of 1–32 characters; no text holding
 //! NUL. The body is read into the same serde shape as the service's, so whatever it refuses as
