@@ -115,6 +115,13 @@ fn check_stack(items: &[impl AsRef<str>]) -> Result<(), ValidationError> {
         .map_err(|_| ValidationError::new("stack_item_length"))
 }
 
+/// The error `validator`'s derive reports for a list longer than `max`.
+pub(super) fn too_many_items(max: usize) -> ValidationError {
+    let mut error = ValidationError::new("length");
+    error.add_param("max".into(), &max);
+    error
+}
+
 /// Every rule a person's fields break, each under its field, as `validator`'s derive reports
 /// them: the one set of rules, for a new person and for one read back from the database.
 pub(super) fn broken_rules(

@@ -18,6 +18,12 @@ pub use fields::Apelido;
 use fields::broken_rules;
 pub(crate) use fields::{Nascimento, Nome, StackItem};
 
+/// The most items a new person's stack may hold (the contest's payloads hold at most 26). A
+/// limit on what one request may store, like the body limit, rather than a rule of a valid
+/// person: a row stored with more is still served. It bounds a search's work: the items it
+/// visits all belong to people it returns, at most 50 of them.
+pub const MAX_STACK_ITEMS: usize = 100;
+
 /// A person whose every field passed its rules. Serialised, it is the API's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pessoa {
@@ -92,12 +98,18 @@ impl TryFrom<(Uuid, PessoaPayload)> for Pessoa {
             nascimento,
             stack,
         } = payload;
-        let errors = broken_rules(
+        let mut errors = broken_rules(
             apelido.as_deref(),
             nome.as_deref(),
             nascimento.as_deref(),
             stack.as_deref(),
         );
+        if stack
+            .as_ref()
+            .is_some_and(|items| items.len() > MAX_STACK_ITEMS)
+        {
+            errors.add("stack", fields::too_many_items(MAX_STACK_ITEMS));
+        }
         match (apelido, nome, nascimento) {
             (Some(apelido), Some(nome), Some(nascimento)) if errors.is_empty() => Ok(Pessoa {
                 id,
@@ -243,6 +255,32 @@ mod tests {
             r#"{{"apelido":"a","nome":"{}","nascimento":"2000-01-01"}}"#,
             "n".repeat(101)
         ));
+    }
+
+    #[test]
+    fn a_new_stack_holds_at_most_the_limit_of_items() {
+        let with_items = |count: usize| {
+            let items: Vec<String> = (0..count).map(|i| format!("\"i{i}\"")).collect();
+            format!(
+                r#"{{"apelido":"a","nome":"b","nascimento":"2000-01-01","stack":[{}]}}"#,
+                items.join(",")
+            )
+        };
+        assert_eq!(
+            parse(&with_items(MAX_STACK_ITEMS))
+                .unwrap()
+                .stack()
+                .unwrap()
+                .len(),
+            100
+        );
+        match parse(&with_items(MAX_STACK_ITEMS + 1)) {
+            Err(RejectedPayload::Invalid(errors)) => {
+                let stack = &errors.field_errors()["stack"];
+                assert_eq!(stack[0].code, "length");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

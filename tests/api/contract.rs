@@ -503,3 +503,40 @@ async fn head_answers_wherever_get_does_without_a_body() {
         assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
     }
 }
+
+#[tokio::test]
+async fn a_stack_holds_at_most_100_items_when_stored_and_more_stored_before_are_still_served() {
+    let app = TestApp::spawn().await;
+    let with_items = |apelido: &str, count: usize| {
+        let items: Vec<String> = (0..count).map(|i| format!("item{i}")).collect();
+        json!({"apelido": apelido, "nome": "Nome", "nascimento": "2000-01-01", "stack": items})
+    };
+    let response = app.post(&with_items("cem", 100)).await;
+    assert_eq!(response.status(), 201);
+    let response = app.post(&with_items("cento-e-um", 101)).await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.to_string().contains("stack"), "{body}");
+    assert_eq!(app.count().await, 1);
+    // A longer stack written before the limit, or behind the API's back, is a valid person.
+    let id = uuid::Uuid::now_v7();
+    let items: Vec<String> = (0..150).map(|i| format!("antigo{i}")).collect();
+    db_client(&app.database_url)
+        .await
+        .execute(
+            "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+             VALUES ($1, 'antigo', 'Nome', '2000-01-01', $2)",
+            &[&id, &items],
+        )
+        .await
+        .unwrap();
+    let found: Vec<Value> = app.get("/pessoas?t=antigo149").await.json().await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let person: Value = app
+        .get(&format!("/pessoas/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(person["stack"].as_array().unwrap().len(), 150);
+}

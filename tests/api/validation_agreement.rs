@@ -125,6 +125,8 @@ fn variants() -> Variants {
         format!("[{}]", quoted(&"1".repeat(32))),
         format!("[{}]", quoted(&"ã".repeat(32))),
         format!("[{}]", vec![quoted("Go"); 40].join(", ")),
+        format!("[{}]", vec![quoted("Go"); 100].join(", ")),
+        format!("[{}]", vec![quoted("Go"); 101].join(", ")),
         "[\"Go\", \"Go\"]".to_owned(),
         format!("[{}]", quoted(&"1".repeat(33))),
         format!("[{}]", quoted(&"ã".repeat(33))),

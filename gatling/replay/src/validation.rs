@@ -3,7 +3,7 @@
 //!
 //! The rules are the service's (`src/domain/fields.rs`, README's contract): apelido a string of 1–32
 //! characters, unique; nome a string of 1–100; nascimento a string `YYYY-MM-DD` naming a real day of
-//! the years 0001–9999; stack null, absent or an array of strings of 1–32 characters; no text holding
+//! the years 0001–9999; stack null, absent or an array of at most 100 strings of 1–32 characters; no text holding
 //! NUL. The body is read into the same serde shape as the service's, so whatever it refuses as
 //! malformed (a wrong type, a field given twice, trailing text) is refused here too. The root package's
 //! `tests/api/validation_agreement.rs` checks that both agree.
@@ -16,6 +16,7 @@ use serde::Deserialize;
 const APELIDO_MAX_CHARS: usize = 32;
 const NOME_MAX_CHARS: usize = 100;
 const STACK_ITEM_MAX_CHARS: usize = 32;
+const STACK_MAX_ITEMS: usize = 100;
 
 /// Every field optional, as in the service, so that a null or missing field is a broken rule and not a
 /// malformed body; unknown fields are ignored, as there.
@@ -37,10 +38,9 @@ pub fn accepted_apelido(payload: &[u8]) -> Option<String> {
     } = serde_json::from_slice(payload).ok()?;
     nome.filter(|nome| is_text(nome, NOME_MAX_CHARS))?;
     nascimento.filter(|nascimento| is_real_date(nascimento))?;
-    let stack_fits = stack
-        .unwrap_or_default()
-        .iter()
-        .all(|item| is_text(item, STACK_ITEM_MAX_CHARS));
+    let stack = stack.unwrap_or_default();
+    let stack_fits = stack.len() <= STACK_MAX_ITEMS
+        && stack.iter().all(|item| is_text(item, STACK_ITEM_MAX_CHARS));
     apelido.filter(|apelido| stack_fits && is_text(apelido, APELIDO_MAX_CHARS))
 }
 
