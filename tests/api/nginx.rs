@@ -317,3 +317,29 @@ async fn once_every_replica_answered_503_nginx_sends_to_them_again_as_soon_as_th
     let status = nginx.get("/contagem-pessoas").await.status();
     assert_eq!(status, 200, "{}", nginx.error_log());
 }
+
+#[tokio::test]
+async fn writes_answered_503_by_a_replica_cut_off_from_its_database_are_stored_by_the_other() {
+    let database = fresh_database().await;
+    let link = Link::to(&database).await;
+    let (_api1, _api2, nginx) = stack_on([&link.url(&database), &database]).await;
+    link.set_cut(true).await;
+    // api1's probe finds its database gone and it answers 503 at once from then on.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 0..10 {
+        let response = nginx
+            .http
+            .post(nginx.url("/pessoas"))
+            .json(&pessoa(&format!("reenviado{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", nginx.error_log());
+    }
+    let db = crate::support::db_client(&database).await;
+    assert_eq!(
+        crate::support::stored_people(&db).await,
+        10,
+        "each stored once"
+    );
+}
