@@ -100,6 +100,7 @@ impl People {
     /// committed.
     pub(crate) async fn create(&self, body: &[u8]) -> Result<Created, PeopleError> {
         let pessoa = Pessoa::parse(body, self.id_slot)?;
+        self.store.ensure_reachable()?;
         let record = serde_json::to_vec(&pessoa).expect("a person serialises");
         match self.writer.create(pessoa.clone()).await? {
             Outcome::Created => {
@@ -122,11 +123,13 @@ impl People {
     /// case-insensitively, as a JSON array: every person whose `201` was sent before this call
     /// may be among them, whichever replica sent it.
     pub(crate) async fn search(&self, term: &str) -> Result<Vec<u8>, PeopleError> {
+        self.store.ensure_reachable()?;
         Ok(self.mirror.search(term).await?)
     }
 
     /// How many people are stored, every one committed before this call counted.
     pub(crate) async fn count(&self) -> Result<i64, PeopleError> {
+        self.store.ensure_reachable()?;
         Ok(self.mirror.count_stored().await?)
     }
 

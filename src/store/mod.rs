@@ -193,13 +193,23 @@ impl Store {
         self.timeout
     }
 
+    /// Fails at once while the probe finds the database gone: a call that would queue behind
+    /// others already waiting on it (for a writer, or for a running catch-up) is refused before
+    /// it joins them, not when they give up.
+    pub(crate) fn ensure_reachable(&self) -> Result<(), StoreError> {
+        if self.reachability.is_down() {
+            let error = StoreError::ProbeFailed;
+            self.outage.failed(&error);
+            return Err(error);
+        }
+        Ok(())
+    }
+
     /// A pooled connection, waiting at most the database timeout for one.
     /// None at all while the probe finds the database gone.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        let client = match self.reachability.is_down() {
-            true => Err(StoreError::ProbeFailed),
-            false => self.pool.get().await.map_err(StoreError::from),
-        };
+        self.ensure_reachable()?;
+        let client = self.pool.get().await.map_err(StoreError::from);
         if let Err(error) = &client {
             self.outage.failed(error);
         }

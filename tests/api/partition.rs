@@ -150,3 +150,53 @@ async fn a_replica_cut_off_from_its_database_answers_503_at_once_and_recovers_by
     // The 503 was truthful: that person was never stored.
     assert_eq!(stored_people(&db_client(&database).await).await, 2);
 }
+
+#[tokio::test]
+async fn once_the_database_is_found_out_of_reach_writes_and_searches_queued_behind_stuck_ones_fail_at_once()
+ {
+    let database = fresh_database().await;
+    let link = Link::to(&database).await;
+    let app = TestApp::spawn_with(Settings {
+        db_timeout: Duration::from_secs(3),
+        writers: 2,
+        ..settings(&link.url(&database))
+    })
+    .await;
+    app.create(&pessoa("antes")).await;
+    // Every writer and a catch-up wait on a lock another session holds.
+    let mut locker = db_client(&database).await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE pessoas IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut stuck = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (client, address) = (app.http.clone(), app.address.clone());
+        stuck.spawn(async move {
+            let body = pessoa(&format!("preso{i}"));
+            client
+                .post(format!("{address}/pessoas"))
+                .json(&body)
+                .send()
+                .await
+        });
+    }
+    let (client, address) = (app.http.clone(), app.address.clone());
+    stuck.spawn(async move { client.get(format!("{address}/pessoas?t=pres")).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    link.set_cut(true).await;
+    // The probe finds the database gone.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A new write or search is refused at once, not queued behind the stuck ones.
+    let started = Instant::now();
+    assert_eq!(app.post(&pessoa("durante")).await.status(), 503);
+    assert_eq!(app.get("/pessoas?t=dur").await.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "answered at once, not after the stuck calls' timeout: {:?}",
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
+    stuck.join_all().await;
+    link.set_cut(false).await;
+}
