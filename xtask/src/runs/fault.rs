@@ -35,7 +35,8 @@ const REJOIN_MARGIN: Duration = Duration::from_millis(500);
 const PARTITIONED_FOR: Duration = Duration::from_secs(10);
 /// How soon a replica cut off must be answering 503 at once and left out by nginx.
 const PARTITION_NOTICED_WITHIN: f64 = 2.0;
-/// How long `slow-link` delays the database's link, and by how much.
+/// How long `slow-link` delays the database's link in a full run (shorter in a shorter run,
+/// so that it ends inside it), and by how much.
 const SLOWED_FOR: Duration = Duration::from_secs(30);
 const SLOWED_BY: Duration = Duration::from_millis(2);
 /// The p99 the legitimate clients' writes and searches must keep beside a hostile writer.
@@ -64,8 +65,8 @@ pub enum Kind {
     /// With --netns: cut the first replica off from PostgreSQL for 10 s (packets dropped both
     /// ways), then join them again.
     PartitionReplica,
-    /// With --netns: hold what PostgreSQL sends 2 ms longer for 30 s (the database link's
-    /// relay).
+    /// With --netns: hold what PostgreSQL sends 2 ms longer for 30 s, scaled like the run (the
+    /// database link's relay).
     SlowLink,
     /// One client stores 49 people, then 500, with the most distinct stack items the contract
     /// allows, all holding one term, while four search for it (`hostile.rs`).
@@ -154,7 +155,8 @@ impl Fault {
             }
             Kind::OpenTransaction => {
                 let postgres = Postgres::locate(&topology.service(database)?.environment)?;
-                let until_the_end = RUN_SECONDS * scale - self.delay(scale).as_secs_f64();
+                // Ending a margin before the replay does, so as to end inside the run.
+                let until_the_end = RUN_SECONDS * scale - self.delay(scale).as_secs_f64() - MARGIN;
                 postgres.hold_transaction(topology.database_port, until_the_end.max(1.0))?
             }
             Kind::PartitionReplica | Kind::SlowLink => {
@@ -166,7 +168,7 @@ impl Fault {
                     network.set_cut(replica, database, false)?;
                 } else {
                     stack.slow_database_link(SLOWED_BY)?;
-                    sleep(SLOWED_FOR);
+                    sleep(SLOWED_FOR.mul_f64(scale.min(1.0)));
                     stack.slow_database_link(Duration::ZERO)?;
                 }
             }
