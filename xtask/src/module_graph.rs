@@ -277,6 +277,20 @@ mod tests {
         }
     }
 
+    /// The service's files are split along their concerns before any grows past 450 lines.
+    #[test]
+    fn no_file_of_the_service_is_over_450_lines() {
+        let mut files = Vec::new();
+        collect(&repo_root().join("src"), &repo_root().join("src"), &mut files).unwrap();
+        assert!(files.len() > 10, "only {} files read", files.len());
+        let long: Vec<(String, usize)> = files
+            .into_iter()
+            .map(|(module, text)| (module, text.lines().count()))
+            .filter(|(_, lines)| *lines > 450)
+            .collect();
+        assert!(long.is_empty(), "over 450 lines: {long:?}");
+    }
+
     /// Each import from a module of `layer` (the module or one below it) into a module that is
     /// under none of `allowed`, as (importer, imported).
     fn imports_outside(graph: &Graph, layer: &str, allowed: &[&str]) -> Vec<(String, String)> {
