@@ -79,6 +79,11 @@ impl Nginx {
         self.http.get(self.url(path)).send().await.unwrap()
     }
 
+    async fn post(&self, body: &serde_json::Value) -> reqwest::Response {
+        let request = self.http.post(self.url("/pessoas")).json(body);
+        request.send().await.unwrap()
+    }
+
     fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
@@ -199,13 +204,7 @@ async fn a_lookup_goes_to_the_replica_that_stored_the_person_or_else_to_the_othe
     let (mut api1, api2, nginx) = stack().await;
     let mut locations = Vec::new();
     for i in 0..20 {
-        let response = nginx
-            .http
-            .post(nginx.url("/pessoas"))
-            .json(&pessoa(&format!("roteado{i}")))
-            .send()
-            .await
-            .unwrap();
+        let response = nginx.post(&pessoa(&format!("roteado{i}"))).await;
         assert_eq!(response.status(), 201);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         let found = nginx.get(&location).await;
@@ -243,13 +242,7 @@ async fn reads_answered_503_by_a_replica_cut_off_from_its_database_are_answered_
     let (_api1, api2, nginx) = stack_on([&link.url(&database), &database]).await;
     let mut locations = Vec::new();
     for i in 0..4 {
-        let response = nginx
-            .http
-            .post(nginx.url("/pessoas"))
-            .json(&pessoa(&format!("cortado{i}")))
-            .send()
-            .await
-            .unwrap();
+        let response = nginx.post(&pessoa(&format!("cortado{i}"))).await;
         assert_eq!(response.status(), 201);
         locations.push(response.headers()["location"].to_str().unwrap().to_owned());
     }
@@ -327,13 +320,7 @@ async fn writes_answered_503_by_a_replica_cut_off_from_its_database_are_stored_b
     // api1's probe finds its database gone and it answers 503 at once from then on.
     tokio::time::sleep(Duration::from_millis(800)).await;
     for i in 0..10 {
-        let response = nginx
-            .http
-            .post(nginx.url("/pessoas"))
-            .json(&pessoa(&format!("reenviado{i}")))
-            .send()
-            .await
-            .unwrap();
+        let response = nginx.post(&pessoa(&format!("reenviado{i}"))).await;
         assert_eq!(response.status(), 201, "{}", nginx.error_log());
     }
     let db = crate::support::db_client(&database).await;
