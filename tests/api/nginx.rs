@@ -20,7 +20,8 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(replica_ports: [&str; 2]) -> Nginx {
+    /// nginx with its configuration passed through `edit` first.
+    fn start_with(replica_ports: [&str; 2], edit: impl FnOnce(String) -> String) -> Nginx {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("rinha-nginx-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir(&dir).unwrap();
@@ -47,7 +48,7 @@ impl Nginx {
             .collect();
         config = config.replacen("http {\n", &format!("http {{\n{temp_paths}"), 1);
         let config_path = dir.join("nginx.conf");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, edit(config)).unwrap();
         let child = Command::new(locate_nginx())
             .arg("-p")
             .arg(&dir)
@@ -118,6 +119,15 @@ async fn stack() -> (TestApp, TestApp, Nginx) {
 
 /// Two replicas, each on its own URL of one database.
 async fn stack_on(database_urls: [&str; 2]) -> (TestApp, TestApp, Nginx) {
+    stack_edited(database_urls, |config| config).await
+}
+
+/// Two replicas, each on its own URL of one database, behind nginx's configuration passed
+/// through `edit`.
+async fn stack_edited(
+    database_urls: [&str; 2],
+    edit: impl FnOnce(String) -> String,
+) -> (TestApp, TestApp, Nginx) {
     // As docker/compose.yml sets them.
     let replica = |slot: u8| {
         TestApp::spawn_with(Settings {
@@ -129,7 +139,7 @@ async fn stack_on(database_urls: [&str; 2]) -> (TestApp, TestApp, Nginx) {
     let api2 = replica(1).await;
     let port = |app: &TestApp| app.address.rsplit(':').next().unwrap().to_owned();
     let (port1, port2) = (port(&api1), port(&api2));
-    let nginx = Nginx::start([&port1, &port2]);
+    let nginx = Nginx::start_with([&port1, &port2], edit);
     for _ in 0..200 {
         if let Ok(response) = nginx.http.get(nginx.url("/contagem-pessoas")).send().await
             && response.status() == 200
@@ -291,7 +301,7 @@ async fn once_every_replica_answered_503_nginx_sends_to_them_again_as_soon_as_th
     }
     answers(&api1, 503).await;
     answers(&api2, 503).await;
-    // Enough failures for nginx to leave each out for its fail_timeout (2 s).
+    // Were nginx to leave out replicas that fail, these would be enough.
     for _ in 0..6 {
         let status = nginx.get("/contagem-pessoas").await.status();
         assert_eq!(
@@ -329,4 +339,45 @@ async fn writes_answered_503_by_a_replica_cut_off_from_its_database_are_stored_b
         10,
         "each stored once"
     );
+}
+
+#[tokio::test]
+async fn a_replica_that_answered_503_and_recovered_answers_everything_once_the_other_stops() {
+    let database = fresh_database().await;
+    let link = Link::to(&database).await;
+    // Were nginx to leave out a replica that failed, it would be for longer than this test.
+    let left_out_long = |config: String| config.replace("fail_timeout=2s", "fail_timeout=60s");
+    let (api1, mut api2, nginx) =
+        stack_edited([&link.url(&database), &database], left_out_long).await;
+    link.set_cut(true).await;
+    // api1's probe finds its database gone and it answers 503 at once from then on.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..6 {
+        let status = nginx.get("/contagem-pessoas").await.status();
+        assert_eq!(
+            status,
+            200,
+            "api2 answers in api1's stead: {}",
+            nginx.error_log()
+        );
+    }
+    link.set_cut(false).await;
+    for _ in 0..200 {
+        if api1.get("/contagem-pessoas").await.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Then api2 stops, as in a rolling restart: every request must reach api1.
+    api2.begin_stop();
+    let gone = format!("{}/contagem-pessoas", api2.address);
+    while nginx.http.get(&gone).send().await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..8 {
+        let status = nginx.get("/contagem-pessoas").await.status();
+        assert_eq!(status, 200, "{}", nginx.error_log());
+        let response = nginx.post(&pessoa(&format!("sobrevivente{i}"))).await;
+        assert_eq!(response.status(), 201, "{}", nginx.error_log());
+    }
 }

@@ -17,10 +17,9 @@ use xshell::Shell;
 
 use crate::runs::hostile;
 use crate::stack::Stack;
-use crate::stack::nginx;
 use crate::stack::postgres::Postgres;
 use crate::topology::Topology;
-use crate::workspace::{repo_root, unix_now};
+use crate::workspace::unix_now;
 
 /// How long `pause-db` leaves the database stopped.
 const PAUSED_FOR: Duration = Duration::from_secs(3);
@@ -29,11 +28,11 @@ const KILLED_BACK_WITHIN: Duration = Duration::from_secs(5);
 /// How soon a replica told to stop must answer again: its drain and shutdown grace (at most
 /// 8 s by default), then its start.
 const STOPPED_BACK_WITHIN: Duration = Duration::from_secs(20);
-/// Beyond nginx's fail_timeout, for its first request to a replica back in service.
-const REJOIN_MARGIN: Duration = Duration::from_millis(500);
+/// Between one replica answering again and the next one's restart, as a rolling restart waits.
+const BETWEEN_RESTARTS: Duration = Duration::from_millis(500);
 /// How long `partition-replica` cuts the first replica off from PostgreSQL.
 const PARTITIONED_FOR: Duration = Duration::from_secs(10);
-/// How soon a replica cut off must be answering 503 at once and left out by nginx.
+/// How soon a replica cut off must be answering 503 at once.
 const PARTITION_NOTICED_WITHIN: f64 = 2.0;
 /// How long `slow-link` delays the database's link in a full run (shorter in a shorter run,
 /// so that it ends inside it), and by how much.
@@ -132,13 +131,9 @@ impl Fault {
         let database = &topology.database;
         match self.kind {
             Kind::RestartReplicas => {
-                // nginx leaves a replica that refused connections out for its fail_timeout,
-                // even once it is back: stopping the next one sooner would leave nginx none.
-                let template = std::fs::read_to_string(repo_root().join("docker/nginx.conf"))?;
-                let rejoined = nginx::fail_timeout(&template)? + REJOIN_MARGIN;
                 for (index, (name, _)) in topology.replicas.iter().enumerate() {
                     if index > 0 {
-                        sleep(rejoined);
+                        sleep(BETWEEN_RESTARTS);
                     }
                     stack.stop_replica(name, Signal::SIGTERM, STOPPED_BACK_WITHIN)?;
                 }
@@ -249,8 +244,9 @@ impl Fault {
                 problems.push(format!("count {stored:?} != expected {expected}"));
             }
         }
-        // A replica cut off may fail the requests it holds and, until it is found out and left
-        // out, its share of those sent in the first 2 s: never more.
+        // A replica cut off may fail the requests it holds and, until it finds its database
+        // gone and answers 503 at once (which nginx sends on), its share of those sent in the
+        // first 2 s: never more.
         let partition_bound = (self.kind == Kind::PartitionReplica).then(|| {
             let kinds = series["timeline"]["requests_per_second"].as_object();
             let seconds = first..(injected_at + PARTITION_NOTICED_WITHIN).ceil() as usize;

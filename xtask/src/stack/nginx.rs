@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -36,18 +35,6 @@ pub struct Upstream {
     pub address: String,
     /// Its `ID_SLOT`, the last byte of the ids it makes.
     pub slot: u8,
-}
-
-/// How long nginx leaves out a replica that failed (`fail_timeout` in the template): a replica
-/// that refused connections while it restarted is sent nothing for that long after it is back.
-pub fn fail_timeout(template: &str) -> Result<Duration> {
-    let seconds = template
-        .split_whitespace()
-        .find_map(|word| {
-            word.strip_prefix("fail_timeout=")?.trim_end_matches(';').strip_suffix('s')
-        })
-        .context("no fail_timeout=<seconds>s in the nginx configuration")?;
-    Ok(Duration::from_secs(seconds.parse().context("fail_timeout")?))
 }
 
 /// The shared configuration, listening on `listen` only, for `replicas` instead of the two it is written for, and with
@@ -201,8 +188,6 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    use crate::workspace::repo_root;
-
     const WRITTEN_FOR: &[&str] = &["api1", "api2"];
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -256,22 +241,12 @@ mod tests {
         }
         let balanced = derived.split("upstream api {").nth(1).unwrap().split('}').next().unwrap();
         let servers: Vec<&str> = balanced.lines().filter(|l| l.contains("server ")).collect();
-        assert_eq!(servers.len(), 8, "each a primary and a backup: {balanced}");
-        assert!(servers[..4].iter().all(|line| !line.contains("backup")), "{balanced}");
-        assert!(servers[4..].iter().all(|line| line.contains(" backup;")), "{balanced}");
+        assert_eq!(servers.len(), 4, "each replica once: {balanced}");
+        assert!(servers.iter().all(|line| !line.contains("backup")), "{balanced}");
         for replica in replicas(4) {
-            assert_eq!(balanced.matches(&format!("{} ", replica.address)).count(), 2);
+            assert_eq!(balanced.matches(&format!("{} ", replica.address)).count(), 1);
         }
         assert_eq!(derived.matches("_first {").count(), 4);
-    }
-
-    #[test]
-    fn the_fail_timeout_is_read_from_the_template() {
-        let template = std::fs::read_to_string(repo_root().join("docker/nginx.conf")).unwrap();
-        assert!(fail_timeout(&template).unwrap() > Duration::ZERO);
-        let written = "server api1:8081 max_fails=2 fail_timeout=7s;";
-        assert_eq!(fail_timeout(written).unwrap(), Duration::from_secs(7));
-        assert!(fail_timeout("server api1:8081;").is_err());
     }
 
     #[test]
