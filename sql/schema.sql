@@ -25,3 +25,53 @@ ALTER TABLE pessoas
     ALTER COLUMN nome SET STATISTICS 0,
     ALTER COLUMN nascimento SET STATISTICS 0,
     ALTER COLUMN stack SET STATISTICS 0;
+
+-- The text a search matches, case-folded as the replicas fold it: apelido, nome and each stack
+-- item, one a line, so that a match never spans two fields. lower() maps a character to its
+-- lower case; full case folding, which the replicas use, also maps the characters below (ß to
+-- ss, final sigma to sigma, the Latin ligatures, Greek symbol variants); the few it would map
+-- otherwise (Cherokee, a dotted capital I, Greek letters with iota subscript, Armenian
+-- ligatures) may be missed by a search the database answers. The replica checks every row it
+-- gets again with its own folding. The trigram index of sql/search-index.sql is over this;
+-- a replica reads rows through it only when its mirror is full (see src/mirror/). IMMUTABLE,
+-- as an index needs: it reads nothing but its arguments.
+CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[])
+    RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN replace(replace(replace(replace(replace(replace(replace(replace(
+        translate(
+            lower(apelido || E'\n' || nome || E'\n' || coalesce(array_to_string(stack, E'\n'), '')),
+            'ςſϐϑϕϖϰϱϵµẛι', 'σsβθφπκρεμṡι'),
+        'ß', 'ss'), 'ﬀ', 'ff'), 'ﬁ', 'fi'), 'ﬂ', 'fl'), 'ﬃ', 'ffi'), 'ﬄ', 'ffl'), 'ﬅ', 'st'),
+        'ﬆ', 'st');
+
+-- How many people are stored, kept by the inserts themselves so that counting reads a few rows
+-- at any table size. Each statement that inserts adds its count to one of 16 rows, chosen by
+-- its session, so that concurrent writers seldom wait on each other's row; the count is their
+-- sum. The trigger fires for COPY too, so people loaded in bulk are counted.
+CREATE TABLE IF NOT EXISTS pessoas_contagem (
+    parte   int    PRIMARY KEY,
+    pessoas bigint NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION pessoas_contar() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pessoas_contagem AS contagem (parte, pessoas)
+        SELECT pg_backend_pid() % 16, count(*) FROM novas
+        ON CONFLICT (parte) DO UPDATE SET pessoas = contagem.pessoas + excluded.pessoas;
+    RETURN NULL;
+END
+$$;
+
+-- Created once, with the people already stored counted in the same transaction: creating the
+-- trigger locks out inserts until it commits, so each person is counted exactly once.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'pessoas_contar'
+                   AND tgrelid = 'pessoas'::regclass) THEN
+        CREATE TRIGGER pessoas_contar AFTER INSERT ON pessoas
+            REFERENCING NEW TABLE AS novas FOR EACH STATEMENT EXECUTE FUNCTION pessoas_contar();
+        INSERT INTO pessoas_contagem (parte, pessoas)
+            SELECT -1, count(*) FROM pessoas;
+    END IF;
+END
+$$;

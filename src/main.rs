@@ -42,8 +42,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("index-search") => index_search(&settings),
         Some(other) => {
-            tracing::error!("usage: rinha [healthcheck] (unknown argument {other:?})");
+            tracing::error!(
+                "usage: rinha [healthcheck | index-search] (unknown argument {other:?})"
+            );
             ExitCode::from(2)
         }
     }
@@ -76,6 +79,25 @@ fn serve(settings: Settings) -> ExitCode {
         app.run_until(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Builds the search index, for as long as it takes (minutes on millions of people).
+fn index_search(settings: &Settings) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let started = std::time::Instant::now();
+    match runtime.block_on(rinha::startup::index_search(settings)) {
+        Ok(()) => {
+            tracing::info!("the search index is built ({:.1?})", started.elapsed());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(error = &*error, "the search index could not be built");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Logs go to standard error, as lines of text (colour only on a terminal), filtered by

@@ -84,3 +84,12 @@ pub async fn state(settings: &Settings) -> Result<(AppState, Tasks), Box<dyn Err
     };
     Ok((state, Tasks { writers, probe }))
 }
+
+/// Applies the schema, then builds the search index (see `sql/search-index.sql`): the step a
+/// table past what a mirror holds needs, run apart from the replicas (`rinha index-search`).
+pub async fn index_search(settings: &Settings) -> Result<(), Box<dyn Error>> {
+    let store = Store::new(settings)?;
+    store.migrate_when_ready().await?;
+    store.create_search_index().await?;
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Mirror, PAGE_ROWS};
+use super::{Frontier, Mirror, PAGE_ROWS};
 use crate::store::rows::page_key;
 use crate::store::{PageStart, StoreError};
 
@@ -52,14 +52,24 @@ impl Mirror {
             self.store
                 .in_progress_page_rows(in_progress, next, PAGE_ROWS)
         };
+        // Should the mirror fill here, none of the newer rows was read.
+        let before_newer = |_| Frontier::past(&seen);
         if !self
-            .add_pages(first.of_in_progress, seen.xmin, of_in_progress)
+            .add_pages(first.of_in_progress, before_newer, of_in_progress)
             .await?
         {
             return Ok(());
         }
         let newer = |next| self.store.page_rows(next, i64::MAX, PAGE_ROWS);
-        if !self.add_pages(first.newer, seen.xmin, newer).await? {
+        // Should the mirror fill here, the newer rows were read up to that row, but those of
+        // transactions in progress at this catch-up's snapshot, and those of transactions
+        // begun after it, which a later page may have missed as well.
+        let snapshot = &first.snapshot;
+        let within_newer = |key: PageStart| Frontier {
+            from: key.min((snapshot.xmax, Uuid::nil())),
+            in_progress: snapshot.in_progress.clone(),
+        };
+        if !self.add_pages(first.newer, within_newer, newer).await? {
             return Ok(());
         }
         self.write().seen = first.snapshot;
@@ -72,14 +82,14 @@ impl Mirror {
     async fn add_pages<Page>(
         &self,
         mut rows: Vec<Row>,
-        frontier: i64,
+        frontier: impl Fn(PageStart) -> Frontier,
         next_page: impl Fn(PageStart) -> Page,
     ) -> Result<bool, StoreError>
     where
         Page: Future<Output = Result<Vec<Row>, StoreError>>,
     {
         loop {
-            let Some(next) = self.add_page(&rows, frontier)? else {
+            let Some(next) = self.add_page(&rows, &frontier)? else {
                 return Ok(false);
             };
             if (rows.len() as i64) < PAGE_ROWS {
@@ -90,8 +100,12 @@ impl Mirror {
     }
 
     /// Adds the people of a page of a catch-up; returns where the next page starts, or None
-    /// once the mirror is full. Every row committed before `frontier` is in memory already.
-    fn add_page(&self, rows: &[Row], frontier: i64) -> Result<Option<PageStart>, StoreError> {
+    /// once the mirror is full, past `frontier` of the row that did not fit.
+    fn add_page(
+        &self,
+        rows: &[Row],
+        frontier: &impl Fn(PageStart) -> Frontier,
+    ) -> Result<Option<PageStart>, StoreError> {
         self.counters.catch_up_rows.inc_by(rows.len() as u64);
         let Some(last) = rows.last() else {
             return Ok(Some((i64::MAX, Uuid::max())));
@@ -106,7 +120,8 @@ impl Mirror {
             if state.people.contains(&person.id) {
                 continue;
             }
-            admitted = state.admit(&person, self.budget_bytes, frontier);
+            let key = page_key(row)?;
+            admitted = state.admit(&person, self.budget_bytes, || frontier(key));
             if !admitted {
                 break;
             }

@@ -28,11 +28,12 @@
 //! of the transactions that snapshot saw in progress, and the newer ones.
 //!
 //! The mirror has a memory budget. When the next person would take it past the budget, it
-//! stops growing for good ("full"): it still holds every committed row older than some
-//! transaction, its frontier. From then on a search that finds fewer than [`SEARCH_LIMIT`]
-//! people in memory goes on in the database, reading the rows from the frontier on, page by
-//! page, and matching them here with the same case folding; a lookup by id that misses memory
-//! reads the database, as it always did.
+//! stops growing for good ("full"). It then still holds every committed row before some
+//! [`Frontier`]. From then on a search that finds fewer than [`SEARCH_LIMIT`] people in memory
+//! goes on in the database, among the rows past the frontier only, through the trigram index
+//! that `rinha index-search` builds (`sql/search-index.sql`), and checks each row it gets with
+//! the same case folding as here; a lookup by id that misses memory reads the database, as it
+//! always did.
 
 mod catch_up;
 mod counters;
@@ -79,16 +80,42 @@ struct State {
     people: SearchIndex,
     /// The snapshot of the last catch-up: every row committed before it is in `people`.
     seen: Snapshot,
-    /// Set once the budget is reached: rows inserted by this transaction or later may be
-    /// missing, and the mirror no longer grows.
-    frontier: Option<i64>,
+    /// Set once the budget is reached, and the mirror no longer grows.
+    frontier: Option<Frontier>,
     /// How many people the mirror held when it last gave back its room to grow.
     shrunk_at: usize,
 }
 
+/// Which rows a full mirror may lack: those from `from` on, in (insert_xact, id) order, and
+/// those of the transactions `in_progress`, which may have committed after they were read. It
+/// holds every other committed row, and of these rows only a few: the people this replica
+/// stored itself before the mirror filled, and the rows of `in_progress` read before.
+#[derive(Clone, Debug)]
+pub(crate) struct Frontier {
+    from: PageStart,
+    in_progress: Vec<i64>,
+}
+
+impl Frontier {
+    /// The rows a catch-up with this snapshot had not read: those of the transactions then in
+    /// progress, and of every later one.
+    fn past(snapshot: &Snapshot) -> Frontier {
+        Frontier {
+            from: (snapshot.xmax, Uuid::nil()),
+            in_progress: snapshot.in_progress.clone(),
+        }
+    }
+}
+
 impl State {
-    /// Adds `person` if the budget allows it; otherwise the mirror is full from `frontier` on.
-    fn admit(&mut self, person: &PersonRef, budget: usize, frontier: i64) -> bool {
+    /// Adds `person` if the budget allows it; otherwise the mirror is full, its rows past
+    /// `frontier()`.
+    fn admit(
+        &mut self,
+        person: &PersonRef,
+        budget: usize,
+        frontier: impl FnOnce() -> Frontier,
+    ) -> bool {
         if self.frontier.is_some() {
             return false;
         }
@@ -98,10 +125,12 @@ impl State {
             self.shrunk_at = self.people.count();
         }
         if self.people.heap_bytes() >= budget {
+            let frontier = frontier();
             tracing::warn!(
                 "the mirror reached its memory budget of {} MiB with {} people; searches \
-                 that find fewer than {SEARCH_LIMIT} people in memory now also read the rows \
-                 inserted from transaction {frontier} on from the database",
+                 that find fewer than {SEARCH_LIMIT} people in memory now also search the \
+                 rows past {frontier:?} in the database, which needs its search index \
+                 (`rinha index-search`) to be quick",
                 budget >> 20,
                 self.people.count()
             );
@@ -138,13 +167,17 @@ impl Mirror {
                 .store
                 .page(start, snapshot.xmax, PAGE_ROWS, |row| {
                     let key = page_key(row)?;
-                    let Some((insert_xact, person)) = mirror.decoded(row) else {
+                    let Some((_, person)) = mirror.decoded(row) else {
                         start = key;
                         return Ok(true);
                     };
-                    // Rows of transactions then in progress may commit after their page was
-                    // read: the catch-ups read them, unless the mirror is full.
-                    let frontier = insert_xact.min(snapshot.xmin);
+                    // Every row before this one was read, but those of transactions then in
+                    // progress, which may commit later (the catch-ups read them, unless the
+                    // mirror is full).
+                    let frontier = || Frontier {
+                        from: key,
+                        in_progress: snapshot.in_progress.clone(),
+                    };
                     admitted = state.admit(&person, budget_bytes, frontier);
                     if admitted {
                         start = key;
@@ -171,10 +204,9 @@ impl Mirror {
     /// `201` needs no database. The catch-up that reads the row later finds it here already.
     pub(crate) fn add_stored(&self, pessoa: &Pessoa) {
         let mut state = self.write();
-        // Every row committed before the last catch-up's snapshot is here, so every one older
-        // than the oldest transaction it saw in progress; this one may be newer.
-        let frontier = state.seen.xmin;
-        if state.admit(&pessoa.into(), self.budget_bytes, frontier) {
+        // Every row committed before the last catch-up's snapshot is here.
+        let frontier = Frontier::past(&state.seen);
+        if state.admit(&pessoa.into(), self.budget_bytes, || frontier) {
             state.people.flush();
         }
     }
@@ -226,7 +258,7 @@ impl Mirror {
             let state = self.read();
             (
                 state.people.search(term, SEARCH_LIMIT, &mut array),
-                state.frontier,
+                state.frontier.clone(),
             )
         };
         self.counters
@@ -236,54 +268,62 @@ impl Mirror {
         if let Some(frontier) = frontier
             && found < SEARCH_LIMIT
         {
-            self.search_database(term, frontier, SEARCH_LIMIT - found, &mut array)
+            self.search_database(term, &frontier, SEARCH_LIMIT - found, &mut array)
                 .await?;
         }
         array.push(b']');
         Ok(array)
     }
 
-    /// Appends up to `wanted` matches among the rows from `frontier` on that are not in memory
+    /// Appends up to `wanted` matches among the rows past `frontier` that are not in memory
     /// (those in memory were searched there, and every match found, as it found fewer than the
-    /// limit). The whole scan is bounded by the database timeout.
+    /// limit). Bounded by the database timeout.
     async fn search_database(
         &self,
         term: &str,
-        frontier: i64,
-        mut wanted: usize,
+        frontier: &Frontier,
+        wanted: usize,
         array: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let term = index::fold(term);
-        let scan = async {
-            let mut start: PageStart = (frontier - 1, Uuid::max());
+        let pattern = format!("%{}%", like_escaped(&term));
+        let search = async {
+            let start = array.len();
+            // Room for rows past the frontier that are in memory all the same (see
+            // `Frontier`): few, but a search asks for more only when they crowd out others.
+            let mut limit = wanted + SEARCH_LIMIT;
             loop {
+                array.truncate(start);
                 let rows = self
                     .store
-                    .page(start, i64::MAX, PAGE_ROWS, |row| {
-                        start = page_key(row)?;
-                        let Some((_, person)) = self.decoded(row) else {
-                            return Ok(true);
-                        };
-                        if self.read().people.contains(&person.id)
-                            || !index::matches(&person, &term)
-                        {
-                            return Ok(true);
-                        }
-                        if array.len() > 1 {
-                            array.push(b',');
-                        }
-                        render_record(array, &person);
-                        wanted -= 1;
-                        Ok(wanted > 0)
-                    })
+                    .search_past(&pattern, frontier.from, &frontier.in_progress, limit as i64)
                     .await?;
-                if wanted == 0 || rows < PAGE_ROWS {
+                let mut found = 0;
+                for row in &rows {
+                    let Some((_, person)) = self.decoded(row) else {
+                        continue;
+                    };
+                    // The database lower-cases; this is full case folding, and fields apart.
+                    if self.read().people.contains(&person.id) || !index::matches(&person, &term) {
+                        continue;
+                    }
+                    if array.len() > 1 {
+                        array.push(b',');
+                    }
+                    render_record(array, &person);
+                    found += 1;
+                    if found == wanted {
+                        return Ok(());
+                    }
+                }
+                if rows.len() < limit {
                     return Ok(());
                 }
+                limit *= 4;
             }
         };
         let limit = self.store.timeout();
-        tokio::time::timeout(limit, scan)
+        tokio::time::timeout(limit, search)
             .await
             .unwrap_or(Err(StoreError::TimedOut(limit)))
     }
@@ -351,6 +391,18 @@ impl Mirror {
     }
 }
 
+/// `text` matched literally by LIKE: its wildcards and the escape character escaped.
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for character in text.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
 /// A stored person as the index takes one.
 fn person_ref(row: PersonRow<'_>) -> PersonRef<'_> {
     PersonRef {
@@ -359,5 +411,16 @@ fn person_ref(row: PersonRow<'_>) -> PersonRef<'_> {
         nome: row.nome,
         nascimento: row.nascimento,
         stack: row.stack,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_escaped;
+
+    #[test]
+    fn like_patterns_match_terms_literally() {
+        assert_eq!(like_escaped("c++"), "c++");
+        assert_eq!(like_escaped("100%_a\\b"), "100\\%\\_a\\\\b");
     }
 }

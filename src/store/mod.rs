@@ -25,7 +25,7 @@ use tokio_postgres::NoTls;
 
 use crate::config::Settings;
 use probe::Reachability;
-pub use queries::{CATCH_UP_SQL, IN_PROGRESS_PAGE_SQL, PAGE_SQL};
+pub use queries::{CATCH_UP_SQL, IN_PROGRESS_PAGE_SQL, PAGE_SQL, SEARCH_PAST_SQL};
 pub(crate) use queries::{PageStart, Snapshot};
 pub use schema::SCHEMA_LOCK_KEY;
 

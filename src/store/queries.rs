@@ -22,13 +22,12 @@ macro_rules! person_columns {
     };
 }
 
-/// The snapshot of the statement: the oldest transaction still running (`xmin`), the first
-/// not yet begun (`xmax`), and those between that were running (`in_progress`). A transaction
+/// The snapshot of the statement: the first transaction not yet begun (`xmax`), and those before
+/// it that were running (`in_progress`). A transaction
 /// older than `xmax` and not in progress had finished: its rows, if committed, were visible.
 macro_rules! snapshot_columns {
     () => {
-        "pg_snapshot_xmin(snapshot)::text::bigint AS xmin, \
-         pg_snapshot_xmax(snapshot)::text::bigint AS xmax, \
+        "pg_snapshot_xmax(snapshot)::text::bigint AS xmax, \
          ARRAY(SELECT pg_snapshot_xip(snapshot)::text::bigint) AS in_progress \
          FROM pg_current_snapshot() AS snapshot"
     };
@@ -83,6 +82,18 @@ pub const PAGE_SQL: &str = concat!(
      ORDER BY insert_xact, id LIMIT $4"
 );
 
+/// Up to `$5` people whose searchable text (`pessoas_busca`, see `sql/schema.sql`) is LIKE `$1`,
+/// among the rows from `($2, $3)` on in (insert_xact, id) order and those of the transactions
+/// `$4`: the rows a full mirror may lack. Found through the trigram index of
+/// `sql/search-index.sql` where it is built; else the rows past the frontier are read through.
+/// Public so tests can check its plan.
+pub const SEARCH_PAST_SQL: &str = concat!(
+    "SELECT ",
+    person_columns!(),
+    " FROM pessoas WHERE pessoas_busca(apelido, nome, stack) LIKE $1 \
+     AND ((insert_xact, id) >= ($2, $3) OR insert_xact = ANY($4)) LIMIT $5"
+);
+
 /// One person; an apelido already taken inserts nothing and returns no row.
 const INSERT_ONE_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
      VALUES ($1, $2, $3, $4::text::date, $5) \
@@ -110,7 +121,6 @@ pub(crate) type PageStart = (i64, Uuid);
 /// `insert_xact` holds them.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
-    pub(crate) xmin: i64,
     pub(crate) xmax: i64,
     pub(crate) in_progress: Vec<i64>,
 }
@@ -258,11 +268,33 @@ impl Store {
         .await
     }
 
+    /// Up to `limit` people past `from` or inserted by the transactions `in_progress`, whose
+    /// searchable text is LIKE `pattern` (see [`SEARCH_PAST_SQL`]), as rows for `rows::person`.
+    pub(crate) async fn search_past(
+        &self,
+        pattern: &str,
+        from: PageStart,
+        in_progress: &[i64],
+        limit: i64,
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        self.bounded(async {
+            // Unnamed, so planned each time for this pattern: a plan kept for any pattern
+            // cannot know that a rare one is a handful of entries of the trigram index.
+            let parameters: [&(dyn ToSql + Sync); 5] =
+                [&pattern, &from.0, &from.1, &in_progress, &limit];
+            Ok(client.query(SEARCH_PAST_SQL, &parameters).await?)
+        })
+        .await
+    }
+
+    /// How many people are stored: the sum of the counts the inserts keep (see
+    /// `sql/schema.sql`), a few rows at any table size.
     pub(crate) async fn count(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let statement = client
-                .prepare_cached("SELECT count(*) FROM pessoas")
+                .prepare_cached("SELECT coalesce(sum(pessoas), 0)::bigint FROM pessoas_contagem")
                 .await?;
             let row = client.query_one(&statement, &[]).await?;
             row.try_get(0).map_err(decode)

@@ -54,11 +54,10 @@ pub(crate) fn page_key(row: &Row) -> Result<PageStart, StoreError> {
     ))
 }
 
-/// The snapshot in a row that has one, in columns `xmin`, `xmax` and `in_progress`.
+/// The snapshot in a row that has one, in columns `xmax` and `in_progress`.
 pub(super) fn snapshot(row: &Row) -> Result<Snapshot, StoreError> {
     let read = || -> Result<Snapshot, tokio_postgres::Error> {
         Ok(Snapshot {
-            xmin: row.try_get("xmin")?,
             xmax: row.try_get("xmax")?,
             in_progress: row.try_get("in_progress")?,
         })

@@ -1,4 +1,5 @@
-//! Applying `sql/schema.sql`, once the database answers.
+//! Applying `sql/schema.sql`, once the database answers, and building the search index of
+//! `sql/search-index.sql` when told to.
 
 use std::time::{Duration, Instant};
 
@@ -6,6 +7,10 @@ use super::{Store, StoreError};
 
 /// The schema, embedded so the binary needs no files beside it.
 const SCHEMA: &str = include_str!("../../sql/schema.sql");
+
+/// The search index's statements, each run on its own (`CREATE INDEX CONCURRENTLY` cannot run
+/// in a transaction, which several statements sent at once would make).
+const SEARCH_INDEX: &str = include_str!("../../sql/search-index.sql");
 
 /// Any number works as long as every replica uses the same one. Public so tests can contend
 /// for it.
@@ -48,5 +53,59 @@ impl Store {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Builds the search index (`sql/search-index.sql`), taking as long as it needs. A build
+    /// that failed midway (its session ended, say) left an invalid index behind, which `IF NOT
+    /// EXISTS` would keep: it is dropped first.
+    pub(crate) async fn create_search_index(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.batch_execute("SET statement_timeout = 0").await?;
+        let invalid: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT NOT indisvalid FROM pg_index \
+                 WHERE indexrelid = to_regclass('pessoas_busca_trgm')), false)",
+                &[],
+            )
+            .await?
+            .try_get(0)
+            .map_err(super::decode)?;
+        if invalid {
+            tracing::info!("dropping the search index an earlier build left invalid");
+            client
+                .batch_execute("DROP INDEX CONCURRENTLY pessoas_busca_trgm")
+                .await?;
+        }
+        for statement in statements(SEARCH_INDEX) {
+            client.batch_execute(&statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The statements of `sql`, comment lines left out: each ends with a `;` at the end of a line.
+fn statements(sql: &str) -> Vec<String> {
+    let code: Vec<&str> = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split_inclusive(";\n")
+        .map(|statement| statement.trim().to_owned())
+        .filter(|statement| !statement.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_index_is_built_one_statement_at_a_time() {
+        let statements = statements(SEARCH_INDEX);
+        assert_eq!(statements.len(), 2, "{statements:?}");
+        assert!(statements[0].starts_with("CREATE EXTENSION"));
+        assert!(statements[1].starts_with("CREATE INDEX CONCURRENTLY"));
+        assert!(statements[1].ends_with("gin_trgm_ops);"));
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, db_client, pessoa};
+use crate::support::{TestApp, db_client, explain, pessoa};
 
 #[tokio::test]
 async fn a_valid_person_is_created_and_readable_at_its_location() {
@@ -419,19 +419,6 @@ async fn metrics_expose_requests_latency_batches_pool_mirror_and_process() {
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
-}
-
-/// PostgreSQL's plan for `sql` with `params`, one line of it per line.
-async fn explain(
-    db: &tokio_postgres::Client,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> String {
-    let rows = db.query(&format!("EXPLAIN {sql}"), params).await.unwrap();
-    rows.iter()
-        .map(|row| row.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn urlencode(term: &str) -> String {

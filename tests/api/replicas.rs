@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::support::{TestApp, db_client, fresh_database, metric_value, pessoa, settings};
+use crate::support::{TestApp, db_client, explain, fresh_database, metric_value, pessoa, settings};
 
 #[tokio::test]
 async fn a_record_created_on_one_replica_is_readable_at_once_on_the_other() {
@@ -221,28 +221,8 @@ async fn a_search_sees_a_row_committed_after_newer_ones() {
 
 #[tokio::test]
 async fn a_replica_past_its_memory_budget_still_answers_every_route() {
-    let database = fresh_database().await;
-    let db = db_client(&database).await;
-    // Applies the schema.
-    let normal = TestApp::spawn_on(&database).await;
-    db.batch_execute(
-        "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
-         SELECT gen_random_uuid(), 'cheio' || i, 'Nome ' || md5(i::text), '1990-01-01', \
-                ARRAY['Rust', 'Go'] \
-         FROM generate_series(1, 5000) AS i; \
-         INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
-         VALUES (gen_random_uuid(), 'agulha', 'Rua Straße', '1990-01-01', ARRAY['ΟΔΟΣ']);",
-    )
-    .await
-    .unwrap();
-    // A mirror budget of 768 KiB: room for a fraction of these people.
-    let small = TestApp::spawn_with(rinha::config::Settings {
-        memory_limit_bytes: Some(1 << 20),
-        ..settings(&database)
-    })
-    .await;
+    let (db, normal, small) = past_a_small_budget("cheio", 5000, false).await;
     let metrics = small.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("mirror_full 1"), "{metrics}");
     let held: usize = metrics
         .lines()
         .find_map(|line| line.strip_prefix("mirror_people "))
@@ -297,6 +277,93 @@ async fn a_replica_past_its_memory_budget_still_answers_every_route() {
     assert_eq!(small.post(&pessoa("cheio4999")).await.status(), 422);
     assert_eq!(small.count().await, 5003);
     assert_eq!(normal.count().await, 5003);
+}
+
+#[tokio::test]
+async fn past_its_budget_a_replica_searches_the_database_through_the_search_index() {
+    let (db, normal, small) = past_a_small_budget("indice", 30_000, true).await;
+    db.batch_execute("ANALYZE pessoas").await.unwrap();
+
+    // A rare term is a few entries of the index, not a read of every row past the frontier.
+    let plan = explain(
+        &db,
+        rinha::store::SEARCH_PAST_SQL,
+        &[
+            &"%agulha%",
+            &0i64,
+            &uuid::Uuid::nil(),
+            &Vec::<i64>::new(),
+            &50i64,
+        ],
+    )
+    .await;
+    assert!(plan.contains("pessoas_busca_trgm"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+
+    for (term, expected) in [
+        ("agulha", vec!["agulha"]),
+        ("STRASSE", vec!["agulha"]),
+        ("οδος", vec!["agulha"]),
+        ("100%25", vec!["agulha"]),
+        ("0%25", vec!["agulha"]),
+        ("indice29999", vec!["indice29999"]),
+        ("zzzz", vec![]),
+        // Across two fields only in the database's text, which puts a line between them.
+        ("agulha%0ARua", vec![]),
+    ] {
+        assert_eq!(search(&small, term).await, expected, "{term}");
+    }
+    assert_eq!(search(&small, "indice2999").await.len(), 11);
+    let mut many = search(&small, "indice").await;
+    many.sort();
+    many.dedup();
+    assert_eq!(many.len(), 50, "each person once");
+    // People stored after the mirror filled are found through the index too.
+    normal.create(&pessoa("recém-chegado")).await;
+    assert_eq!(search(&small, "RECÉM").await, ["recém-chegado"]);
+    // The count is read from the counts the inserts keep: the rows inserted behind the
+    // replicas' backs included.
+    assert_eq!(small.count().await, 30_002);
+    assert_eq!(normal.count().await, 30_002);
+}
+
+/// A replica with the schema applied and a replica whose mirror holds a fraction of the people
+/// stored behind their backs: `count` named `prefix` and a number, then `agulha`, whose text
+/// needs full case folding and holds LIKE's wildcard. With `index`, the search index is built
+/// before the second starts. Also returns a client of the database.
+async fn past_a_small_budget(
+    prefix: &str,
+    count: u32,
+    index: bool,
+) -> (tokio_postgres::Client, TestApp, TestApp) {
+    let database = fresh_database().await;
+    let db = db_client(&database).await;
+    // Applies the schema.
+    let normal = TestApp::spawn_on(&database).await;
+    db.batch_execute(&format!(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+         SELECT gen_random_uuid(), '{prefix}' || i, 'Nome ' || md5(i::text), '1990-01-01', \
+                ARRAY['Rust', 'Go'] \
+         FROM generate_series(1, {count}) AS i; \
+         INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+         VALUES (gen_random_uuid(), 'agulha', 'Rua Straße', '1990-01-01', ARRAY['ΟΔΟΣ', '100%']);"
+    ))
+    .await
+    .unwrap();
+    if index {
+        rinha::startup::index_search(&settings(&database))
+            .await
+            .unwrap();
+    }
+    // A mirror budget of 768 KiB: room for a fraction of these people.
+    let small = TestApp::spawn_with(rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&database)
+    })
+    .await;
+    let metrics = small.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("mirror_full 1"), "{metrics}");
+    (db, normal, small)
 }
 
 /// The apelidos a search on `app` returns, after checking it answers 200.

@@ -309,3 +309,16 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// PostgreSQL's plan for `sql` with `params`, one line of it per line.
+pub async fn explain(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let rows = db.query(&format!("EXPLAIN {sql}"), params).await.unwrap();
+    rows.iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
