@@ -85,6 +85,10 @@ pub struct Layout {
     /// a relay in its namespace): the database link's round trip, made longer.
     #[arg(long, value_name = "MS", requires = "netns", value_parser = crate::args::positive)]
     pub database_delay_ms: Option<f64>,
+    /// Build the search index (`rinha index-search`) once the people are preloaded, before
+    /// the replicas start: what a table past one replica's mirror needs.
+    #[arg(long)]
+    pub search_index: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -360,7 +364,8 @@ impl Stack {
             stack.stop()?;
             return Err(error);
         }
-        if let Err(error) = stack.launch(sh, &tools, preload).and_then(|()| stack.supervise()) {
+        let launched = stack.launch(sh, &tools, preload, layout.search_index);
+        if let Err(error) = launched.and_then(|()| stack.supervise()) {
             if let Err(cleanup) = stack.stop() {
                 eprintln!("{cleanup:#}");
             }
@@ -369,7 +374,13 @@ impl Stack {
         Ok(stack)
     }
 
-    fn launch(&mut self, sh: &Shell, tools: &Tools, preload: u64) -> Result<()> {
+    fn launch(
+        &mut self,
+        sh: &Shell,
+        tools: &Tools,
+        preload: u64,
+        search_index: bool,
+    ) -> Result<()> {
         sh.create_dir(logs_dir())?;
         let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
@@ -392,6 +403,15 @@ impl Stack {
                 preload,
             )?;
             println!("preloaded {preload} people in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        if search_index {
+            let started = Instant::now();
+            let replica = &topology.service(&topology.replicas[0].0)?.environment;
+            let database = tools.postgres.url(topology.database_port);
+            let rinha = release_binary("rinha");
+            let build = cmd!(sh, "{rinha} index-search").envs(replica);
+            quietly(build.env("DATABASE_URL", database)).run()?;
+            println!("built the search index in {:.1} s", started.elapsed().as_secs_f64());
         }
         self.start_relay(topology)?;
         for (name, _) in &topology.replicas {
