@@ -286,7 +286,7 @@ impl Mirror {
         array: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let term = index::fold(term);
-        let pattern = format!("%{}%", like_escaped(&term));
+        let pattern = like_pattern(&term);
         let search = async {
             let start = array.len();
             // Room for rows past the frontier that are in memory all the same (see
@@ -391,16 +391,33 @@ impl Mirror {
     }
 }
 
-/// `text` matched literally by LIKE: its wildcards and the escape character escaped.
-fn like_escaped(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len() + 2);
-    for character in text.chars() {
-        if matches!(character, '%' | '_' | '\\') {
-            escaped.push('\\');
+/// A LIKE pattern that matches every text lower-cased by the database (`pessoas_busca`) whose
+/// full case folding holds `term`, already folded: the term, literal, but for what lower() leaves
+/// apart and folding does not: `ss` matches any run (a `ß`), and `σ β θ φ π κ ρ ε μ ṡ ι` any one
+/// character (their variant forms, `ς ϐ ϑ ϕ ϖ ϰ ϱ ϵ µ ẛ ι`). Still missed: a long `ſ`, the Latin
+/// and Armenian ligatures, Greek letters with iota subscript, a dotted capital I and Cherokee.
+fn like_pattern(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    let mut characters = term.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            's' if characters.peek() == Some(&'s') => {
+                characters.next();
+                pattern.push('%');
+            }
+            'σ' | 'β' | 'θ' | 'φ' | 'π' | 'κ' | 'ρ' | 'ε' | 'μ' | 'ṡ' | 'ι' => {
+                pattern.push('_')
+            }
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(character);
+            }
+            _ => pattern.push(character),
         }
-        escaped.push(character);
     }
-    escaped
+    pattern.push('%');
+    pattern
 }
 
 /// A stored person as the index takes one.
@@ -416,11 +433,14 @@ fn person_ref(row: PersonRow<'_>) -> PersonRef<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::like_escaped;
+    use super::like_pattern;
 
     #[test]
-    fn like_patterns_match_terms_literally() {
-        assert_eq!(like_escaped("c++"), "c++");
-        assert_eq!(like_escaped("100%_a\\b"), "100\\%\\_a\\\\b");
+    fn like_patterns_match_terms_literally_and_what_lower_case_leaves_apart() {
+        assert_eq!(like_pattern("c++"), "%c++%");
+        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+        assert_eq!(like_pattern("strasse"), "%stra%e%");
+        assert_eq!(like_pattern("sss"), "%%s%");
+        assert_eq!(like_pattern("οδοσ"), "%οδο_%");
     }
 }

@@ -60,7 +60,11 @@ impl Store {
     /// EXISTS` would keep: it is dropped first.
     pub(crate) async fn create_search_index(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client.batch_execute("SET statement_timeout = 0").await?;
+        // Room to sort the index's entries in memory: the database's settings leave 64 MB to
+        // each maintenance task, for a vacuum beside the service's work; this is a one-off.
+        client
+            .batch_execute("SET statement_timeout = 0; SET maintenance_work_mem = '256MB'")
+            .await?;
         let invalid: bool = client
             .query_one(
                 "SELECT coalesce((SELECT NOT indisvalid FROM pg_index \

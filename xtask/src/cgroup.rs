@@ -74,12 +74,10 @@ impl Cgroup {
         for dir in cgroup.dirs() {
             make_dir(dir)?;
         }
-        let quota = (limits.cpus * CPU_PERIOD_MICROS as f64).round() as u64;
+        cgroup.limit_cpus(Some(limits.cpus))?;
         let memory = limits.memory_bytes.to_string();
         match &cgroup {
-            Cgroup::V1 { cpu, memory: mem, .. } => {
-                write(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_MICROS.to_string())?;
-                write(&cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            Cgroup::V1 { memory: mem, .. } => {
                 write(&mem.join("memory.limit_in_bytes"), &memory)?;
                 // With swap accounting on, the same number caps memory plus swap, so the
                 // service cannot swap its way past its limit.
@@ -89,7 +87,6 @@ impl Cgroup {
                 }
             }
             Cgroup::V2 { dir } => {
-                write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_MICROS}"))?;
                 write(&dir.join("memory.max"), &memory)?;
                 if dir.join("memory.swap.max").exists() {
                     write(&dir.join("memory.swap.max"), "0")?;
@@ -97,6 +94,22 @@ impl Cgroup {
             }
         }
         Ok(cgroup)
+    }
+
+    /// Caps the group's CPU at `cpus`, or lifts the cap (None).
+    pub fn limit_cpus(&self, cpus: Option<f64>) -> Result<()> {
+        let quota = cpus.map(|cpus| (cpus * CPU_PERIOD_MICROS as f64).round() as u64);
+        match self {
+            Cgroup::V1 { cpu, .. } => {
+                write(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_MICROS.to_string())?;
+                let quota = quota.map_or("-1".to_owned(), |quota| quota.to_string());
+                write(&cpu.join("cpu.cfs_quota_us"), &quota)
+            }
+            Cgroup::V2 { dir } => {
+                let quota = quota.map_or("max".to_owned(), |quota| quota.to_string());
+                write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_MICROS}"))
+            }
+        }
     }
 
     /// Makes `command`'s process join this group between fork and exec, so that everything it

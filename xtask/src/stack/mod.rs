@@ -393,6 +393,10 @@ impl Stack {
         )?;
         self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
         tools.postgres.create_database(topology.database_port)?;
+        // The preload and the index stand for a history of writes and a migration run apart:
+        // the database gets every CPU for them, and its limit back before the replicas start.
+        let database = self.services.last().context("the database is started")?;
+        database.cgroup.limit_cpus(None)?;
         if preload > 0 {
             let started = Instant::now();
             let schema = repo_root().join("sql/schema.sql");
@@ -413,6 +417,7 @@ impl Stack {
             quietly(build.env("DATABASE_URL", database)).run()?;
             println!("built the search index in {:.1} s", started.elapsed().as_secs_f64());
         }
+        database.cgroup.limit_cpus(Some(database.limits.cpus))?;
         self.start_relay(topology)?;
         for (name, _) in &topology.replicas {
             self.start_service(sh, tools, name, Signal::SIGTERM)?;
