@@ -91,6 +91,10 @@ fn decode(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreEr
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Room for searches in the database (past a full mirror) at once: half the connections the
+    /// writers leave, so that however slow those searches get, writes, catch-ups and lookups
+    /// always find connections.
+    searches: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
     outage: Arc<Outage>,
     reachability: Arc<Reachability>,
@@ -170,8 +174,10 @@ impl Store {
             .recycle_timeout(Some(settings.db_timeout))
             .build()
             .expect("a runtime is set, all a pool with timeouts needs");
+        let searches = (settings.pool_size - settings.writers) / 2;
         Ok(Store {
             pool,
+            searches: Arc::new(tokio::sync::Semaphore::new(searches.max(1))),
             timeout: settings.db_timeout,
             outage: Arc::default(),
             reachability: Arc::default(),

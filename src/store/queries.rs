@@ -277,6 +277,10 @@ impl Store {
         in_progress: &[i64],
         limit: i64,
     ) -> Result<Vec<Row>, StoreError> {
+        let permit = tokio::time::timeout(self.timeout, self.searches.acquire()).await;
+        let _permit = permit
+            .map_err(|_| StoreError::TimedOut(self.timeout))?
+            .expect("the semaphore is never closed");
         let client = self.client().await?;
         self.bounded(async {
             // Unnamed, so planned each time for this pattern: a plan kept for any pattern
