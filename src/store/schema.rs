@@ -110,6 +110,6 @@ mod tests {
         assert_eq!(statements.len(), 2, "{statements:?}");
         assert!(statements[0].starts_with("CREATE EXTENSION"));
         assert!(statements[1].starts_with("CREATE INDEX CONCURRENTLY"));
-        assert!(statements[1].ends_with("WITH (fastupdate = off);"));
+        assert!(statements[1].ends_with("WITH (gin_pending_list_limit = 256);"));
     }
 }
