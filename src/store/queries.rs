@@ -292,13 +292,11 @@ impl Store {
         .await
     }
 
-    /// How many people are stored: the sum of the counts the inserts keep (see
-    /// `sql/schema.sql`), a few rows at any table size.
     pub(crate) async fn count(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let statement = client
-                .prepare_cached("SELECT coalesce(sum(pessoas), 0)::bigint FROM pessoas_contagem")
+                .prepare_cached("SELECT count(*) FROM pessoas")
                 .await?;
             let row = client.query_one(&statement, &[]).await?;
             row.try_get(0).map_err(decode)

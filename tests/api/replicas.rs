@@ -321,8 +321,6 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     // People stored after the mirror filled are found through the index too.
     normal.create(&pessoa("recém-chegado")).await;
     assert_eq!(search(&small, "RECÉM").await, ["recém-chegado"]);
-    // The count is read from the counts the inserts keep: the rows inserted behind the
-    // replicas' backs included.
     assert_eq!(small.count().await, 30_002);
     assert_eq!(normal.count().await, 30_002);
 }
