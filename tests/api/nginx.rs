@@ -286,15 +286,6 @@ async fn once_every_replica_answered_503_nginx_sends_to_them_again_as_soon_as_th
     let links = [Link::to(&database).await, Link::to(&database).await];
     let urls = links.each_ref().map(|link| link.url(&database));
     let (api1, api2, nginx) = stack_on([&urls[0], &urls[1]]).await;
-    let answers = async |api: &TestApp, status: u16| {
-        for _ in 0..200 {
-            if api.get("/contagem-pessoas").await.status() == status {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{} never answered {status}", api.address);
-    };
     // The database out of reach of both, as while it restarts.
     for link in &links {
         link.set_cut(true).await;
@@ -362,12 +353,7 @@ async fn a_replica_that_answered_503_and_recovered_answers_everything_once_the_o
         );
     }
     link.set_cut(false).await;
-    for _ in 0..200 {
-        if api1.get("/contagem-pessoas").await.status() == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    answers(&api1, 200).await;
     // Then api2 stops, as in a rolling restart: every request must reach api1.
     api2.begin_stop();
     let gone = format!("{}/contagem-pessoas", api2.address);
@@ -380,4 +366,15 @@ async fn a_replica_that_answered_503_and_recovered_answers_everything_once_the_o
         let response = nginx.post(&pessoa(&format!("sobrevivente{i}"))).await;
         assert_eq!(response.status(), 201, "{}", nginx.error_log());
     }
+}
+
+/// Waits until `api` answers a count with `status`, for at most 5 s.
+async fn answers(api: &TestApp, status: u16) {
+    for _ in 0..200 {
+        if api.get("/contagem-pessoas").await.status() == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} never answered {status}", api.address);
 }
