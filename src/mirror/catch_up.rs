@@ -114,13 +114,13 @@ impl Mirror {
         let mut state = self.write();
         let mut admitted = true;
         for row in rows {
-            let Some((_, person)) = self.decoded(row) else {
+            let Some((insert_xact, person)) = self.decoded(row) else {
                 continue;
             };
             if state.people.contains(&person.id) {
                 continue;
             }
-            let key = page_key(row)?;
+            let key = (insert_xact, person.id);
             admitted = state.admit(&person, self.budget_bytes, || frontier(key));
             if !admitted {
                 break;
