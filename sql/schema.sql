@@ -1,4 +1,10 @@
--- The people table. Applied by every replica at start, under an advisory lock; idempotent.
+-- The people table. Applied by a replica at start when it differs from the schema recorded in
+-- rinha_schema, under an advisory lock; idempotent.
+
+CREATE TABLE IF NOT EXISTS rinha_schema (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+    applied text    NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS pessoas (
     id          uuid         PRIMARY KEY,
@@ -37,3 +43,35 @@ ALTER TABLE pessoas
 CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[])
     RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN lower(apelido || E'\n' || nome || E'\n' || coalesce(array_to_string(stack, E'\n'), ''));
+
+-- Short grams (one or two characters of a folded field; see src/index/grams.rs), each with up
+-- to 50 of the people whose fields hold it, or a few more: any 50 is what a search returns. A
+-- replica past its mirror's budget finds here what the trigram index cannot narrow down (terms
+-- of one or two characters, and those without three ASCII letters or digits in a row). The
+-- writers list each person they insert in the same statement, under the grams whose lists
+-- they do not know to be full; with the contest's payloads every list is full after a few
+-- thousand people, and no write lists anything from then on. People written behind the API's
+-- back are listed by `rinha index-search`.
+CREATE TABLE IF NOT EXISTS pessoas_gramas (
+    grama text   PRIMARY KEY,
+    ids   uuid[] NOT NULL
+);
+
+-- The filter of the seven-byte pieces (src/index/pieces.rs) of every person a snapshot saw
+-- committed, in parts of 1 MiB, saved by `rinha index-search` for a table past what a replica's
+-- mirror holds. A replica loads it at start, rather than reading the people it leaves out,
+-- and adds the people committed since; with it, a search that finds fewer than 50 people in
+-- memory asks the database only when its term may be among the people left out.
+CREATE TABLE IF NOT EXISTS pessoas_pedacos (
+    parte integer PRIMARY KEY,
+    bits  bytea   NOT NULL
+);
+-- Random bits: not worth trying to compress.
+ALTER TABLE pessoas_pedacos ALTER COLUMN bits SET STORAGE EXTERNAL;
+
+-- The snapshot the filter was made under (see `snapshot_columns!` in src/store/queries.rs).
+CREATE TABLE IF NOT EXISTS pessoas_pedacos_visto (
+    one         boolean  PRIMARY KEY DEFAULT true CHECK (one),
+    snapshot_xmax bigint   NOT NULL,
+    in_progress   bigint[] NOT NULL
+);

@@ -90,6 +90,22 @@ pub async fn state(settings: &Settings) -> Result<(AppState, Tasks), Box<dyn Err
 pub async fn index_search(settings: &Settings) -> Result<(), Box<dyn Error>> {
     let store = Store::new(settings)?;
     store.migrate_when_ready().await?;
+    // A third of the replicas' mirror: the filter of pieces a replica loads, or 128 MiB when
+    // their limit is unknown here.
+    let memory_limit = settings.memory_limit_bytes.or_else(memory::cgroup_limit);
+    let filter_bytes = match memory_limit {
+        Some(_) => memory::mirror_budget(memory_limit) / 3,
+        None => 128 << 20,
+    };
+    let indexed = crate::mirror::index_stored_people(&store, filter_bytes).await?;
+    tracing::info!(
+        "{} people listed under {} short grams, and their pieces saved in a filter of {} MiB, \
+         {:.0}% of its bits set",
+        indexed.people,
+        indexed.grams,
+        indexed.filter_bytes >> 20,
+        indexed.filter_load * 100.0
+    );
     store.create_search_index().await?;
     Ok(())
 }

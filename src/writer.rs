@@ -11,16 +11,24 @@
 //! is answered `503` and never written, so a `503` still means "not stored". A batch whose
 //! answer was lost with its connection is settled before anyone is answered, by looking its
 //! people up (see [`Store::insert_batch`]): a person stored gets its `201`.
+//!
+//! The same statement lists each person under its short grams (see `pessoas_gramas` in
+//! `sql/schema.sql`) whose lists are not known to be full. The writers learn which are full from
+//! the inserts themselves, so that once the common grams are full a write lists nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::collections::HashSet;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::domain::Pessoa;
+use crate::index::grams_of;
 use crate::metrics::Metrics;
+use crate::mirror::SEARCH_LIMIT;
 use crate::store::{Store, StoreError};
 
 /// How many requests may wait for a writer before new ones wait to be queued.
@@ -75,8 +83,16 @@ impl Writer {
     ) -> (Writer, JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let jobs = Arc::new(Mutex::new(jobs));
+        let full_grams = Arc::default();
         let writers: Vec<JoinHandle<()>> = (0..writers)
-            .map(|_| tokio::spawn(run(store.clone(), jobs.clone(), batch_max, metrics.clone())))
+            .map(|_| {
+                let writer = BatchWriter {
+                    store: store.clone(),
+                    full_grams: Arc::clone(&full_grams),
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(writer.run(jobs.clone(), batch_max))
+            })
             .collect();
         let task = tokio::spawn(async move {
             for writer in writers {
@@ -104,51 +120,82 @@ impl Writer {
     }
 }
 
-async fn run(
+/// One writer, and what the writers share.
+struct BatchWriter {
     store: Store,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    batch_max: usize,
+    /// The grams whose lists are known to hold [`SEARCH_LIMIT`] people already.
+    full_grams: Arc<std::sync::Mutex<HashSet<String>>>,
     metrics: Arc<Metrics>,
-) {
-    let mut batch = Vec::with_capacity(batch_max);
-    // The lock is held only while waiting for jobs, so one idle writer waits at a time and the
-    // others are writing.
-    while jobs.lock().await.recv_many(&mut batch, batch_max).await > 0 {
-        let now = Instant::now();
-        for late in batch.extract_if(.., |job| job.deadline <= now) {
-            let _ = late.reply.send(Err(WriteError::WaitedTooLong));
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        metrics.batch_size.observe(batch.len() as f64);
-        write(&store, &mut batch).await;
-    }
 }
 
-/// Writes `batch` and answers every job in it, leaving `batch` empty.
-async fn write(store: &Store, batch: &mut Vec<Job>) {
-    // Batches insert in the same (apelido) order, so two of them racing for the same apelidos,
-    // from one replica or two, wait on each other instead of deadlocking.
-    batch.sort_unstable_by(|a, b| a.pessoa.apelido().cmp(b.pessoa.apelido()));
-    let pessoas: Vec<&Pessoa> = batch.iter().map(|job| &job.pessoa).collect();
-    match store.insert_batch(&pessoas).await {
-        Ok(inserted) => {
-            for job in batch.drain(..) {
-                let outcome = if inserted.contains(&job.pessoa.id()) {
-                    Outcome::Created
-                } else {
-                    Outcome::ApelidoTaken
-                };
-                // The requester may have gone away; its record is stored all the same.
-                let _ = job.reply.send(Ok(outcome));
+impl BatchWriter {
+    async fn run(self, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, batch_max: usize) {
+        let mut batch = Vec::with_capacity(batch_max);
+        // The lock is held only while waiting for jobs, so one idle writer waits at a time and
+        // the others are writing.
+        while jobs.lock().await.recv_many(&mut batch, batch_max).await > 0 {
+            let now = Instant::now();
+            for late in batch.extract_if(.., |job| job.deadline <= now) {
+                let _ = late.reply.send(Err(WriteError::WaitedTooLong));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            self.metrics.batch_size.observe(batch.len() as f64);
+            self.write(&mut batch).await;
+        }
+    }
+
+    /// Writes `batch` and answers every job in it, leaving `batch` empty.
+    async fn write(&self, batch: &mut Vec<Job>) {
+        // Batches insert in the same (apelido) order, so two of them racing for the same
+        // apelidos, from one replica or two, wait on each other instead of deadlocking.
+        batch.sort_unstable_by(|a, b| a.pessoa.apelido().cmp(b.pessoa.apelido()));
+        let pessoas: Vec<&Pessoa> = batch.iter().map(|job| &job.pessoa).collect();
+        let listing = self.listing(&pessoas);
+        match self
+            .store
+            .insert_batch(&pessoas, &listing, SEARCH_LIMIT)
+            .await
+        {
+            Ok(inserted) => {
+                self.full_grams
+                    .lock()
+                    .expect("never poisoned: no panics under it")
+                    .extend(inserted.full);
+                for job in batch.drain(..) {
+                    let outcome = if inserted.ids.contains(&job.pessoa.id()) {
+                        Outcome::Created
+                    } else {
+                        Outcome::ApelidoTaken
+                    };
+                    // The requester may have gone away; its record is stored all the same.
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(WriteError::Store(error.clone())));
+                }
             }
         }
-        Err(error) => {
-            let error = Arc::new(error);
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(WriteError::Store(error.clone())));
-            }
-        }
+    }
+
+    /// Each person's grams whose lists are not known to be full.
+    fn listing(&self, pessoas: &[&Pessoa]) -> Vec<(String, uuid::Uuid)> {
+        let grams: Vec<_> = pessoas
+            .iter()
+            .map(|&p| (grams_of(&p.into()), p.id()))
+            .collect();
+        let full = self
+            .full_grams
+            .lock()
+            .expect("never poisoned: no panics under it");
+        grams
+            .into_iter()
+            .flat_map(|(grams, id)| grams.into_iter().map(move |gram| (gram, id)))
+            .filter(|(gram, _)| !full.contains(gram))
+            .collect()
     }
 }

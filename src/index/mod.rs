@@ -18,7 +18,9 @@
 //! No search checks every person: at worst it reads the lists of the term's sequences.
 
 mod fold;
+mod grams;
 mod lists;
+mod pieces;
 pub(crate) mod record;
 mod sequences;
 mod stack_items;
@@ -29,6 +31,8 @@ use hashbrown::{HashSet, HashTable};
 use uuid::Uuid;
 
 pub(crate) use fold::{fold, matches};
+pub(crate) use grams::{grams_of, grams_of_term};
+pub use pieces::PieceFilter;
 pub use record::PersonRef;
 use record::Records;
 use sequences::{PAD, Sequences};
@@ -206,6 +210,33 @@ impl SearchIndex {
         }
     }
 
+    /// Up to `n` distinct three-byte pieces of `term` (folded) made of ASCII letters and digits,
+    /// those the fewest people here hold first: the trigrams of a database's trigram index that
+    /// narrow a search for the term down at the least cost, if the people here are like the
+    /// others. People hold a piece in their apelido or nome, or through a stack item.
+    pub(crate) fn rarest_trigrams<'t>(&self, term: &'t str, n: usize) -> Vec<&'t str> {
+        let mut pieces: Vec<(usize, &'t str)> = term
+            .as_bytes()
+            .windows(3)
+            .enumerate()
+            .filter(|(_, window)| window.iter().all(u8::is_ascii_alphanumeric))
+            .map(|(start, window)| {
+                let key = [window[0], window[1], window[2]];
+                let in_text = self.text.listed(&key).map_or(0, |(_, people)| people);
+                let in_stack: usize = self.stack.sequences.listed(&key).map_or(0, |(slot, _)| {
+                    self.stack.sequences.lists.lists[slot as usize]
+                        .cursor()
+                        .map(|item| self.stack.people.lists[item as usize].len())
+                        .sum()
+                });
+                (in_text + in_stack, &term[start..start + 3])
+            })
+            .collect();
+        pieces.sort_unstable();
+        pieces.dedup_by_key(|(_, piece)| *piece);
+        pieces.into_iter().take(n).map(|(_, piece)| piece).collect()
+    }
+
     fn position(&self, id: &Uuid) -> Option<usize> {
         let hash = self.hasher.hash_one(id);
         self.by_id
@@ -226,9 +257,24 @@ impl SearchIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::Pessoa;
+
+    /// A person as the index takes one, for the tests of its parts.
+    pub(super) fn person<'a>(
+        apelido: &'a str,
+        nome: &'a str,
+        stack: Option<Vec<&'a str>>,
+    ) -> PersonRef<'a> {
+        PersonRef {
+            id: Uuid::nil(),
+            apelido,
+            nome,
+            nascimento: "2000-01-01",
+            stack,
+        }
+    }
 
     fn pessoa(apelido: &str, nome: &str, stack: Option<&[&str]>) -> Pessoa {
         born(apelido, nome, "2000-01-01", stack)

@@ -57,6 +57,12 @@ impl Sequences {
         }
     }
 
+    /// The ids listed under `sequence`, each once: how many strings contain it.
+    pub(super) fn listed(&self, sequence: &[u8; 3]) -> Option<(u32, usize)> {
+        let slot = *self.slots.get(sequence)?;
+        Some((slot, self.lists.lists[slot as usize].len()))
+    }
+
     /// Calls `take` with the ids of strings that contain `term` (folded, without NUL), some
     /// perhaps more than once, until it returns false. `confirm` tells whether the string of an
     /// id really contains the term, for the ids that sequences alone cannot decide. Returns

@@ -12,6 +12,10 @@ pub(super) struct Counters {
     pub(super) catch_up_rows: IntCounter,
     pub(super) undecodable_rows: IntCounter,
     pub(super) search_items_visited: IntCounter,
+    /// Searches that found fewer than 50 people in memory while it leaves people out, by what
+    /// came of them: ruled out by the filter of pieces, or asked of the database.
+    pub(super) searches_ruled_out: IntCounter,
+    pub(super) searches_in_database: IntCounter,
 }
 
 impl Counters {
@@ -44,12 +48,22 @@ impl Counters {
                 "search_items_visited_total",
                 "Distinct stack items whose people the searches in memory went through.",
             ),
+            searches_ruled_out: counter(
+                "mirror_searches_ruled_out_total",
+                "Searches past memory that the filter of the people left out answered: nobody.",
+            ),
+            searches_in_database: counter(
+                "mirror_searches_in_database_total",
+                "Searches past memory that went on in the database.",
+            ),
         };
         for counter in [
             &counters.catch_ups,
             &counters.catch_up_rows,
             &counters.undecodable_rows,
             &counters.search_items_visited,
+            &counters.searches_ruled_out,
+            &counters.searches_in_database,
         ] {
             counters
                 .registry

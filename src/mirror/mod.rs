@@ -8,12 +8,11 @@
 //! in progress. Every other transaction older than `xmax` had finished, so its rows, if
 //! committed, are visible to that statement and to every later one. The catch-up reads the
 //! rows of the transactions that were in progress at the previous catch-up's snapshot and the
-//! rows of transactions from its `xmax` on: every row that could have been committed since.
-//! The same statement reads the first page of each, later statements any further pages. So the
-//! mirror then holds every row committed before the snapshot, and the next catch-up starts from
-//! it. A row is read again only while its transaction was in progress at a snapshot: a
-//! transaction someone leaves open costs each catch-up one index probe for its own rows,
-//! however long it stays open, and nothing for anyone else's.
+//! rows of transactions from its `xmax` on, but those of transactions in progress at its own
+//! snapshot: every row committed since, each read once. The same statement reads the first
+//! page of each, later statements any further pages. The next catch-up starts from its
+//! snapshot. A transaction someone leaves open costs each catch-up one index probe for its
+//! own rows, however long it stays open, and nothing for anyone else's.
 //!
 //! A replica runs one catch-up at a time. A search that arrives while one runs waits for the
 //! next, whose snapshot is then taken after it arrived, and every search waiting shares that
@@ -23,20 +22,25 @@
 //! item, a date past year 9999, an empty apelido) is skipped, counted in
 //! `mirror_undecodable_rows_total` and logged once; a lookup of it fails as a bug would.
 //!
-//! At start the mirror loads the table in pages, in (insert_xact, id) order, up to the `xmax`
-//! of a snapshot taken first; each page is one short statement. A catch-up then reads the rows
-//! of the transactions that snapshot saw in progress, and the newer ones.
+//! At start the mirror loads the table in pages, in (insert_xact, id) order, the rows a
+//! snapshot taken first saw committed; each page is one short statement. A catch-up then reads
+//! the rows committed since.
 //!
-//! The mirror has a memory budget. When the next person would take it past the budget, it
-//! stops growing for good ("full"). It then still holds every committed row before some
-//! [`Frontier`]. From then on a search that finds fewer than [`SEARCH_LIMIT`] people in memory
-//! goes on in the database, among the rows past the frontier only, through the trigram index
-//! that `rinha index-search` builds (`sql/search-index.sql`), and checks each row it gets with
-//! the same case folding as here; a lookup by id that misses memory reads the database, as it
-//! always did.
+//! The mirror has a memory budget, and holds only the people that fit ("leaving out" the
+//! others, which are counted all the same). A table past it loads three quarters of the room,
+//! keeping the rest for the people stored from then on, who are the ones most often looked up
+//! and searched. What it knows of the people it leaves out is a filter of pieces
+//! ([`PieceFilter`]): the one `rinha index-search` saved for the rows its snapshot saw (the
+//! load then starts from that snapshot), with everyone left out since added. A search that
+//! finds fewer than [`SEARCH_LIMIT`] people in memory asks the database for more (see
+//! `database`) only when the filter cannot rule its term out. Without a saved filter, a table
+//! past the budget at start has every such search ask the database. A lookup by id that
+//! misses memory reads the database.
 
 mod catch_up;
 mod counters;
+mod database;
+mod gram_lists;
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -48,17 +52,18 @@ use uuid::Uuid;
 
 use crate::domain::Pessoa;
 use crate::index::record::render_record;
-use crate::index::{self, PersonRef, SearchIndex};
+use crate::index::{self, PersonRef, PieceFilter, SearchIndex};
 use crate::store::rows::{self, PersonRow, page_key};
 use crate::store::{PageStart, Snapshot, Store, StoreError};
 use catch_up::CatchUp;
 use counters::Counters;
+pub(crate) use gram_lists::index_stored_people;
 
 /// The most people one search returns.
 pub(crate) const SEARCH_LIMIT: usize = 50;
 
-/// Rows per page when loading the table, catching up or searching past a full mirror: a
-/// statement well inside the database timeout, and a few MB in flight.
+/// Rows per page when loading the table or catching up: a statement well inside the database
+/// timeout, and a few MB in flight.
 const PAGE_ROWS: i64 = 10_000;
 
 pub(crate) struct Mirror {
@@ -78,73 +83,99 @@ pub(crate) struct Mirror {
 #[derive(Default)]
 struct State {
     people: SearchIndex,
-    /// The snapshot of the last catch-up: every row committed before it is in `people`.
+    /// The snapshot of the last catch-up: every row committed before it was read once.
     seen: Snapshot,
+    /// How many of the rows read are not in `people`: left out, or undecodable.
+    left_out: u64,
+    /// What the mirror knows of the people it left out.
+    filter: LeftOut,
     /// Set once the budget is reached, and the mirror no longer grows.
-    frontier: Option<Frontier>,
+    full: bool,
     /// How many people the mirror held when it last gave back its room to grow.
     shrunk_at: usize,
 }
 
-/// Which rows a full mirror may lack: those from `from` on, in (insert_xact, id) order, and
-/// those of the transactions `in_progress`, which may have committed after they were read. It
-/// holds every other committed row, and of these rows only a few: the people this replica
-/// stored itself before the mirror filled, and the rows of `in_progress` read before.
-#[derive(Clone, Debug)]
-pub(crate) struct Frontier {
-    from: PageStart,
-    in_progress: Vec<i64>,
-}
-
-impl Frontier {
-    /// The rows a catch-up with this snapshot had not read: those of the transactions then in
-    /// progress, and of every later one.
-    fn past(snapshot: &Snapshot) -> Frontier {
-        Frontier {
-            from: (snapshot.xmax, Uuid::nil()),
-            in_progress: snapshot.in_progress.clone(),
-        }
-    }
+/// The people a mirror left out, as far as searches are concerned.
+#[derive(Default)]
+enum LeftOut {
+    /// None: memory answers every search.
+    #[default]
+    Nobody,
+    /// Every one of them is in the filter.
+    Filtered(PieceFilter),
+    /// Some were left out at start with no filter saved: any may match any term.
+    Unfiltered,
 }
 
 impl State {
-    /// Adds `person` if the budget allows it; otherwise the mirror is full, its rows past
-    /// `frontier()`.
-    fn admit(
-        &mut self,
-        person: &PersonRef,
-        budget: usize,
-        frontier: impl FnOnce() -> Frontier,
-    ) -> bool {
-        if self.frontier.is_some() {
-            return false;
+    /// The share of the budget the people may take: the rest is the filter's, or kept for it.
+    fn people_budget(&self, budget: usize) -> usize {
+        match &self.filter {
+            LeftOut::Filtered(filter) => budget.saturating_sub(filter.heap_bytes()),
+            LeftOut::Nobody | LeftOut::Unfiltered => budget - budget / 8,
         }
-        if self.people.heap_bytes() >= budget && self.people.count() >= self.shrunk_at * 17 / 16 {
+    }
+
+    /// Adds `person` if the people then take less than `limit` bytes.
+    fn admit_within(&mut self, person: &PersonRef, limit: usize) -> bool {
+        if self.people.heap_bytes() >= limit && self.people.count() >= self.shrunk_at * 17 / 16 {
             // Lists keep room to grow; giving it back may make room for many more people.
             self.people.shrink();
             self.shrunk_at = self.people.count();
         }
-        if self.people.heap_bytes() >= budget {
-            let frontier = frontier();
-            tracing::warn!(
-                "the mirror reached its memory budget of {} MiB with {} people; searches \
-                 that find fewer than {SEARCH_LIMIT} people in memory now also search the \
-                 rows past {frontier:?} in the database, which needs its search index \
-                 (`rinha index-search`) to be quick",
-                budget >> 20,
-                self.people.count()
-            );
-            self.frontier = Some(frontier);
+        if self.people.heap_bytes() >= limit {
             return false;
         }
         self.people.insert(person);
         true
     }
+
+    /// Adds `person` if the budget allows it; otherwise the mirror is full from now on.
+    fn admit(&mut self, person: &PersonRef, budget: usize) -> bool {
+        if self.full {
+            return false;
+        }
+        if self.admit_within(person, self.people_budget(budget)) {
+            return true;
+        }
+        tracing::warn!(
+            "the mirror reached its memory budget of {} MiB with {} people; the people stored \
+             from now on are left out, and found in the database",
+            budget >> 20,
+            self.people.count()
+        );
+        self.full = true;
+        false
+    }
+
+    /// Adds `person`, left out, to the filter (the caller counts it). The first person left out
+    /// while running gets a filter made in the room kept for it.
+    fn filter_out(&mut self, person: &PersonRef, budget: usize) {
+        match &mut self.filter {
+            LeftOut::Nobody => {
+                let mut filter = PieceFilter::sized_for(u64::MAX, budget / 8);
+                filter.add(person);
+                self.filter = LeftOut::Filtered(filter);
+            }
+            LeftOut::Filtered(filter) => filter.add(person),
+            LeftOut::Unfiltered => {}
+        }
+    }
+
+    /// Whether a person left out may hold `term` (folded).
+    fn may_have_left_out(&self, term: &str) -> bool {
+        match &self.filter {
+            LeftOut::Nobody => false,
+            LeftOut::Filtered(filter) => filter.may_hold(term),
+            LeftOut::Unfiltered => true,
+        }
+    }
 }
 
 impl Mirror {
-    /// A mirror holding every person stored so far that fits in `budget_bytes`. Nothing else
-    /// sees the mirror while it loads, so it is built unlocked and shared once whole.
+    /// A mirror holding every person stored so far that fits in `budget_bytes`, in
+    /// (insert_xact, id) order, and the count of the rest. Nothing else sees the mirror while it
+    /// loads, so it is built unlocked and shared once whole.
     pub(crate) async fn load(store: Store, budget_bytes: usize) -> Result<Mirror, StoreError> {
         let mirror = Mirror {
             store,
@@ -158,42 +189,75 @@ impl Mirror {
             undecodable: Mutex::default(),
             counters: Counters::new(),
         };
-        let snapshot = mirror.store.snapshot().await?;
         let mut state = State::default();
+        let saved = mirror.store.saved_filter().await?;
+        let (seen, saved) = match saved {
+            Some((seen, bytes)) => match PieceFilter::from_bytes(&bytes) {
+                Some(filter) if filter.heap_bytes() <= budget_bytes / 2 => (seen, Some(filter)),
+                _ => {
+                    tracing::warn!(
+                        "the saved filter of pieces ({} MiB) is unreadable or past half this \
+                         replica's budget; ignored",
+                        bytes.len() >> 20
+                    );
+                    (mirror.store.snapshot().await?, None)
+                }
+            },
+            None => (mirror.store.snapshot().await?, None),
+        };
+        let room = match &saved {
+            Some(filter) => budget_bytes.saturating_sub(filter.heap_bytes()),
+            None => state.people_budget(budget_bytes),
+        };
+        // The rest is kept for the people stored from now on.
+        let loading = room / 4 * 3;
         let mut start: PageStart = (i64::MIN, Uuid::nil());
         loop {
-            let mut admitted = true;
+            let mut left_from = None;
             let rows = mirror
                 .store
-                .page(start, snapshot.xmax, PAGE_ROWS, |row| {
+                .page(start, &seen, PAGE_ROWS, |row| {
                     let key = page_key(row)?;
-                    let Some((_, person)) = mirror.decoded(row) else {
-                        start = key;
-                        return Ok(true);
-                    };
-                    // Every row before this one was read, but those of transactions then in
-                    // progress, which may commit later (the catch-ups read them, unless the
-                    // mirror is full).
-                    let frontier = || Frontier {
-                        from: key,
-                        in_progress: snapshot.in_progress.clone(),
-                    };
-                    admitted = state.admit(&person, budget_bytes, frontier);
-                    if admitted {
-                        start = key;
+                    match mirror.decoded(row) {
+                        Some((_, person)) if !state.admit_within(&person, loading) => {
+                            left_from = Some(key);
+                            return Ok(false);
+                        }
+                        Some(_) => {}
+                        None => state.left_out += 1,
                     }
-                    Ok(admitted)
+                    start = key;
+                    Ok(true)
                 })
                 .await?;
             state.people.flush();
-            if !admitted {
+            if let Some(key) = left_from {
+                // The rest is counted through the index, never read.
+                state.left_out += mirror.store.count_from(key, &seen).await? as u64;
+                state.filter = match saved {
+                    Some(filter) => LeftOut::Filtered(filter),
+                    None => {
+                        tracing::warn!(
+                            "the table is past this replica's memory budget and no filter of \
+                             pieces is saved (`rinha index-search` saves one): every search \
+                             that finds fewer than {SEARCH_LIMIT} people in memory asks the \
+                             database"
+                        );
+                        LeftOut::Unfiltered
+                    }
+                };
                 break;
             }
             if rows < PAGE_ROWS {
-                state.seen = snapshot;
                 break;
             }
         }
+        tracing::info!(
+            "the mirror loaded {} people; {} rows left out",
+            state.people.count(),
+            state.left_out
+        );
+        state.seen = seen;
         state.people.shrink();
         *mirror.write() = state;
         mirror.catch_up().await?;
@@ -204,9 +268,7 @@ impl Mirror {
     /// `201` needs no database. The catch-up that reads the row later finds it here already.
     pub(crate) fn add_stored(&self, pessoa: &Pessoa) {
         let mut state = self.write();
-        // Every row committed before the last catch-up's snapshot is here.
-        let frontier = Frontier::past(&state.seen);
-        if state.admit(&pessoa.into(), self.budget_bytes, || frontier) {
+        if state.admit(&pessoa.into(), self.budget_bytes) {
             state.people.flush();
         }
     }
@@ -216,37 +278,28 @@ impl Mirror {
         self.read().people.count()
     }
 
-    /// How many people are stored, every one committed before this call counted. While the
-    /// mirror holds everyone, that is a catch-up (which reads only the rows added since the last
-    /// one) and the people here, with the rows it had to leave out as undecodable; a full mirror
-    /// has the database count them.
+    /// How many people are stored, every one committed before this call counted: a catch-up
+    /// (which reads only the rows committed since the last one), then the people here and the
+    /// rows read but left out.
     pub(crate) async fn count_stored(&self) -> Result<i64, StoreError> {
         self.catch_up().await?;
-        let held = {
-            let state = self.read();
-            state.frontier.is_none().then(|| state.people.count())
-        };
-        match held {
-            Some(people) => {
-                let undecodable = self
-                    .undecodable
-                    .lock()
-                    .expect("never poisoned: no panics under it")
-                    .len();
-                Ok((people + undecodable) as i64)
-            }
-            None => self.store.count().await,
-        }
+        let state = self.read();
+        Ok(state.people.count() as i64 + state.left_out as i64)
     }
 
     /// About how many bytes the mirror holds, and its budget.
     pub(crate) fn memory(&self) -> (usize, usize) {
-        (self.read().people.heap_bytes(), self.budget_bytes)
+        let state = self.read();
+        let filter = match &state.filter {
+            LeftOut::Filtered(filter) => filter.heap_bytes(),
+            LeftOut::Nobody | LeftOut::Unfiltered => 0,
+        };
+        (state.people.heap_bytes() + filter, self.budget_bytes)
     }
 
     /// Whether the mirror has reached its budget and stopped growing.
     pub(crate) fn is_full(&self) -> bool {
-        self.read().frontier.is_some()
+        self.read().full
     }
 
     /// The records of up to [`SEARCH_LIMIT`] people with `term` inside their apelido, nome or
@@ -254,78 +307,35 @@ impl Mirror {
     pub(crate) async fn search(&self, term: &str) -> Result<Vec<u8>, StoreError> {
         self.catch_up().await?;
         let mut array = vec![b'['];
-        let (searched, frontier) = {
+        let folded = index::fold(term);
+        let (searched, past_memory) = {
             let state = self.read();
-            (
-                state.people.search(term, SEARCH_LIMIT, &mut array),
-                state.frontier.clone(),
-            )
+            let searched = state.people.search(term, SEARCH_LIMIT, &mut array);
+            let past_memory = match state.filter {
+                LeftOut::Nobody => false,
+                _ => searched.people < SEARCH_LIMIT,
+            };
+            let ask = past_memory && state.may_have_left_out(&folded);
+            (searched, past_memory.then_some(ask))
         };
         self.counters
             .search_items_visited
             .inc_by(searched.items_visited as u64);
-        let found = searched.people;
-        if let Some(frontier) = frontier
-            && found < SEARCH_LIMIT
-        {
-            self.search_database(term, &frontier, SEARCH_LIMIT - found, &mut array)
-                .await?;
+        match past_memory {
+            Some(false) => self.counters.searches_ruled_out.inc(),
+            Some(true) => {
+                self.counters.searches_in_database.inc();
+                let search =
+                    self.search_database(&folded, SEARCH_LIMIT - searched.people, &mut array);
+                let limit = self.store.timeout();
+                tokio::time::timeout(limit, search)
+                    .await
+                    .unwrap_or(Err(StoreError::TimedOut(limit)))?;
+            }
+            None => {}
         }
         array.push(b']');
         Ok(array)
-    }
-
-    /// Appends up to `wanted` matches among the rows past `frontier` that are not in memory
-    /// (those in memory were searched there, and every match found, as it found fewer than the
-    /// limit). Bounded by the database timeout.
-    async fn search_database(
-        &self,
-        term: &str,
-        frontier: &Frontier,
-        wanted: usize,
-        array: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
-        let term = index::fold(term);
-        let pattern = like_pattern(&term);
-        let search = async {
-            let start = array.len();
-            // Room for rows past the frontier that are in memory all the same (see
-            // `Frontier`): few, but a search asks for more only when they crowd out others.
-            let mut limit = wanted + SEARCH_LIMIT;
-            loop {
-                array.truncate(start);
-                let rows = self
-                    .store
-                    .search_past(&pattern, frontier.from, &frontier.in_progress, limit as i64)
-                    .await?;
-                let mut found = 0;
-                for row in &rows {
-                    let Some((_, person)) = self.decoded(row) else {
-                        continue;
-                    };
-                    // The database lower-cases; this is full case folding, and fields apart.
-                    if self.read().people.contains(&person.id) || !index::matches(&person, &term) {
-                        continue;
-                    }
-                    if array.len() > 1 {
-                        array.push(b',');
-                    }
-                    render_record(array, &person);
-                    found += 1;
-                    if found == wanted {
-                        return Ok(());
-                    }
-                }
-                if rows.len() < limit {
-                    return Ok(());
-                }
-                limit *= 4;
-            }
-        };
-        let limit = self.store.timeout();
-        tokio::time::timeout(limit, search)
-            .await
-            .unwrap_or(Err(StoreError::TimedOut(limit)))
     }
 
     /// The record of the person with this id, as JSON. People are never changed or removed,
@@ -391,35 +401,6 @@ impl Mirror {
     }
 }
 
-/// A LIKE pattern that matches every text lower-cased by the database (`pessoas_busca`) whose
-/// full case folding holds `term`, already folded: the term, literal, but for what lower() leaves
-/// apart and folding does not: `ss` matches any run (a `ß`), and `σ β θ φ π κ ρ ε μ ṡ ι` any one
-/// character (their variant forms, `ς ϐ ϑ ϕ ϖ ϰ ϱ ϵ µ ẛ ι`). Still missed: a long `ſ`, the Latin
-/// and Armenian ligatures, Greek letters with iota subscript, a dotted capital I and Cherokee.
-fn like_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    let mut characters = term.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            's' if characters.peek() == Some(&'s') => {
-                characters.next();
-                pattern.push('%');
-            }
-            'σ' | 'β' | 'θ' | 'φ' | 'π' | 'κ' | 'ρ' | 'ε' | 'μ' | 'ṡ' | 'ι' => {
-                pattern.push('_')
-            }
-            '%' | '_' | '\\' => {
-                pattern.push('\\');
-                pattern.push(character);
-            }
-            _ => pattern.push(character),
-        }
-    }
-    pattern.push('%');
-    pattern
-}
-
 /// A stored person as the index takes one.
 fn person_ref(row: PersonRow<'_>) -> PersonRef<'_> {
     PersonRef {
@@ -428,19 +409,5 @@ fn person_ref(row: PersonRow<'_>) -> PersonRef<'_> {
         nome: row.nome,
         nascimento: row.nascimento,
         stack: row.stack,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_match_terms_literally_and_what_lower_case_leaves_apart() {
-        assert_eq!(like_pattern("c++"), "%c++%");
-        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
-        assert_eq!(like_pattern("strasse"), "%stra%e%");
-        assert_eq!(like_pattern("sss"), "%%s%");
-        assert_eq!(like_pattern("οδοσ"), "%οδο_%");
     }
 }

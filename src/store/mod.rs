@@ -12,6 +12,7 @@
 mod probe;
 mod queries;
 pub(crate) mod rows;
+mod saved_filter;
 mod schema;
 
 use std::future::Future;
@@ -25,7 +26,7 @@ use tokio_postgres::NoTls;
 
 use crate::config::Settings;
 use probe::Reachability;
-pub use queries::{CATCH_UP_SQL, IN_PROGRESS_PAGE_SQL, PAGE_SQL, SEARCH_PAST_SQL};
+pub use queries::{CATCH_UP_SQL, IN_PROGRESS_PAGE_SQL, Inserted, PAGE_SQL, SEARCH_SQL};
 pub(crate) use queries::{PageStart, Snapshot};
 pub use schema::SCHEMA_LOCK_KEY;
 

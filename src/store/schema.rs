@@ -20,18 +20,46 @@ pub const SCHEMA_LOCK_KEY: i64 = 0x0072_696e_6861; // "rinha"
 const DATABASE_WAIT: Duration = Duration::from_secs(30);
 
 impl Store {
-    /// Applies the schema. Replicas starting together serialise on an advisory lock, so
-    /// `CREATE … IF NOT EXISTS` never races with itself. The lock belongs to the transaction,
-    /// so it ends with it however the migration ends: a session lock taken and released by
-    /// two statements stayed held, on a pooled connection, when the timeout fell between them.
+    /// Applies the schema, unless it is the one applied last. Applying it takes locks that wait
+    /// for every write in progress (`CREATE INDEX IF NOT EXISTS` takes its lock on the table
+    /// before it finds the index there), so a replica that applied it each time could not start
+    /// while a transaction that wrote a person stayed open. Replicas starting together
+    /// serialise on an advisory lock, so `CREATE … IF NOT EXISTS` never races with itself. The
+    /// lock belongs to the transaction, so it ends with it however the migration ends: a session
+    /// lock taken and released by two statements stayed held, on a pooled connection, when the
+    /// timeout fell between them.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         self.bounded(async {
+            let recorded: bool = client
+                .query_one("SELECT to_regclass('rinha_schema') IS NOT NULL", &[])
+                .await?
+                .try_get(0)
+                .map_err(super::decode)?;
+            if recorded {
+                let applied = client
+                    .query_opt("SELECT applied FROM rinha_schema", &[])
+                    .await?;
+                let applied: Option<String> = applied
+                    .map(|row| row.try_get(0))
+                    .transpose()
+                    .map_err(super::decode)?;
+                if applied.as_deref() == Some(SCHEMA) {
+                    return Ok(());
+                }
+            }
             let transaction = client.transaction().await?;
             transaction
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
                 .await?;
             transaction.batch_execute(SCHEMA).await?;
+            transaction
+                .execute(
+                    "INSERT INTO rinha_schema (applied) VALUES ($1) \
+                     ON CONFLICT (one) DO UPDATE SET applied = excluded.applied",
+                    &[&SCHEMA],
+                )
+                .await?;
             Ok(transaction.commit().await?)
         })
         .await

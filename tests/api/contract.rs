@@ -262,9 +262,9 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
         ),
         (
             rinha::store::PAGE_SQL,
-            "bigint, uuid, bigint, bigint",
+            "bigint, uuid, bigint, bigint, bigint[]",
             format!(
-                "{newest}, '{}', 9223372036854775807, 10000",
+                "{newest}, '{}', 9223372036854775807, 10000, ARRAY[{oldest}]::bigint[]",
                 uuid::Uuid::max()
             ),
         ),
@@ -292,7 +292,13 @@ async fn catching_up_reads_only_new_rows_through_their_index() {
     let plan = explain(
         &db,
         rinha::store::PAGE_SQL,
-        &[&0i64, &uuid::Uuid::nil(), &horizon, &10_000i64],
+        &[
+            &0i64,
+            &uuid::Uuid::nil(),
+            &horizon,
+            &10_000i64,
+            &Vec::<i64>::new(),
+        ],
     )
     .await;
     assert!(

@@ -268,6 +268,12 @@ async fn a_migration_cut_off_by_the_timeout_leaves_no_lock_behind() {
     timed.db_timeout = Duration::from_secs(2);
     let store = Store::new(&timed).unwrap();
     store.migrate().await.unwrap();
+    // As a replica of another release finds it: a schema to apply.
+    db_client(&database)
+        .await
+        .batch_execute("UPDATE rinha_schema SET applied = 'an older schema'")
+        .await
+        .unwrap();
 
     // The migration waits 1.5 s for the schema lock, then its ALTER TABLE waits on a table
     // lock until the database cancels it (2 s later): the replica gives up first (3 s in all),
@@ -527,4 +533,25 @@ async fn a_request_target_without_a_path_gets_400_and_the_process_serves_on() {
         .await
         .unwrap();
     assert_eq!(metric_value(&scrape, "panics_total"), 0.0);
+}
+
+#[tokio::test]
+async fn a_replica_starts_while_another_session_keeps_a_write_open() {
+    // Applying the schema again would wait for that write (its index statements lock the
+    // table), until the database timeout failed the start.
+    let database = fresh_database().await;
+    let first = TestApp::spawn_on(&database).await;
+    let mut other = db_client(&database).await;
+    let open = other.transaction().await.unwrap();
+    open.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         VALUES (gen_random_uuid(), 'aberto', 'Aberto', '2000-01-01')",
+    )
+    .await
+    .unwrap();
+    let second = TestApp::spawn_on(&database).await;
+    second.create(&pessoa("segundo")).await;
+    assert_eq!(first.count().await, 1);
+    open.commit().await.unwrap();
+    assert_eq!(second.count().await, 2);
 }

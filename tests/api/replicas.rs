@@ -126,7 +126,15 @@ async fn a_batch_stores_each_person_whole_and_skips_apelidos_taken() {
     let alone = parse(serde_json::json!({
         "apelido": "só", "nome": "Única", "nascimento": "1999-12-31", "stack": ["Zig", "C"]
     }));
-    assert_eq!(store.insert_batch(&[&alone]).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .insert_batch(&[&alone], &[], 50)
+            .await
+            .unwrap()
+            .ids
+            .len(),
+        1
+    );
     let batch = [
         parse(serde_json::json!({
             "apelido": "lote", "nome": "Ana", "nascimento": "2000-02-29", "stack": ["Rust", "Go", "C"]
@@ -142,7 +150,7 @@ async fn a_batch_stores_each_person_whole_and_skips_apelidos_taken() {
         })),
     ];
     let references: Vec<&Pessoa> = batch.iter().collect();
-    let inserted = store.insert_batch(&references).await.unwrap();
+    let inserted = store.insert_batch(&references, &[], 50).await.unwrap().ids;
     assert_eq!(inserted.len(), 2, "one 'lote' and 'vazia'; 'só' was taken");
     assert!(inserted.contains(&batch[3].id()));
 
@@ -234,7 +242,6 @@ async fn a_replica_past_its_memory_budget_still_answers_every_route() {
     for (term, expected) in [
         ("agulha", vec!["agulha"]),
         ("STRASSE", vec!["agulha"]),
-        ("οδος", vec!["agulha"]),
         ("cheio4999", vec!["cheio4999"]),
         ("zzzz", vec![]),
     ] {
@@ -284,17 +291,11 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     let (db, normal, small) = past_a_small_budget("indice", 30_000, true).await;
     db.batch_execute("ANALYZE pessoas").await.unwrap();
 
-    // A rare term is a few entries of the index, not a read of every row past the frontier.
+    // A rare term is a few entries of the index, not a read of every row.
     let plan = explain(
         &db,
-        rinha::store::SEARCH_PAST_SQL,
-        &[
-            &"%agulha%",
-            &0i64,
-            &uuid::Uuid::nil(),
-            &Vec::<i64>::new(),
-            &50i64,
-        ],
+        rinha::store::SEARCH_SQL,
+        &[&"%agu%", &"%gul%", &"%lha%", &"%agulha%", &50i64],
     )
     .await;
     assert!(plan.contains("pessoas_busca_trgm"), "{plan}");
@@ -303,26 +304,129 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     for (term, expected) in [
         ("agulha", vec!["agulha"]),
         ("STRASSE", vec!["agulha"]),
-        ("οδος", vec!["agulha"]),
         ("100%25", vec!["agulha"]),
-        ("0%25", vec!["agulha"]),
         ("indice29999", vec!["indice29999"]),
         ("zzzz", vec![]),
         // Across two fields only in the database's text, which puts a line between them.
         ("agulha%0ARua", vec![]),
+        // Through the short grams `rinha index-search` listed: terms of one or two
+        // characters, and one with no three ASCII letters or digits in a row.
+        ("0%25", vec!["agulha"]),
+        ("%25", vec!["agulha"]),
+        ("ΟΔ", vec!["agulha"]),
+        ("οδος", vec!["agulha"]),
+        ("ΟΔΟΣ", vec!["agulha"]),
+        ("zq", vec![]),
+        ("ωω", vec![]),
     ] {
         assert_eq!(search(&small, term).await, expected, "{term}");
     }
+    // A term of seven bytes or more that nobody's pieces hold is ruled out by the saved
+    // filter, with no database; one that somebody left out holds is found.
+    let ruled_out = || async {
+        let metrics = small.get("/metrics").await.text().await.unwrap();
+        metric_value(&metrics, "mirror_searches_ruled_out_total")
+    };
+    let before = ruled_out().await;
+    assert_eq!(search(&small, "agulhazzzz").await, Vec::<String>::new());
+    assert_eq!(search(&small, "xyzzyplugh").await, Vec::<String>::new());
+    assert_eq!(ruled_out().await, before + 2.0);
+    assert_eq!(search(&small, "a Straße").await, ["agulha"]);
     assert_eq!(search(&small, "indice2999").await.len(), 11);
     let mut many = search(&small, "indice").await;
     many.sort();
     many.dedup();
     assert_eq!(many.len(), 50, "each person once");
-    // People stored after the mirror filled are found through the index too.
+    // People stored after the mirror filled are found through the index, and through the
+    // lists the writers keep.
     normal.create(&pessoa("recém-chegado")).await;
     assert_eq!(search(&small, "RECÉM").await, ["recém-chegado"]);
-    assert_eq!(small.count().await, 30_002);
-    assert_eq!(normal.count().await, 30_002);
+    assert_eq!(search(&small, "ÉM").await, ["recém-chegado"]);
+    for i in 0..60 {
+        normal.create(&pessoa(&format!("ж{i}"))).await;
+    }
+    let mut many = search(&small, "Ж").await;
+    many.sort();
+    many.dedup();
+    assert_eq!(many.len(), 50, "any 50 of a full list");
+    assert_eq!(search(&small, "ж5").await.len(), 11, "ж5 and ж50 to ж59");
+    assert_eq!(small.count().await, 30_062);
+    assert_eq!(normal.count().await, 30_062);
+}
+
+#[tokio::test]
+async fn past_its_budget_a_replica_counts_each_person_once_whenever_they_commit() {
+    // A transaction in progress when the replica loads commits after it filled: its row is
+    // counted once, whether the load or a catch-up meets it.
+    let database = fresh_database().await;
+    let db = db_client(&database).await;
+    let normal = TestApp::spawn_on(&database).await;
+    db.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         SELECT gen_random_uuid(), 'conta' || i, 'Nome ' || md5(i::text), '1990-01-01' \
+         FROM generate_series(1, 6000) AS i",
+    )
+    .await
+    .unwrap();
+    let mut late = db_client(&database).await;
+    let late = late.transaction().await.unwrap();
+    late.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         VALUES (gen_random_uuid(), 'tardio', 'Tardio', '2000-01-01')",
+    )
+    .await
+    .unwrap();
+    let small = TestApp::spawn_with(rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&database)
+    })
+    .await;
+    let metrics = small.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("mirror_full 1"), "{metrics}");
+    assert_eq!(small.count().await, 6000);
+    normal.create(&pessoa("depois")).await;
+    assert_eq!(small.count().await, 6001);
+    late.commit().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(small.count().await, 6002);
+    }
+    small.create(&pessoa("no-pequeno")).await;
+    assert_eq!(small.count().await, 6003);
+    assert_eq!(normal.count().await, 6003);
+    assert_eq!(search(&small, "tardio").await, ["tardio"]);
+}
+
+#[tokio::test]
+async fn a_mirror_that_fills_while_running_filters_the_people_it_leaves_out() {
+    let database = fresh_database().await;
+    let db = db_client(&database).await;
+    let small = TestApp::spawn_with(rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&database)
+    })
+    .await;
+    db.batch_execute(
+        "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         SELECT gen_random_uuid(), 'tarde' || i, 'Nome ' || md5(i::text), '1990-01-01' \
+         FROM generate_series(1, 6000) AS i; \
+         INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         VALUES (gen_random_uuid(), 'agulha-tardia', 'Por Último', '1990-01-01')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(search(&small, "AGULHA-TARDIA").await, ["agulha-tardia"]);
+    let metrics = small.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("mirror_full 1"), "{metrics}");
+    assert_eq!(search(&small, "tarde5999").await, ["tarde5999"]);
+    assert_eq!(search(&small, "último").await, ["agulha-tardia"]);
+    let ruled_out = metric_value(&metrics, "mirror_searches_ruled_out_total");
+    assert_eq!(search(&small, "ninguém-aqui").await, Vec::<String>::new());
+    let metrics = small.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric_value(&metrics, "mirror_searches_ruled_out_total"),
+        ruled_out + 1.0
+    );
+    assert_eq!(small.count().await, 6001);
 }
 
 /// A replica with the schema applied and a replica whose mirror holds a fraction of the people
@@ -348,17 +452,15 @@ async fn past_a_small_budget(
     ))
     .await
     .unwrap();
-    if index {
-        rinha::startup::index_search(&settings(&database))
-            .await
-            .unwrap();
-    }
     // A mirror budget of 768 KiB: room for a fraction of these people.
-    let small = TestApp::spawn_with(rinha::config::Settings {
+    let limited = rinha::config::Settings {
         memory_limit_bytes: Some(1 << 20),
         ..settings(&database)
-    })
-    .await;
+    };
+    if index {
+        rinha::startup::index_search(&limited).await.unwrap();
+    }
+    let small = TestApp::spawn_with(limited).await;
     let metrics = small.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("mirror_full 1"), "{metrics}");
     (db, normal, small)

@@ -13,6 +13,7 @@
 pub mod netns;
 pub mod nginx;
 pub mod postgres;
+mod preloaded;
 pub mod relay;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -384,8 +385,20 @@ impl Stack {
         sh.create_dir(logs_dir())?;
         let topology = &tools.topology;
         let data_dir = self.run_dir.join("db/data");
-        println!("initialising a PostgreSQL cluster in {}", data_dir.display());
         let clients = self.network.as_ref().map(Network::subnet);
+        let replay = release_binary("replay");
+        let cache = match preload {
+            0 => None,
+            count => {
+                Some(preloaded::cache_dir(sh, count, search_index, &replay, clients.as_deref())?)
+            }
+        };
+        if let Some(cache) = cache.as_ref().filter(|cache| cache.exists()) {
+            println!("copying the cluster preloaded before from {}", cache.display());
+            preloaded::copy(sh, cache, &data_dir)?;
+            return self.start_rest(sh, tools, false, None);
+        }
+        println!("initialising a PostgreSQL cluster in {}", data_dir.display());
         tools.postgres.init_cluster(
             &data_dir,
             &repo_root().join(postgres::CONFIG_FILE),
@@ -400,24 +413,51 @@ impl Stack {
         if preload > 0 {
             let started = Instant::now();
             let schema = repo_root().join("sql/schema.sql");
-            tools.postgres.preload(
-                topology.database_port,
-                &schema,
-                &release_binary("replay"),
-                preload,
-            )?;
+            tools.postgres.preload(topology.database_port, &schema, &replay, preload)?;
             println!("preloaded {preload} people in {:.1} s", started.elapsed().as_secs_f64());
         }
         if search_index {
             let started = Instant::now();
-            let replica = &topology.service(&topology.replicas[0].0)?.environment;
+            let replica = &topology.replicas[0].0;
+            let environment = &topology.service(replica)?.environment;
             let database = tools.postgres.url(topology.database_port);
             let rinha = release_binary("rinha");
-            let build = cmd!(sh, "{rinha} index-search").envs(replica);
+            // The replicas' memory limit, which sizes the filter they load.
+            let memory_mb = (topology.limits(replica)?.memory_bytes >> 20).to_string();
+            let build = cmd!(sh, "{rinha} index-search")
+                .envs(environment)
+                .env("MEMORY_LIMIT_MB", memory_mb);
             quietly(build.env("DATABASE_URL", database)).run()?;
             println!("built the search index in {:.1} s", started.elapsed().as_secs_f64());
         }
         database.cgroup.limit_cpus(Some(database.limits.cpus))?;
+        self.start_rest(sh, tools, true, cache.as_deref().map(|cache| (cache, data_dir.as_path())))
+    }
+
+    /// Starts the database unless it runs (after keeping the stopped cluster in `keep.0` when
+    /// given, copied from `keep.1`), then the relay, the replicas and nginx.
+    fn start_rest(
+        &mut self,
+        sh: &Shell,
+        tools: &Tools,
+        database_runs: bool,
+        keep: Option<(&Path, &Path)>,
+    ) -> Result<()> {
+        let topology = &tools.topology;
+        if let Some((cache, data_dir)) = keep {
+            let started = Instant::now();
+            let index = self.index_of(&topology.database)?;
+            self.stop_database(index)?;
+            preloaded::keep(sh, data_dir, cache)?;
+            println!(
+                "kept the preloaded cluster in {} ({:.1} s)",
+                cache.display(),
+                started.elapsed().as_secs_f64()
+            );
+            self.run(sh, tools, index, true)?;
+        } else if !database_runs {
+            self.start_service(sh, tools, &topology.database, Signal::SIGINT)?;
+        }
         self.start_relay(topology)?;
         for (name, _) in &topology.replicas {
             self.start_service(sh, tools, name, Signal::SIGTERM)?;
@@ -554,6 +594,16 @@ impl Stack {
         let tools = Tools::load(self.replicas, self.network.as_ref())?;
         self.refresh()?;
         let index = self.index_of(&tools.topology.database)?;
+        self.stop_service(index, signal)?;
+        self.run(sh, &tools, index, true)
+    }
+
+    /// Stops the database cleanly (PostgreSQL's fast shutdown), its cgroup kept.
+    fn stop_database(&self, index: usize) -> Result<()> {
+        self.stop_service(index, Signal::SIGINT)
+    }
+
+    fn stop_service(&self, index: usize, signal: Signal) -> Result<()> {
         let service = &self.services[index];
         kill(Pid::from_raw(service.pid), signal)
             .with_context(|| format!("cannot send {signal} to {}", service.name))?;
@@ -563,7 +613,7 @@ impl Stack {
             service.name,
             STOP_TIMEOUT.as_secs()
         );
-        self.run(sh, &tools, index, true)
+        Ok(())
     }
 
     /// Sends `signal` to replica `name` and waits until the supervisor has started it again

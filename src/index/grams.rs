@@ -1,0 +1,111 @@
+//! Short grams: the pieces of text by which the database finds, past a full mirror, the people
+//! a term that the trigram index cannot narrow down matches (see `sql/schema.sql`,
+//! `pessoas_gramas`).
+//!
+//! A gram is one or two characters of a folded field. A term of one or two characters is a gram
+//! itself. A longer term with three ASCII letters or digits in a row has a trigram that
+//! `pg_trgm` indexes whatever the database's locale, so the trigram index serves it; any other
+//! longer term holds each of its two-character pieces, and the people listed under any one of
+//! them are every candidate, when that list is not full.
+
+use std::collections::BTreeSet;
+
+use super::fold::fold;
+use super::record::PersonRef;
+
+/// The distinct grams of the person's apelido, nome and stack items, each field folded and cut
+/// on its own, so that no gram spans two fields.
+pub(crate) fn grams_of(person: &PersonRef) -> BTreeSet<String> {
+    let mut grams = BTreeSet::new();
+    let fields = [person.apelido, person.nome]
+        .into_iter()
+        .chain(person.stack.iter().flatten().copied());
+    for field in fields {
+        let folded = fold(field);
+        let mut characters = folded.char_indices().peekable();
+        while let Some((start, character)) = characters.next() {
+            let one = start + character.len_utf8();
+            grams.insert(folded[start..one].to_owned());
+            if let Some(&(_, next)) = characters.peek() {
+                grams.insert(folded[start..one + next.len_utf8()].to_owned());
+            }
+        }
+    }
+    grams
+}
+
+/// The grams by which the database finds the people matching `term` (folded), or None when
+/// the trigram index narrows it down: the term itself when it is a gram, else its
+/// two-character pieces.
+pub(crate) fn grams_of_term(term: &str) -> Option<Vec<String>> {
+    let characters: Vec<(usize, char)> = term.char_indices().collect();
+    if characters.len() <= 2 {
+        return Some(vec![term.to_owned()]);
+    }
+    let has_trigram = term
+        .as_bytes()
+        .windows(3)
+        .any(|window| window.iter().all(u8::is_ascii_alphanumeric));
+    if has_trigram {
+        return None;
+    }
+    let ends = characters
+        .iter()
+        .map(|&(start, _)| start)
+        .skip(2)
+        .chain([term.len()]);
+    let pieces = characters
+        .iter()
+        .zip(ends)
+        .map(|(&(start, _), end)| term[start..end].to_owned());
+    Some(pieces.collect::<BTreeSet<_>>().into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::tests::person;
+
+    #[test]
+    fn a_person_has_every_piece_of_one_or_two_characters_of_each_field_folded() {
+        let grams = grams_of(&person("Zé", "ab", Some(vec!["C#"])));
+        let expected = ["z", "é", "zé", "a", "b", "ab", "c", "#", "c#"];
+        assert_eq!(
+            grams,
+            expected
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<BTreeSet<_>>()
+        );
+        assert!(
+            !grams_of(&person("ab", "cd", None)).contains("bc"),
+            "never across fields"
+        );
+        assert!(grams_of(&person("STRASSE", "Straße", None)).contains("ss"));
+    }
+
+    #[test]
+    fn only_terms_without_three_ascii_letters_or_digits_in_a_row_need_grams() {
+        assert_eq!(grams_of_term("zq"), Some(vec!["zq".to_owned()]));
+        assert_eq!(grams_of_term("é"), Some(vec!["é".to_owned()]));
+        assert_eq!(grams_of_term("zqx"), None);
+        assert_eq!(grams_of_term("josé"), None);
+        assert_eq!(
+            grams_of_term("c++"),
+            Some(vec!["++".to_owned(), "c+".to_owned()])
+        );
+        assert_eq!(
+            grams_of_term("ção"),
+            Some(vec!["ão".to_owned(), "çã".to_owned()])
+        );
+        assert_eq!(
+            grams_of_term("o b o"),
+            Some(vec![
+                " b".to_owned(),
+                " o".to_owned(),
+                "b ".to_owned(),
+                "o ".to_owned()
+            ])
+        );
+    }
+}

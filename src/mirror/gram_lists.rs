@@ -1,0 +1,80 @@
+//! Indexing the people already stored, for a table past what a mirror holds: part of `rinha
+//! index-search`. It lists each person under its short grams (see `pessoas_gramas` in
+//! `sql/schema.sql`), for the people written behind the API's back (the writers list everyone
+//! they insert themselves), and saves the filter of the pieces of everyone (see
+//! `pessoas_pedacos`), which a replica then loads rather than reading the people it leaves out.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{PAGE_ROWS, SEARCH_LIMIT, person_ref};
+use crate::index::{PieceFilter, grams_of};
+use crate::store::rows::{self, page_key};
+use crate::store::{PageStart, Store, StoreError};
+
+/// (gram, id) pairs per statement when the lists are written.
+const PAIRS_PER_STATEMENT: usize = 50_000;
+
+/// What indexing the people stored did.
+pub(crate) struct Indexed {
+    pub(crate) people: u64,
+    pub(crate) grams: usize,
+    pub(crate) filter_bytes: usize,
+    pub(crate) filter_load: f64,
+}
+
+/// Reads every person committed before a snapshot taken first, adds up to [`SEARCH_LIMIT`] of
+/// them to each gram's list, and saves the filter of their pieces, of at most `filter_bytes`,
+/// with that snapshot. A row that does not read as a person is skipped.
+pub(crate) async fn index_stored_people(
+    store: &Store,
+    filter_bytes: usize,
+) -> Result<Indexed, StoreError> {
+    let snapshot = store.snapshot().await?;
+    // Room for a fifth more people than today's.
+    let expected = store.estimated_people().await?.max(0) as u64 / 4 * 5;
+    let mut filter = PieceFilter::sized_for(expected, filter_bytes);
+    let mut lists: HashMap<String, Vec<Uuid>> = HashMap::new();
+    let mut start: PageStart = (i64::MIN, Uuid::nil());
+    let mut read = 0;
+    loop {
+        let rows = store
+            .page(start, &snapshot, PAGE_ROWS, |row| {
+                start = page_key(row)?;
+                if let Ok(person) = rows::person(row) {
+                    let person = person_ref(person);
+                    filter.add(&person);
+                    for gram in grams_of(&person) {
+                        let list = lists.entry(gram).or_default();
+                        if list.len() < SEARCH_LIMIT {
+                            list.push(person.id);
+                        }
+                    }
+                }
+                Ok(true)
+            })
+            .await?;
+        read += rows as u64;
+        if rows < PAGE_ROWS {
+            break;
+        }
+    }
+    let grams = lists.len();
+    let mut pairs: Vec<(String, Uuid)> = lists
+        .into_iter()
+        .flat_map(|(gram, ids)| ids.into_iter().map(move |id| (gram.clone(), id)))
+        .collect();
+    pairs.sort_unstable();
+    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+        store.list_grams(chunk).await?;
+    }
+    let bytes = filter.to_bytes();
+    store.save_filter(&snapshot, &bytes).await?;
+    Ok(Indexed {
+        people: read,
+        grams,
+        filter_bytes: bytes.len(),
+        filter_load: filter.load(),
+    })
+}
