@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::domain::Pessoa;
-use crate::index::grams_of;
+use crate::index::for_each_gram;
 use crate::metrics::Metrics;
 use crate::mirror::SEARCH_LIMIT;
 use crate::store::{Store, StoreError};
@@ -184,18 +184,21 @@ impl BatchWriter {
 
     /// Each person's grams whose lists are not known to be full.
     fn listing(&self, pessoas: &[&Pessoa]) -> Vec<(String, uuid::Uuid)> {
-        let grams: Vec<_> = pessoas
-            .iter()
-            .map(|&p| (grams_of(&p.into()), p.id()))
-            .collect();
         let full = self
             .full_grams
             .lock()
             .expect("never poisoned: no panics under it");
-        grams
-            .into_iter()
-            .flat_map(|(grams, id)| grams.into_iter().map(move |gram| (gram, id)))
-            .filter(|(gram, _)| !full.contains(gram))
-            .collect()
+        let mut listing = Vec::new();
+        for &pessoa in pessoas {
+            for_each_gram(&pessoa.into(), |gram| {
+                if !full.contains(gram) {
+                    listing.push((gram.to_owned(), pessoa.id()));
+                }
+            });
+        }
+        // A person's gram may come more than once.
+        listing.sort_unstable();
+        listing.dedup();
+        listing
     }
 }

@@ -13,10 +13,9 @@ use std::collections::BTreeSet;
 use super::fold::fold;
 use super::record::PersonRef;
 
-/// The distinct grams of the person's apelido, nome and stack items, each field folded and cut
-/// on its own, so that no gram spans two fields.
-pub(crate) fn grams_of(person: &PersonRef) -> BTreeSet<String> {
-    let mut grams = BTreeSet::new();
+/// Calls `each` with every gram of the person's apelido, nome and stack items, each field
+/// folded and cut on its own, so that no gram spans two fields; a gram may come more than once.
+pub(crate) fn for_each_gram(person: &PersonRef, mut each: impl FnMut(&str)) {
     let fields = [person.apelido, person.nome]
         .into_iter()
         .chain(person.stack.iter().flatten().copied());
@@ -25,13 +24,12 @@ pub(crate) fn grams_of(person: &PersonRef) -> BTreeSet<String> {
         let mut characters = folded.char_indices().peekable();
         while let Some((start, character)) = characters.next() {
             let one = start + character.len_utf8();
-            grams.insert(folded[start..one].to_owned());
+            each(&folded[start..one]);
             if let Some(&(_, next)) = characters.peek() {
-                grams.insert(folded[start..one + next.len_utf8()].to_owned());
+                each(&folded[start..one + next.len_utf8()]);
             }
         }
     }
-    grams
 }
 
 /// The grams by which the database finds the people matching `term` (folded), or None when
@@ -65,6 +63,14 @@ pub(crate) fn grams_of_term(term: &str) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use crate::index::tests::person;
+
+    fn grams_of(person: &PersonRef) -> BTreeSet<String> {
+        let mut grams = BTreeSet::new();
+        for_each_gram(person, |gram| {
+            grams.insert(gram.to_owned());
+        });
+        grams
+    }
 
     #[test]
     fn a_person_has_every_piece_of_one_or_two_characters_of_each_field_folded() {

@@ -56,10 +56,12 @@ impl Mirror {
         // again from the same snapshot, and reads the same rows again.
         let mut left_out = 0;
         let of_finished = |next| self.store.in_progress_page_rows(&finished, next, PAGE_ROWS);
-        self.add_pages(first.of_in_progress, &mut left_out, of_finished)
+        // Every transaction in `finished` had finished by the snapshot.
+        self.add_pages(first.of_in_progress, &[], &mut left_out, of_finished)
             .await?;
-        let newer = |next| self.store.page_rows(next, &snapshot, PAGE_ROWS);
-        self.add_pages(first.newer, &mut left_out, newer).await?;
+        let newer = |next| self.store.page_rows(next, snapshot.xmax, PAGE_ROWS);
+        self.add_pages(first.newer, &snapshot.in_progress, &mut left_out, newer)
+            .await?;
         let mut state = self.write();
         state.left_out += left_out;
         state.seen = snapshot;
@@ -67,11 +69,12 @@ impl Mirror {
     }
 
     /// Adds the people of `rows`, the first page of a kind of row, and of the pages after it,
-    /// each read by `next_page` from where the one before ended; counts in `left_out` those
-    /// left out.
+    /// each read by `next_page` from where the one before ended, but those of the transactions
+    /// `in_progress` at the snapshot; counts in `left_out` those left out.
     async fn add_pages<Page>(
         &self,
         mut rows: Vec<Row>,
+        in_progress: &[i64],
         left_out: &mut u64,
         next_page: impl Fn(PageStart) -> Page,
     ) -> Result<(), StoreError>
@@ -79,7 +82,7 @@ impl Mirror {
         Page: Future<Output = Result<Vec<Row>, StoreError>>,
     {
         loop {
-            let next = self.add_page(&rows, left_out)?;
+            let next = self.add_page(&rows, in_progress, left_out)?;
             if (rows.len() as i64) < PAGE_ROWS {
                 return Ok(());
             }
@@ -87,9 +90,15 @@ impl Mirror {
         }
     }
 
-    /// Adds the people of a page of a catch-up that the budget allows, counting the others in
-    /// `left_out`; returns where the next page starts.
-    fn add_page(&self, rows: &[Row], left_out: &mut u64) -> Result<PageStart, StoreError> {
+    /// Adds the people of a page of a catch-up that the budget allows, but those of the
+    /// transactions `in_progress`, counting the others in `left_out`; returns where the next
+    /// page starts.
+    fn add_page(
+        &self,
+        rows: &[Row],
+        in_progress: &[i64],
+        left_out: &mut u64,
+    ) -> Result<PageStart, StoreError> {
         self.counters.catch_up_rows.inc_by(rows.len() as u64);
         let Some(last) = rows.last() else {
             return Ok((i64::MAX, Uuid::max()));
@@ -97,6 +106,10 @@ impl Mirror {
         let next = page_key(last)?;
         let mut state = self.write();
         for row in rows {
+            if in_progress.contains(&page_key(row)?.0) {
+                // Read by the next catch-up, its transaction then finished.
+                continue;
+            }
             let Some((_, person)) = self.decoded(row) else {
                 *left_out += 1;
                 continue;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{PAGE_ROWS, SEARCH_LIMIT, person_ref};
-use crate::index::{PieceFilter, grams_of};
+use crate::index::{PieceFilter, for_each_gram};
 use crate::store::rows::{self, page_key};
 use crate::store::{PageStart, Store, StoreError};
 
@@ -40,17 +40,25 @@ pub(crate) async fn index_stored_people(
     let mut read = 0;
     loop {
         let rows = store
-            .page(start, &snapshot, PAGE_ROWS, |row| {
+            .page(start, snapshot.xmax, PAGE_ROWS, |row| {
                 start = page_key(row)?;
+                if snapshot.in_progress.contains(&start.0) {
+                    // Listed by its writer, and added by the replicas that read it.
+                    return Ok(true);
+                }
                 if let Ok(person) = rows::person(row) {
                     let person = person_ref(person);
                     filter.add(&person);
-                    for gram in grams_of(&person) {
-                        let list = lists.entry(gram).or_default();
-                        if list.len() < SEARCH_LIMIT {
+                    for_each_gram(&person, |gram| {
+                        let list = match lists.get_mut(gram) {
+                            Some(list) => list,
+                            None => lists.entry(gram.to_owned()).or_default(),
+                        };
+                        // A gram may come twice from one person, one after the other.
+                        if list.len() < SEARCH_LIMIT && list.last() != Some(&person.id) {
                             list.push(person.id);
                         }
-                    }
+                    });
                 }
                 Ok(true)
             })

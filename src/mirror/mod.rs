@@ -216,8 +216,13 @@ impl Mirror {
             let mut left_from = None;
             let rows = mirror
                 .store
-                .page(start, &seen, PAGE_ROWS, |row| {
+                .page(start, seen.xmax, PAGE_ROWS, |row| {
                     let key = page_key(row)?;
+                    if seen.in_progress.contains(&key.0) {
+                        // Read by a catch-up, once its transaction has finished.
+                        start = key;
+                        return Ok(true);
+                    }
                     match mirror.decoded(row) {
                         Some((_, person)) if !state.admit_within(&person, loading) => {
                             left_from = Some(key);

@@ -9,6 +9,7 @@
 //! write answered `503` for being slow was rolled back, not committed behind the client's back;
 //! the client gives up on its own only a moment later, when the database does not answer at all.
 
+mod inserts;
 mod probe;
 mod queries;
 pub(crate) mod rows;
@@ -25,8 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use crate::config::Settings;
+pub use inserts::Inserted;
 use probe::Reachability;
-pub use queries::{CATCH_UP_SQL, IN_PROGRESS_PAGE_SQL, Inserted, PAGE_SQL, SEARCH_SQL};
+pub use queries::{CATCH_UP_SQL, IN_PROGRESS_PAGE_SQL, PAGE_SQL, SEARCH_SQL};
 pub(crate) use queries::{PageStart, Snapshot};
 pub use schema::SCHEMA_LOCK_KEY;
 

@@ -1,7 +1,5 @@
-//! The statements, and the calls that run them: lookups, the pages and catch-ups the mirror
-//! reads, the count, and the inserts of the group commit.
-
-use std::collections::HashSet;
+//! The statements that read, and the calls that run them: lookups, the pages and catch-ups the
+//! mirror reads, its counts, and the searches past it. The inserts are in `inserts`.
 
 use futures_util::TryStreamExt;
 use tokio_postgres::Row;
@@ -10,7 +8,6 @@ use uuid::Uuid;
 
 use super::rows::{self, PersonRow};
 use super::{Store, StoreError, decode};
-use crate::domain::Pessoa;
 
 /// The columns every query that reads people starts with: the transaction that inserted the
 /// row, then the person's fields in the API's order (see `rows::person`).
@@ -74,19 +71,20 @@ pub const IN_PROGRESS_PAGE_SQL: &str = concat!(
 );
 
 /// One page of people in (insert_xact, id) order: those after `($1, $2)` and inserted by a
-/// transaction older than `$3` but none of `$5`, at most `$4` of them: the rows a snapshot with
-/// `xmax` `$3` and the transactions `$5` in progress saw committed, and no others, even when `$5`
-/// have committed since. Public so tests can check its plan.
+/// transaction older than `$3`, at most `$4` of them. The caller skips the rows of the
+/// transactions its snapshot saw in progress: a condition on them here made PostgreSQL's
+/// generic plan sort a bitmap of the whole range rather than walk the index. Public so tests
+/// can check its plan.
 pub const PAGE_SQL: &str = concat!(
     "SELECT ",
     person_columns!(),
     " FROM pessoas WHERE (insert_xact, id) > ($1, $2) AND insert_xact < $3 \
-     AND insert_xact <> ALL($5) ORDER BY insert_xact, id LIMIT $4"
+     ORDER BY insert_xact, id LIMIT $4"
 );
 
 /// How many people from `($1, $2)` on in (insert_xact, id) order a snapshot with `xmax` `$3` and
-/// the transactions `$4` in progress saw committed (see [`PAGE_SQL`]): those a full mirror
-/// leaves out at load, counted through the index alone.
+/// the transactions `$4` in progress saw committed: those a mirror leaves out at load, counted
+/// through the index alone.
 const COUNT_FROM_SQL: &str = "SELECT count(*) FROM pessoas \
      WHERE (insert_xact, id) >= ($1, $2) AND insert_xact < $3 AND insert_xact <> ALL($4)";
 
@@ -121,62 +119,6 @@ const FIND_MANY_SQL: &str = concat!(
     person_columns!(),
     " FROM pessoas WHERE id = ANY($1)"
 );
-
-/// One person; an apelido already taken inserts nothing and returns no row.
-const INSERT_ONE_SQL: &str = "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
-     VALUES ($1, $2, $3, $4::text::date, $5) \
-     ON CONFLICT (apelido) DO NOTHING \
-     RETURNING id";
-
-/// Several people, as parallel arrays. A batch of arrays cannot travel as a two-dimensional
-/// array (rows differ in length and unnest would flatten it), so each stack travels as JSON
-/// text. An apelido taken, by an earlier row or one earlier in the batch, inserts nothing.
-macro_rules! insert_batch {
-    () => {
-        "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
-         SELECT id, apelido, nome, nascimento::date, \
-                CASE WHEN stack IS NULL THEN NULL ELSE ARRAY( \
-                    SELECT item FROM jsonb_array_elements_text(stack::jsonb) \
-                        WITH ORDINALITY AS items(item, position) \
-                    ORDER BY position) END \
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-              AS input(id, apelido, nome, nascimento, stack) \
-         ON CONFLICT (apelido) DO NOTHING \
-         RETURNING id"
-    };
-}
-
-const INSERT_BATCH_SQL: &str = insert_batch!();
-
-/// [`INSERT_BATCH_SQL`], and in the same statement the grams `$6` of the people `$7` (parallel
-/// arrays; see `index::grams`) listed under each gram whose list holds fewer than `$8` people,
-/// for the people inserted only: a person stored is listed with it or not at all. Every insert
-/// comes first (the sort waits for them all), then the grams in order, so that two statements
-/// filing the same grams wait on each other instead of deadlocking. Returns the ids inserted,
-/// then each gram whose list took them, with the number of people it now lists.
-const INSERT_BATCH_LISTING_SQL: &str = concat!(
-    "WITH inserted AS (",
-    insert_batch!(),
-    "), listed AS ( \
-         INSERT INTO pessoas_gramas AS list (grama, ids) \
-         SELECT grama, array_agg(id) FROM unnest($6::text[], $7::uuid[]) AS new(grama, id) \
-         WHERE id IN (SELECT id FROM inserted) GROUP BY grama ORDER BY grama \
-         ON CONFLICT (grama) DO UPDATE SET ids = list.ids || excluded.ids \
-         WHERE cardinality(list.ids) < $8 \
-         RETURNING grama, cardinality(ids) AS people) \
-     SELECT id, NULL::text AS grama, NULL::int AS people FROM inserted \
-     UNION ALL SELECT NULL, grama, people FROM listed"
-);
-
-/// What a batch's insert did.
-#[derive(Debug, Default)]
-pub struct Inserted {
-    /// The people inserted: the others' apelidos were taken.
-    pub ids: HashSet<Uuid>,
-    /// The grams given whose lists are known to be full: those that listed the limit already,
-    /// or reached it with these people.
-    pub(crate) full: Vec<String>,
-}
 
 /// Where a page of [`Store::page`] starts: after this (insert_xact, id).
 pub(crate) type PageStart = (i64, Uuid);
@@ -261,17 +203,16 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` people after `start` in (insert_xact, id) order that `seen` saw committed
-    /// (see [`PAGE_SQL`]), as rows for `rows::person`.
+    /// Up to `limit` people after `start` in (insert_xact, id) order, inserted by a
+    /// transaction older than `before` (see [`PAGE_SQL`]), as rows for `rows::person`.
     pub(crate) async fn page_rows(
         &self,
         start: PageStart,
-        seen: &Snapshot,
+        before: i64,
         limit: i64,
     ) -> Result<Vec<Row>, StoreError> {
-        let parameters: [&(dyn ToSql + Sync); 5] =
-            [&start.0, &start.1, &seen.xmax, &limit, &seen.in_progress];
-        self.rows(PAGE_SQL, &parameters).await
+        self.rows(PAGE_SQL, &[&start.0, &start.1, &before, &limit])
+            .await
     }
 
     /// How many people from `start` on in (insert_xact, id) order `seen` saw committed (see
@@ -320,22 +261,21 @@ impl Store {
         .await
     }
 
-    /// Gives `each` the rows of up to `limit` people after `start` in (insert_xact, id) order
-    /// that `seen` saw committed (see [`PAGE_SQL`]), as they arrive, for `rows::person`, until
-    /// it returns false. Returns how many rows it was given. Rows are handled while the next
-    /// ones travel, and a page is never held whole.
+    /// Gives `each` the rows of up to `limit` people after `start` in (insert_xact, id) order,
+    /// inserted by transactions older than `before` (see [`PAGE_SQL`]), as they arrive, for
+    /// `rows::person`, until it returns false. Returns how many rows it was given. Rows are
+    /// handled while the next ones travel, and a page is never held whole.
     pub(crate) async fn page(
         &self,
         start: PageStart,
-        seen: &Snapshot,
+        before: i64,
         limit: i64,
         mut each: impl FnMut(&Row) -> Result<bool, StoreError>,
     ) -> Result<i64, StoreError> {
         let client = self.client().await?;
         self.bounded(async {
             let statement = client.prepare_cached(PAGE_SQL).await?;
-            let parameters: [&(dyn ToSql + Sync); 5] =
-                [&start.0, &start.1, &seen.xmax, &limit, &seen.in_progress];
+            let parameters: [&(dyn ToSql + Sync); 4] = [&start.0, &start.1, &before, &limit];
             let rows = client.query_raw(&statement, parameters).await?;
             let mut rows = std::pin::pin!(rows);
             let mut given = 0;
@@ -419,156 +359,4 @@ impl Store {
             .map_err(|_| StoreError::TimedOut(self.timeout))?
             .expect("the semaphore is never closed"))
     }
-
-    /// Inserts `batch` in one statement and one transaction, skipping people whose apelido is
-    /// taken (by an earlier row or by another row of the same batch), and lists each inserted
-    /// person under the grams `listing` gives for it, where a list holds fewer than `limit`.
-    ///
-    /// A batch of one with nothing to list, which is nearly every batch unless the database
-    /// falls behind, has a statement of its own: without the unnest and the JSON of the batch
-    /// form, a transaction of one person costs PostgreSQL about a quarter less CPU (pgbench,
-    /// commit included: 90-106 µs against 127-130).
-    ///
-    /// When the answer is lost (the connection dropped after the statement was sent), the
-    /// outcome is settled by looking the batch's ids up: they are made afresh for each
-    /// request, so any of them stored means the batch committed, and the others' apelidos were
-    /// taken. None stored is answered as the failure it was.
-    pub async fn insert_batch(
-        &self,
-        batch: &[&Pessoa],
-        listing: &[(String, Uuid)],
-        limit: usize,
-    ) -> Result<Inserted, StoreError> {
-        match self.insert_batch_once(batch, listing, limit).await {
-            Err(error) if error.may_have_committed() => {
-                let ids: Vec<Uuid> = batch.iter().map(|p| p.id()).collect();
-                match self.stored_among(&ids).await {
-                    Ok(stored) if !stored.is_empty() => {
-                        tracing::info!(
-                            error = &error as &dyn std::error::Error,
-                            "a batch whose answer was lost had committed; {} of its {} people \
-                             stored",
-                            stored.len(),
-                            ids.len()
-                        );
-                        Ok(Inserted {
-                            ids: stored,
-                            full: Vec::new(),
-                        })
-                    }
-                    _ => Err(error),
-                }
-            }
-            result => result,
-        }
-    }
-
-    /// The ids among `ids` that are stored.
-    async fn stored_among(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
-        let client = self.client().await?;
-        self.bounded(async {
-            let statement = client
-                .prepare_cached("SELECT id FROM pessoas WHERE id = ANY($1)")
-                .await?;
-            let rows = client.query(&statement, &[&ids]).await?;
-            rows.iter()
-                .map(|row| row.try_get(0).map_err(decode))
-                .collect()
-        })
-        .await
-    }
-
-    async fn insert_batch_once(
-        &self,
-        batch: &[&Pessoa],
-        listing: &[(String, Uuid)],
-        limit: usize,
-    ) -> Result<Inserted, StoreError> {
-        let client = self.client().await?;
-        self.bounded(async {
-            if let ([pessoa], []) = (batch, listing) {
-                let statement = client.prepare_cached(INSERT_ONE_SQL).await?;
-                let stack: Option<Vec<&str>> = pessoa
-                    .stack()
-                    .map(|items| items.iter().map(AsRef::as_ref).collect());
-                let parameters: [&(dyn ToSql + Sync); 5] = [
-                    &pessoa.id(),
-                    &pessoa.apelido().as_ref(),
-                    &pessoa.nome().as_ref(),
-                    &pessoa.nascimento().as_ref(),
-                    &stack,
-                ];
-                let rows = client.query(&statement, &parameters).await?;
-                let ids: Result<HashSet<Uuid>, _> = rows.iter().map(|row| row.try_get(0)).collect();
-                return Ok(Inserted {
-                    ids: ids.map_err(decode)?,
-                    full: Vec::new(),
-                });
-            }
-            let ids: Vec<Uuid> = batch.iter().map(|p| p.id()).collect();
-            let apelidos: Vec<&str> = batch.iter().map(|p| p.apelido().as_ref()).collect();
-            let nomes: Vec<&str> = batch.iter().map(|p| p.nome().as_ref()).collect();
-            let nascimentos: Vec<&str> = batch.iter().map(|p| p.nascimento().as_ref()).collect();
-            let stacks: Vec<Option<String>> = batch
-                .iter()
-                .map(|p| {
-                    p.stack()
-                        .map(|items| serde_json::to_string(items).expect("text serialises"))
-                })
-                .collect();
-            let mut parameters: Vec<&(dyn ToSql + Sync)> =
-                vec![&ids, &apelidos, &nomes, &nascimentos, &stacks];
-            if listing.is_empty() {
-                let statement = client.prepare_cached(INSERT_BATCH_SQL).await?;
-                let rows = client.query(&statement, &parameters).await?;
-                let ids: Result<HashSet<Uuid>, _> = rows.iter().map(|row| row.try_get(0)).collect();
-                return Ok(Inserted {
-                    ids: ids.map_err(decode)?,
-                    full: Vec::new(),
-                });
-            }
-            let (grams, people): (Vec<&str>, Vec<Uuid>) = listing
-                .iter()
-                .map(|(gram, id)| (gram.as_str(), *id))
-                .unzip();
-            let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-            parameters.extend([&grams as &(dyn ToSql + Sync), &people, &limit]);
-            let statement = client.prepare_cached(INSERT_BATCH_LISTING_SQL).await?;
-            let rows = client.query(&statement, &parameters).await?;
-            listed(&rows, listing, limit).map_err(decode)
-        })
-        .await
-    }
-}
-
-/// What [`INSERT_BATCH_LISTING_SQL`] did with `listing`: a gram of a person inserted whose list
-/// did not take it was full already.
-fn listed(
-    rows: &[Row],
-    listing: &[(String, Uuid)],
-    limit: i32,
-) -> Result<Inserted, tokio_postgres::Error> {
-    let mut inserted = Inserted::default();
-    let mut open = HashSet::new();
-    for row in rows {
-        match row.try_get::<_, Option<String>>(1)? {
-            None => {
-                inserted.ids.insert(row.try_get(0)?);
-            }
-            Some(gram) => {
-                if row.try_get::<_, i32>(2)? < limit {
-                    open.insert(gram);
-                }
-            }
-        }
-    }
-    let mut full: Vec<String> = listing
-        .iter()
-        .filter(|(gram, id)| inserted.ids.contains(id) && !open.contains(gram))
-        .map(|(gram, _)| gram.clone())
-        .collect();
-    full.sort_unstable();
-    full.dedup();
-    inserted.full = full;
-    Ok(inserted)
 }

@@ -8,13 +8,14 @@ use xshell::{Shell, cmd};
 
 use crate::workspace::repo_root;
 
-/// What a preloaded cluster is made from: a change to any of these makes a new one.
-const INPUTS: [&str; 5] = [
+/// What a preloaded cluster is made from, with the replay that generates the people: a change
+/// to any of these makes a new one. A change to what `rinha index-search` derives (the short
+/// grams, the filter of pieces) with none to these needs the kept clusters removed
+/// (`.stack/preloaded`).
+const INPUTS: [&str; 3] = [
     "sql/schema.sql",
     "sql/search-index.sql",
     "docker/postgresql.conf",
-    "src/index/fold.rs",
-    "src/index/grams.rs",
 ];
 
 /// Where the cluster holding `count` people (with the search index, if `indexed`) is kept,
