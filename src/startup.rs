@@ -97,7 +97,11 @@ pub async fn index_search(settings: &Settings) -> Result<(), Box<dyn Error>> {
         Some(_) => memory::mirror_budget(memory_limit) / 3,
         None => 128 << 20,
     };
-    let indexed = crate::mirror::index_stored_people(&store, filter_bytes).await?;
+    // The index first, over the rows this snapshot saw: a replica that loads the filter saved
+    // with it then finds the index there.
+    let snapshot = store.snapshot().await?;
+    store.create_search_index(snapshot.xmax).await?;
+    let indexed = crate::mirror::index_stored_people(&store, &snapshot, filter_bytes).await?;
     tracing::info!(
         "{} people listed under {} short grams, and their pieces saved in a filter of {} MiB, \
          {:.0}% of its bits set",
@@ -106,6 +110,6 @@ pub async fn index_search(settings: &Settings) -> Result<(), Box<dyn Error>> {
         indexed.filter_bytes >> 20,
         indexed.filter_load * 100.0
     );
-    store.create_search_index().await?;
+    store.drop_older_search_indexes(snapshot.xmax).await?;
     Ok(())
 }

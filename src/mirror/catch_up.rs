@@ -110,7 +110,7 @@ impl Mirror {
                 // Read by the next catch-up, its transaction then finished.
                 continue;
             }
-            let Some((_, person)) = self.decoded(row) else {
+            let Some((insert_xact, person)) = self.decoded(row) else {
                 *left_out += 1;
                 continue;
             };
@@ -119,7 +119,7 @@ impl Mirror {
                 continue;
             }
             if !state.admit(&person, self.budget_bytes) {
-                state.filter_out(&person, self.budget_bytes);
+                state.filter_out(insert_xact, &person, self.budget_bytes);
                 *left_out += 1;
             }
         }

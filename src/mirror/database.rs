@@ -8,6 +8,8 @@
 //! (`sql/search-index.sql`). The database lower-cases, so each row it returns is checked with
 //! this replica's own folding.
 
+use std::collections::HashSet;
+
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -86,16 +88,29 @@ impl Mirror {
             true => vec![pattern.clone()],
             false => narrowing,
         };
+        let (indexed_before, left_out_from) = {
+            let state = self.read();
+            (state.indexed_before, state.left_out_from)
+        };
         let start = array.len();
         // Room for the matches in memory, and more only when rows the database finds but
         // folding does not match crowd out others.
         let mut limit = SEARCH_LIMIT;
         loop {
             array.truncate(start);
-            let rows = self
-                .store
-                .search(&narrowing, &pattern, limit as i64)
-                .await?;
+            let mut rows = Vec::new();
+            if let Some(before) = indexed_before {
+                let indexed = self
+                    .store
+                    .search_indexed(before, &narrowing, &pattern, limit as i64);
+                rows = indexed.await?;
+            }
+            if let Some(from) = left_out_from
+                && rows.len() < limit
+            {
+                let left = (limit - rows.len()) as i64;
+                rows.extend(self.store.search_from(from, &pattern, left).await?);
+            }
             if self.append_matches(&rows, term, wanted, array) == wanted || rows.len() < limit {
                 return Ok(());
             }
@@ -113,6 +128,8 @@ impl Mirror {
         array: &mut Vec<u8>,
     ) -> usize {
         let mut found = 0;
+        // Two searches of the database may both find a row.
+        let mut appended = HashSet::new();
         for row in rows {
             if found == wanted {
                 break;
@@ -121,7 +138,10 @@ impl Mirror {
                 continue;
             };
             // The database lower-cases; this is full case folding, and fields apart.
-            if self.read().people.contains(&person.id) || !index::matches(&person, term) {
+            if self.read().people.contains(&person.id)
+                || !index::matches(&person, term)
+                || !appended.insert(person.id)
+            {
                 continue;
             }
             if array.len() > 1 {

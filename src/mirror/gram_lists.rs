@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{PAGE_ROWS, SEARCH_LIMIT, person_ref};
 use crate::index::{PieceFilter, for_each_gram};
 use crate::store::rows::{self, page_key};
-use crate::store::{PageStart, Store, StoreError};
+use crate::store::{PageStart, Snapshot, Store, StoreError};
 
 /// (gram, id) pairs per statement when the lists are written.
 const PAIRS_PER_STATEMENT: usize = 50_000;
@@ -24,14 +24,14 @@ pub(crate) struct Indexed {
     pub(crate) filter_load: f64,
 }
 
-/// Reads every person committed before a snapshot taken first, adds up to [`SEARCH_LIMIT`] of
-/// them to each gram's list, and saves the filter of their pieces, of at most `filter_bytes`,
-/// with that snapshot. A row that does not read as a person is skipped.
+/// Reads every person `snapshot` saw committed, adds up to [`SEARCH_LIMIT`] of them to each
+/// gram's list, and saves the filter of their pieces, of at most `filter_bytes`, with that
+/// snapshot. A row that does not read as a person is skipped.
 pub(crate) async fn index_stored_people(
     store: &Store,
+    snapshot: &Snapshot,
     filter_bytes: usize,
 ) -> Result<Indexed, StoreError> {
-    let snapshot = store.snapshot().await?;
     // Room for a fifth more people than today's.
     let expected = store.estimated_people().await?.max(0) as u64 / 4 * 5;
     let mut filter = PieceFilter::sized_for(expected, filter_bytes);
@@ -78,7 +78,7 @@ pub(crate) async fn index_stored_people(
         store.list_grams(chunk).await?;
     }
     let bytes = filter.to_bytes();
-    store.save_filter(&snapshot, &bytes).await?;
+    store.save_filter(snapshot, &bytes).await?;
     Ok(Indexed {
         people: read,
         grams,

@@ -89,6 +89,12 @@ struct State {
     left_out: u64,
     /// What the mirror knows of the people it left out.
     filter: LeftOut,
+    /// With a saved filter: the `xmax` of its snapshot. The people left out at load are of
+    /// transactions before it, in the search index built with that filter.
+    indexed_before: Option<i64>,
+    /// The oldest transaction of the other people left out (all of them without a saved
+    /// filter), which the search index does not hold.
+    left_out_from: Option<i64>,
     /// Set once the budget is reached, and the mirror no longer grows.
     full: bool,
     /// How many people the mirror held when it last gave back its room to grow.
@@ -148,9 +154,13 @@ impl State {
         false
     }
 
-    /// Adds `person`, left out, to the filter (the caller counts it). The first person left out
-    /// while running gets a filter made in the room kept for it.
-    fn filter_out(&mut self, person: &PersonRef, budget: usize) {
+    /// Adds `person`, left out by a catch-up, to the filter (the caller counts it). The first
+    /// person left out while running gets a filter made in the room kept for it.
+    fn filter_out(&mut self, insert_xact: i64, person: &PersonRef, budget: usize) {
+        self.left_out_from = Some(
+            self.left_out_from
+                .map_or(insert_xact, |x| x.min(insert_xact)),
+        );
         match &mut self.filter {
             LeftOut::Nobody => {
                 let mut filter = PieceFilter::sized_for(u64::MAX, budget / 8);
@@ -240,8 +250,12 @@ impl Mirror {
                 // The rest is counted through the index, never read.
                 state.left_out += mirror.store.count_from(key, &seen).await? as u64;
                 state.filter = match saved {
-                    Some(filter) => LeftOut::Filtered(filter),
+                    Some(filter) => {
+                        state.indexed_before = Some(seen.xmax);
+                        LeftOut::Filtered(filter)
+                    }
                     None => {
+                        state.left_out_from = Some(i64::MIN);
                         tracing::warn!(
                             "the table is past this replica's memory budget and no filter of \
                              pieces is saved (`rinha index-search` saves one): every search \
@@ -257,9 +271,20 @@ impl Mirror {
                 break;
             }
         }
+        let filter = match &state.filter {
+            LeftOut::Filtered(filter) => {
+                format!(
+                    ", in a filter of {} MiB with {:.0}% of its bits set",
+                    filter.heap_bytes() >> 20,
+                    filter.load() * 100.0
+                )
+            }
+            LeftOut::Nobody | LeftOut::Unfiltered => String::new(),
+        };
         tracing::info!(
-            "the mirror loaded {} people; {} rows left out",
+            "the mirror loaded {} people in {} MiB; {} rows left out{filter}",
             state.people.count(),
+            state.people.heap_bytes() >> 20,
             state.left_out
         );
         state.seen = seen;

@@ -88,18 +88,28 @@ pub const PAGE_SQL: &str = concat!(
 const COUNT_FROM_SQL: &str = "SELECT count(*) FROM pessoas \
      WHERE (insert_xact, id) >= ($1, $2) AND insert_xact < $3 AND insert_xact <> ALL($4)";
 
-/// Up to `$5` people whose searchable text (`pessoas_busca`, see `sql/schema.sql`) is LIKE
-/// `$1`, `$2` and `$3` (each a trigram, through the trigram index of `sql/search-index.sql`) and
-/// LIKE `$4`, the whole term, checked on the rows those leave: the concatenation hides it from
-/// the index, which would read every one of its trigrams' lists otherwise. Public so tests can
-/// check its plan.
+/// Up to `$5` people inserted by transactions before `$6`, whose searchable text
+/// (`pessoas_busca`, see `sql/schema.sql`) is LIKE `$1`, `$2` and `$3` (each a trigram, through
+/// the trigram index of `sql/search-index.sql` over those rows) and LIKE `$4`, the whole term,
+/// checked on the rows those leave: the concatenation hides it from the index, which would read
+/// every one of its trigrams' lists otherwise. Public so tests can check its plan.
 pub const SEARCH_SQL: &str = concat!(
     "SELECT ",
     person_columns!(),
-    " FROM pessoas WHERE pessoas_busca(apelido, nome, stack) LIKE $1 \
+    " FROM pessoas WHERE insert_xact < $6 \
+     AND pessoas_busca(apelido, nome, stack) LIKE $1 \
      AND pessoas_busca(apelido, nome, stack) LIKE $2 \
      AND pessoas_busca(apelido, nome, stack) LIKE $3 \
      AND pessoas_busca(apelido, nome, stack) || '' LIKE $4 LIMIT $5"
+);
+
+/// Up to `$3` people inserted by transactions from `$1` on whose searchable text is LIKE `$2`,
+/// read through the (insert_xact, id) index: the rows the search index leaves out.
+const SEARCH_FROM_SQL: &str = concat!(
+    "SELECT ",
+    person_columns!(),
+    " FROM pessoas WHERE insert_xact >= $1 \
+     AND pessoas_busca(apelido, nome, stack) LIKE $2 LIMIT $3"
 );
 
 /// The people listed under each of the grams `$1` (see `index::grams`).
@@ -290,24 +300,48 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` people whose searchable text is LIKE each of `narrowing` (up to three
-    /// trigrams, at least one, as `%abc%`) and LIKE `pattern` (see [`SEARCH_SQL`]), as rows for
-    /// `rows::person`. At most a share of the pool searches at once (see `searches`).
-    pub(crate) async fn search(
+    /// Up to `limit` people inserted by transactions before `before` whose searchable text is
+    /// LIKE each of `narrowing` (up to three trigrams, at least one, as `%abc%`) and LIKE
+    /// `pattern` (see [`SEARCH_SQL`]), as rows for `rows::person`.
+    pub(crate) async fn search_indexed(
         &self,
+        before: i64,
         narrowing: &[String],
         pattern: &str,
         limit: i64,
     ) -> Result<Vec<Row>, StoreError> {
         let narrowing = |n: usize| narrowing.get(n).or(narrowing.first()).map(String::as_str);
         let (first, second, third) = (narrowing(0), narrowing(1), narrowing(2));
+        let parameters: [&(dyn ToSql + Sync); 6] =
+            [&first, &second, &third, &pattern, &limit, &before];
+        self.search(SEARCH_SQL, &parameters).await
+    }
+
+    /// Up to `limit` people inserted by transactions from `from` on whose searchable text is
+    /// LIKE `pattern` (see [`SEARCH_FROM_SQL`]), as rows for `rows::person`.
+    pub(crate) async fn search_from(
+        &self,
+        from: i64,
+        pattern: &str,
+        limit: i64,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.search(SEARCH_FROM_SQL, &[&from, &pattern, &limit])
+            .await
+    }
+
+    /// The rows of a search, run by at most a share of the pool at once (see `searches`).
+    async fn search(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let _permit = self.search_permit().await?;
         let client = self.client().await?;
         self.bounded(async {
-            // Unnamed, so planned each time for these patterns: a plan kept for any pattern
-            // cannot know that a rare one is a handful of entries of the trigram index.
-            let parameters: [&(dyn ToSql + Sync); 5] = [&first, &second, &third, &pattern, &limit];
-            Ok(client.query(SEARCH_SQL, &parameters).await?)
+            // Unnamed, so planned each time for these values: a plan kept for any pattern
+            // cannot know that a rare one is a handful of entries of the trigram index, nor
+            // which search index a bound matches.
+            Ok(client.query(sql, parameters).await?)
         })
         .await
     }

@@ -83,35 +83,65 @@ impl Store {
         }
     }
 
-    /// Builds the search index (`sql/search-index.sql`), taking as long as it needs. A build
-    /// that failed midway (its session ended, say) left an invalid index behind, which `IF NOT
-    /// EXISTS` would keep: it is dropped first.
-    pub(crate) async fn create_search_index(&self) -> Result<(), StoreError> {
+    /// Builds the search index (`sql/search-index.sql`) over the rows of transactions before
+    /// `xmax`, taking as long as it needs. A build that failed midway (its session ended, say)
+    /// left an invalid index behind, which `IF NOT EXISTS` would keep: every invalid one is
+    /// dropped first.
+    pub(crate) async fn create_search_index(&self, xmax: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
         // Room to sort the index's entries in memory: the database's settings leave 64 MB to
         // each maintenance task, for a vacuum beside the service's work; this is a one-off.
         client
             .batch_execute("SET statement_timeout = 0; SET maintenance_work_mem = '256MB'")
             .await?;
-        let invalid: bool = client
-            .query_one(
-                "SELECT coalesce((SELECT NOT indisvalid FROM pg_index \
-                 WHERE indexrelid = to_regclass('pessoas_busca_trgm')), false)",
-                &[],
-            )
-            .await?
-            .try_get(0)
-            .map_err(super::decode)?;
-        if invalid {
-            tracing::info!("dropping the search index an earlier build left invalid");
+        for invalid in self.search_indexes(&client, "NOT indisvalid").await? {
+            tracing::info!("dropping {invalid}, which an earlier build left invalid");
             client
-                .batch_execute("DROP INDEX CONCURRENTLY pessoas_busca_trgm")
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY {invalid}"))
                 .await?;
         }
-        for statement in statements(SEARCH_INDEX) {
+        let sql = SEARCH_INDEX.replace("{xmax}", &xmax.to_string());
+        for statement in statements(&sql) {
             client.batch_execute(&statement).await?;
         }
         Ok(())
+    }
+
+    /// Drops the search indexes but the one over the rows before `xmax`.
+    pub(crate) async fn drop_older_search_indexes(&self, xmax: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.batch_execute("SET statement_timeout = 0").await?;
+        let kept = format!("pessoas_busca_trgm_{xmax}");
+        for older in self.search_indexes(&client, "true").await? {
+            if older != kept {
+                tracing::info!("dropping {older}, the search index of an earlier run");
+                client
+                    .batch_execute(&format!("DROP INDEX CONCURRENTLY {older}"))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the search indexes on `pessoas` for which `condition` on `pg_index` holds.
+    async fn search_indexes(
+        &self,
+        client: &deadpool_postgres::Client,
+        condition: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT indexrelid::regclass::text FROM pg_index \
+                     WHERE indrelid = 'pessoas'::regclass AND {condition} \
+                     AND indexrelid::regclass::text LIKE 'pessoas\\_busca\\_trgm%'"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(super::decode))
+            .collect()
     }
 }
 
@@ -138,6 +168,6 @@ mod tests {
         assert_eq!(statements.len(), 2, "{statements:?}");
         assert!(statements[0].starts_with("CREATE EXTENSION"));
         assert!(statements[1].starts_with("CREATE INDEX CONCURRENTLY"));
-        assert!(statements[1].ends_with("WITH (gin_pending_list_limit = 256);"));
+        assert!(statements[1].ends_with("WHERE insert_xact < {xmax};"));
     }
 }

@@ -292,13 +292,22 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     db.batch_execute("ANALYZE pessoas").await.unwrap();
 
     // A rare term is a few entries of the index, not a read of every row.
+    // Over the rows before the snapshot the filter was saved with.
+    let before: i64 = db
+        .query_one("SELECT snapshot_xmax FROM pessoas_pedacos_visto", &[])
+        .await
+        .unwrap()
+        .get(0);
     let plan = explain(
         &db,
         rinha::store::SEARCH_SQL,
-        &[&"%agu%", &"%gul%", &"%lha%", &"%agulha%", &50i64],
+        &[&"%agu%", &"%gul%", &"%lha%", &"%agulha%", &50i64, &before],
     )
     .await;
-    assert!(plan.contains("pessoas_busca_trgm"), "{plan}");
+    assert!(
+        plan.contains(&format!("pessoas_busca_trgm_{before}")),
+        "{plan}"
+    );
     assert!(!plan.contains("Seq Scan"), "{plan}");
 
     for (term, expected) in [
@@ -352,6 +361,26 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     assert_eq!(search(&small, "ж5").await.len(), 11, "ж5 and ж50 to ж59");
     assert_eq!(small.count().await, 30_062);
     assert_eq!(normal.count().await, 30_062);
+
+    // A later run builds the index over the rows stored since, then drops the old one.
+    let again = rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&small.database_url)
+    };
+    rinha::startup::index_search(&again).await.unwrap();
+    let indexes: Vec<String> = db
+        .query(
+            "SELECT indexrelid::regclass::text FROM pg_index \
+             WHERE indexrelid::regclass::text LIKE 'pessoas_busca_trgm%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert_ne!(indexes[0], format!("pessoas_busca_trgm_{before}"));
 }
 
 #[tokio::test]

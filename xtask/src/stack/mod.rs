@@ -395,7 +395,7 @@ impl Stack {
         };
         if let Some(cache) = cache.as_ref().filter(|cache| cache.exists()) {
             println!("copying the cluster preloaded before from {}", cache.display());
-            preloaded::copy(sh, cache, &data_dir)?;
+            tools.postgres.copy_cluster(cache, &data_dir)?;
             return self.start_rest(sh, tools, false, None);
         }
         println!("initialising a PostgreSQL cluster in {}", data_dir.display());

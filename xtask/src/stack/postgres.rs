@@ -134,6 +134,15 @@ impl Postgres {
         self.give(&cluster_config)
     }
 
+    /// Makes `data_dir` (which must not exist) a copy of the stopped cluster in `kept`, its
+    /// folder given to the cluster's owner as [`Postgres::init_cluster`] gives it.
+    pub fn copy_cluster(&self, kept: &Path, data_dir: &Path) -> Result<()> {
+        let parent = data_dir.parent().expect("the data directory has a parent");
+        self.sh.create_dir(parent)?;
+        self.give(parent)?;
+        super::preloaded::copy(&self.sh, kept, data_dir)
+    }
+
     /// The server, bound to its one address only: the shared configuration listens everywhere,
     /// which suits a container's private network but not a host.
     pub fn server(&self, data_dir: &Path, port: u16, socket_dir: &Path) -> Command {

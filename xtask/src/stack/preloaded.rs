@@ -12,11 +12,7 @@ use crate::workspace::repo_root;
 /// to any of these makes a new one. A change to what `rinha index-search` derives (the short
 /// grams, the filter of pieces) with none to these needs the kept clusters removed
 /// (`.stack/preloaded`).
-const INPUTS: [&str; 3] = [
-    "sql/schema.sql",
-    "sql/search-index.sql",
-    "docker/postgresql.conf",
-];
+const INPUTS: [&str; 3] = ["sql/schema.sql", "sql/search-index.sql", "docker/postgresql.conf"];
 
 /// Where the cluster holding `count` people (with the search index, if `indexed`) is kept,
 /// made by `replay` from today's inputs, for a stack whose clients come from `clients`.
