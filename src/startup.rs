@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::http::{AppState, Server};
 use crate::memory;
 use crate::metrics::Metrics;
-use crate::mirror::Mirror;
+use crate::mirror::{Mirror, SEARCH_LIMIT};
 use crate::people::People;
 use crate::store::Store;
 use crate::writer::Writer;
@@ -70,8 +70,11 @@ pub async fn state(settings: &Settings) -> Result<(AppState, Tasks), Box<dyn Err
     let memory_limit = settings.memory_limit_bytes.or_else(memory::cgroup_limit);
     let mirror = Arc::new(Mirror::load(store.clone(), memory::mirror_budget(memory_limit)).await?);
     let metrics = Arc::new(Metrics::new());
+    // So that no write tries to list a person under a gram already full.
+    let full_grams = store.full_grams(SEARCH_LIMIT).await?;
     let (writer, writers) = Writer::spawn(
         store.clone(),
+        full_grams,
         settings.writers,
         settings.batch_max,
         settings.db_timeout,

@@ -73,9 +73,10 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts `writers` writers over one queue, where a job may wait at most `timeout` (the
-    /// database timeout). The task returned ends once they have drained the queue.
+    /// database timeout), knowing the grams `full_grams` full. The task returned ends once they have drained the queue.
     pub(crate) fn spawn(
         store: Store,
+        full_grams: HashSet<String>,
         writers: usize,
         batch_max: usize,
         timeout: Duration,
@@ -83,7 +84,7 @@ impl Writer {
     ) -> (Writer, JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let jobs = Arc::new(Mutex::new(jobs));
-        let full_grams = Arc::default();
+        let full_grams = Arc::new(std::sync::Mutex::new(full_grams));
         let writers: Vec<JoinHandle<()>> = (0..writers)
             .map(|_| {
                 let writer = BatchWriter {

@@ -67,6 +67,20 @@ pub struct Inserted {
 }
 
 impl Store {
+    /// The grams whose lists hold `limit` people or more.
+    pub(crate) async fn full_grams(&self, limit: usize) -> Result<HashSet<String>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows = self
+            .rows(
+                "SELECT grama FROM pessoas_gramas WHERE cardinality(ids) >= $1",
+                &[&limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(decode))
+            .collect()
+    }
+
     /// Inserts `batch` in one statement and one transaction, skipping people whose apelido is
     /// taken (by an earlier row or by another row of the same batch), and lists each inserted
     /// person under the grams `listing` gives for it, where a list holds fewer than `limit`.
