@@ -210,16 +210,24 @@ impl SearchIndex {
         }
     }
 
-    /// Up to `n` distinct three-byte pieces of `term` (folded) made of ASCII letters and digits,
-    /// those the fewest people here hold first: the trigrams of a database's trigram index that
-    /// narrow a search for the term down at the least cost, if the people here are like the
-    /// others. People hold a piece in their apelido or nome, or through a stack item.
+    /// Up to `n` distinct three-byte pieces of `term` (folded) that a database's trigram index
+    /// narrows a search down by, those the fewest people here hold first: the least costly, if
+    /// the people here are like the others. A piece is three ASCII letters or digits, or two
+    /// with a space before or after them: `pg_trgm` indexes a word's edge as a trigram of its
+    /// own, which a term with short words often needs (`m yust` has one trigram inside a word,
+    /// `yus`, and one `ust` that every `Rust` holds). People hold a piece in their apelido or
+    /// nome, or through a stack item.
     pub(crate) fn rarest_trigrams<'t>(&self, term: &'t str, n: usize) -> Vec<&'t str> {
         let mut pieces: Vec<(usize, &'t str)> = term
             .as_bytes()
             .windows(3)
             .enumerate()
-            .filter(|(_, window)| window.iter().all(u8::is_ascii_alphanumeric))
+            .filter(|(_, window)| match **window {
+                [b' ', b, c] | [b, c, b' '] => {
+                    b.is_ascii_alphanumeric() && c.is_ascii_alphanumeric()
+                }
+                _ => window.iter().all(u8::is_ascii_alphanumeric),
+            })
             .map(|(start, window)| {
                 let key = [window[0], window[1], window[2]];
                 let in_text = self.text.listed(&key).map_or(0, |(_, people)| people);

@@ -235,3 +235,19 @@ fn counts_what_it_holds() {
     let full = index.heap_bytes();
     assert!(full > empty + 1000 * 40, "{empty} then {full}");
 }
+
+#[test]
+fn the_rarest_trigrams_include_the_edges_of_words() {
+    let people = [
+        pessoa("yust1", "Ana Yust", Some(&["Rust"])),
+        pessoa("yust2", "Ana Yust", Some(&["Rust"])),
+        pessoa("rust3", "Bia Mara", Some(&["Rust"])),
+    ];
+    let index = index_of(&people);
+    // `ust` is held by all three; `yus` by two, like ` yu` and `m y`, which spans two words and
+    // so is no trigram of pg_trgm's, nor is anything with a character that is not ASCII.
+    assert_eq!(index.rarest_trigrams("m yust", 2), [" yu", "yus"]);
+    assert_eq!(index.rarest_trigrams("m yust", 9), [" yu", "yus", "ust"]);
+    assert_eq!(index.rarest_trigrams("ana ", 9), ["ana", "na "]);
+    assert_eq!(index.rarest_trigrams("aé b", 9), Vec::<&str>::new());
+}
