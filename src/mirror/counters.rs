@@ -16,6 +16,7 @@ pub(super) struct Counters {
     /// came of them: ruled out by the filter of pieces, or asked of the database.
     pub(super) searches_ruled_out: IntCounter,
     pub(super) searches_in_database: IntCounter,
+    pub(super) search_database_rows: IntCounter,
 }
 
 impl Counters {
@@ -56,6 +57,10 @@ impl Counters {
                 "mirror_searches_in_database_total",
                 "Searches past memory that went on in the database.",
             ),
+            search_database_rows: counter(
+                "mirror_search_database_rows_total",
+                "Rows the database returned to the searches past memory, at most 50 a search.",
+            ),
         };
         for counter in [
             &counters.catch_ups,
@@ -64,6 +69,7 @@ impl Counters {
             &counters.search_items_visited,
             &counters.searches_ruled_out,
             &counters.searches_in_database,
+            &counters.search_database_rows,
         ] {
             counters
                 .registry

@@ -62,60 +62,54 @@ impl Mirror {
         Ok(())
     }
 
-    /// Appends up to `wanted` people whose searchable text the database finds LIKE the term.
-    /// The trigram index narrows the rows down by the term's rarest trigrams here, a few: each
-    /// trigram the index reads costs it the whole list of the rows that hold it.
+    /// Appends up to `wanted` people whose searchable text the database finds matching the
+    /// term. The trigram index narrows the rows down by a few of the term's rarest trigrams here:
+    /// each trigram the index reads costs it the whole list of the rows that hold it.
     async fn search_by_trigrams(
         &self,
         term: &str,
         wanted: usize,
         array: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
-        let pattern = like_pattern(term);
-        // The trigrams of the pattern's literal runs, apart: those the database's own text
-        // holds wherever the term matches.
-        let literal = pattern.replace(['%', '_'], "\n");
-        let narrowing: Vec<String> = self
+        let pattern = SearchPattern::of(term);
+        let mut narrowing: Vec<String> = self
             .read()
             .people
-            .rarest_trigrams(&literal, NARROWING_TRIGRAMS)
+            .rarest_trigrams(&pattern.literal, NARROWING_TRIGRAMS)
             .into_iter()
-            .map(|trigram| format!("%{trigram}%"))
+            .map(str::to_owned)
             .collect();
-        // A term with no ASCII trigram comes here only when its grams' lists were all full: the
-        // index then narrows by what trigrams it finds in the whole pattern.
-        let narrowing = match narrowing.is_empty() {
-            true => vec![pattern.clone()],
-            false => narrowing,
-        };
+        // A term with parts that are not literal in the database's text (`ss`, `σ`) narrows by
+        // the whole expression too, which pg_trgm reads as alternatives: its literal runs alone
+        // may be short and common (`epa` of `epass`). So does a term with no trigram here, which
+        // comes only when its grams' lists were all full.
+        if pattern.literal != term || narrowing.is_empty() {
+            narrowing.truncate(NARROWING_TRIGRAMS - 1);
+            narrowing.insert(0, pattern.regex.clone());
+        }
         let (indexed_before, left_out_from) = {
             let state = self.read();
             (state.indexed_before, state.left_out_from)
         };
-        let start = array.len();
-        // Room for the matches in memory, and more only when rows the database finds but
-        // folding does not match crowd out others.
-        let mut limit = SEARCH_LIMIT;
-        loop {
-            array.truncate(start);
-            let mut rows = Vec::new();
-            if let Some(before) = indexed_before {
-                let indexed = self
-                    .store
-                    .search_indexed(before, &narrowing, &pattern, limit as i64);
-                rows = indexed.await?;
-            }
-            if let Some(from) = left_out_from
-                && rows.len() < limit
-            {
-                let left = (limit - rows.len()) as i64;
-                rows.extend(self.store.search_from(from, &pattern, left).await?);
-            }
-            if self.append_matches(&rows, term, wanted, array) == wanted || rows.len() < limit {
-                return Ok(());
-            }
-            limit *= 4;
+        // The database checks the whole expression, so every row it returns matches but those in
+        // memory, which are at most `SEARCH_LIMIT - wanted`: one page of the limit holds every
+        // match that can be appended.
+        let limit = SEARCH_LIMIT;
+        let mut rows = Vec::new();
+        if let Some(before) = indexed_before {
+            let indexed =
+                self.store
+                    .search_indexed(before, &narrowing, &pattern.regex, limit as i64);
+            rows = indexed.await?;
         }
+        if let Some(from) = left_out_from
+            && rows.len() < limit
+        {
+            let left = (limit - rows.len()) as i64;
+            rows.extend(self.store.search_from(from, &pattern.regex, left).await?);
+        }
+        self.append_matches(&rows, term, wanted, array);
+        Ok(())
     }
 
     /// Appends up to `wanted` of the people in `rows` who match `term` (folded) and are not in
@@ -127,6 +121,7 @@ impl Mirror {
         wanted: usize,
         array: &mut Vec<u8>,
     ) -> usize {
+        self.counters.search_database_rows.inc_by(rows.len() as u64);
         let mut found = 0;
         // Two searches of the database may both find a row.
         let mut appended = HashSet::new();
@@ -154,45 +149,109 @@ impl Mirror {
     }
 }
 
-/// A LIKE pattern that matches every text lower-cased by the database (`pessoas_busca`) whose
-/// full case folding holds `term`, already folded: the term, literal, but for what lower() leaves
-/// apart and folding does not: `ss` matches any run (a `ß`), and `σ β θ φ π κ ρ ε μ ṡ ι` any one
-/// character (their variant forms, `ς ϐ ϑ ϕ ϖ ϰ ϱ ϵ µ ẛ ι`). Still missed: a long `ſ`, the Latin
-/// and Armenian ligatures, Greek letters with iota subscript, a dotted capital I and Cherokee.
-fn like_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    let mut characters = term.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            's' if characters.peek() == Some(&'s') => {
-                characters.next();
-                pattern.push('%');
+/// A term (folded) as PostgreSQL's regular expression over the text the database lower-cases
+/// (`pessoas_busca`): it matches wherever the text's full case folding holds the term. Literal,
+/// but for what lower case leaves apart and folding does not: a run of `s` matches any `s` and `ß`
+/// that fold to it (`ss` is `ss` or `ß`), and `σ β θ φ π κ ρ ε μ ṡ ι` their variant forms too
+/// (`ς ϐ ϑ ϕ ϖ ϰ ϱ ϵ µ ẛ ι`). Still missed: a long `ſ`, the Latin and Armenian ligatures, Greek
+/// letters with iota subscript, a dotted capital I and Cherokee.
+struct SearchPattern {
+    regex: String,
+    /// The term, with a line in place of each part that is not literal in the database's text:
+    /// where its trigrams come from.
+    literal: String,
+}
+
+impl SearchPattern {
+    fn of(term: &str) -> Self {
+        let mut regex = String::with_capacity(term.len() + 2);
+        let mut literal = String::with_capacity(term.len());
+        let mut characters = term.chars().peekable();
+        while let Some(character) = characters.next() {
+            if character == 's' && characters.peek() == Some(&'s') {
+                let mut run = 1;
+                while characters.next_if_eq(&'s').is_some() {
+                    run += 1;
+                }
+                regex.push_str(&s_run(run));
+                literal.push('\n');
+            } else if let Some(variants) = variant_forms(character) {
+                regex.push('[');
+                regex.push(character);
+                regex.push_str(variants);
+                regex.push(']');
+                literal.push('\n');
+            } else {
+                // In PostgreSQL's expressions a backslash makes any character but a letter or
+                // digit literal.
+                if character.is_ascii() && !character.is_ascii_alphanumeric() {
+                    regex.push('\\');
+                }
+                regex.push(character);
+                literal.push(character);
             }
-            'σ' | 'β' | 'θ' | 'φ' | 'π' | 'κ' | 'ρ' | 'ε' | 'μ' | 'ṡ' | 'ι' => {
-                pattern.push('_')
+        }
+        SearchPattern { regex, literal }
+    }
+}
+
+/// The forms other than `letter` that lower case keeps and full case folding maps to it.
+fn variant_forms(letter: char) -> Option<&'static str> {
+    Some(match letter {
+        'σ' => "ς",
+        'β' => "ϐ",
+        'θ' => "ϑ",
+        'φ' => "ϕ",
+        'π' => "ϖ",
+        'κ' => "ϰ",
+        'ρ' => "ϱ",
+        'ε' => "ϵ",
+        'μ' => "µ",
+        'ṡ' => "ẛ",
+        'ι' => "\u{1FBE}\u{345}",
+        _ => return None,
+    })
+}
+
+/// An expression for a run of `length` folded `s`: every sequence of `s` and `ß` that folds to
+/// it, for the runs a name may hold; any sequence of at least half as many, past that.
+fn s_run(length: usize) -> String {
+    fn sequences(length: usize) -> Vec<String> {
+        match length {
+            0 => vec![String::new()],
+            1 => vec!["s".to_owned()],
+            _ => {
+                let ones = sequences(length - 1)
+                    .into_iter()
+                    .map(|rest| format!("s{rest}"));
+                let twos = sequences(length - 2)
+                    .into_iter()
+                    .map(|rest| format!("ß{rest}"));
+                ones.chain(twos).collect()
             }
-            '%' | '_' | '\\' => {
-                pattern.push('\\');
-                pattern.push(character);
-            }
-            _ => pattern.push(character),
         }
     }
-    pattern.push('%');
-    pattern
+    match length {
+        ..=6 => format!("(?:{})", sequences(length).join("|")),
+        _ => format!("[sß]{{{},{length}}}", length.div_ceil(2)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::like_pattern;
+    use super::SearchPattern;
 
     #[test]
-    fn like_patterns_match_terms_literally_and_what_lower_case_leaves_apart() {
-        assert_eq!(like_pattern("c++"), "%c++%");
-        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
-        assert_eq!(like_pattern("strasse"), "%stra%e%");
-        assert_eq!(like_pattern("sss"), "%%s%");
-        assert_eq!(like_pattern("οδοσ"), "%οδο_%");
+    fn search_patterns_match_terms_literally_and_what_lower_case_leaves_apart() {
+        let regex = |term| SearchPattern::of(term).regex;
+        assert_eq!(regex("c++ é"), "c\\+\\+\\ é");
+        assert_eq!(regex("100%_a\\b"), "100\\%\\_a\\\\b");
+        assert_eq!(regex("strasse"), "stra(?:ss|ß)e");
+        assert_eq!(regex("sss"), "(?:sss|sß|ßs)");
+        assert_eq!(regex("ssssssss"), "[sß]{4,8}");
+        assert_eq!(regex("οδοσ"), "οδο[σς]");
+        let pattern = SearchPattern::of("a stra");
+        assert_eq!(pattern.literal, "a stra");
+        assert_eq!(SearchPattern::of("epass σb").literal, "epa\n \nb");
     }
 }

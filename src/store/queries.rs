@@ -89,27 +89,28 @@ const COUNT_FROM_SQL: &str = "SELECT count(*) FROM pessoas \
      WHERE (insert_xact, id) >= ($1, $2) AND insert_xact < $3 AND insert_xact <> ALL($4)";
 
 /// Up to `$5` people inserted by transactions before `$6`, whose searchable text
-/// (`pessoas_busca`, see `sql/schema.sql`) is LIKE `$1`, `$2` and `$3` (each a trigram, through
-/// the trigram index of `sql/search-index.sql` over those rows) and LIKE `$4`, the whole term,
-/// checked on the rows those leave: the concatenation hides it from the index, which would read
-/// every one of its trigrams' lists otherwise. Public so tests can check its plan.
+/// (`pessoas_busca`, see `sql/schema.sql`) matches the regular expressions `$1`, `$2` and `$3`
+/// (a few trigrams, through the trigram index of `sql/search-index.sql` over those rows) and `$4`,
+/// the whole term, checked on the rows those leave: the concatenation hides it from the index,
+/// which would read every one of its trigrams' lists otherwise. Public so tests can check its
+/// plan.
 pub const SEARCH_SQL: &str = concat!(
     "SELECT ",
     person_columns!(),
     " FROM pessoas WHERE insert_xact < $6 \
-     AND pessoas_busca(apelido, nome, stack) LIKE $1 \
-     AND pessoas_busca(apelido, nome, stack) LIKE $2 \
-     AND pessoas_busca(apelido, nome, stack) LIKE $3 \
-     AND pessoas_busca(apelido, nome, stack) || '' LIKE $4 LIMIT $5"
+     AND pessoas_busca(apelido, nome, stack) ~ $1 \
+     AND pessoas_busca(apelido, nome, stack) ~ $2 \
+     AND pessoas_busca(apelido, nome, stack) ~ $3 \
+     AND pessoas_busca(apelido, nome, stack) || '' ~ $4 LIMIT $5"
 );
 
-/// Up to `$3` people inserted by transactions from `$1` on whose searchable text is LIKE `$2`,
+/// Up to `$3` people inserted by transactions from `$1` on whose searchable text matches `$2`,
 /// read through the (insert_xact, id) index: the rows the search index leaves out.
 const SEARCH_FROM_SQL: &str = concat!(
     "SELECT ",
     person_columns!(),
     " FROM pessoas WHERE insert_xact >= $1 \
-     AND pessoas_busca(apelido, nome, stack) LIKE $2 LIMIT $3"
+     AND pessoas_busca(apelido, nome, stack) ~ $2 LIMIT $3"
 );
 
 /// The people listed under each of the grams `$1` (see `index::grams`).
@@ -300,9 +301,9 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` people inserted by transactions before `before` whose searchable text is
-    /// LIKE each of `narrowing` (up to three trigrams, at least one, as `%abc%`) and LIKE
-    /// `pattern` (see [`SEARCH_SQL`]), as rows for `rows::person`.
+    /// Up to `limit` people inserted by transactions before `before` whose searchable text
+    /// matches each of `narrowing` (up to three regular expressions, at least one) and `pattern`
+    /// (see [`SEARCH_SQL`]), as rows for `rows::person`.
     pub(crate) async fn search_indexed(
         &self,
         before: i64,
@@ -317,8 +318,8 @@ impl Store {
         self.search(SEARCH_SQL, &parameters).await
     }
 
-    /// Up to `limit` people inserted by transactions from `from` on whose searchable text is
-    /// LIKE `pattern` (see [`SEARCH_FROM_SQL`]), as rows for `rows::person`.
+    /// Up to `limit` people inserted by transactions from `from` on whose searchable text
+    /// matches `pattern` (see [`SEARCH_FROM_SQL`]), as rows for `rows::person`.
     pub(crate) async fn search_from(
         &self,
         from: i64,
