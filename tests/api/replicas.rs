@@ -332,25 +332,20 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     }
     // A term of seven bytes or more that nobody's pieces hold is ruled out by the saved
     // filter, with no database; one that somebody left out holds is found.
-    let ruled_out = || async {
-        let metrics = small.get("/metrics").await.text().await.unwrap();
-        metric_value(&metrics, "mirror_searches_ruled_out_total")
-    };
-    let before = ruled_out().await;
+    let before = metric(&small, "mirror_searches_ruled_out_total").await;
     assert_eq!(search(&small, "agulhazzzz").await, Vec::<String>::new());
     assert_eq!(search(&small, "xyzzyplugh").await, Vec::<String>::new());
-    assert_eq!(ruled_out().await, before + 2.0);
+    assert_eq!(
+        metric(&small, "mirror_searches_ruled_out_total").await,
+        before + 2.0
+    );
     assert_eq!(search(&small, "a Straße").await, ["agulha"]);
     // The database checks the whole term, so a search takes one page of rows, even when the
     // term's literal runs (`dice` of `dicess`, whose `ss` may be a `ß`) are everyone's.
-    let database_rows = || async {
-        let metrics = small.get("/metrics").await.text().await.unwrap();
-        metric_value(&metrics, "mirror_search_database_rows_total")
-    };
-    let before = database_rows().await;
+    let before = metric(&small, "mirror_search_database_rows_total").await;
     assert_eq!(search(&small, "dicess").await, Vec::<String>::new());
     assert_eq!(search(&small, "me%200ß").await, Vec::<String>::new());
-    assert!(database_rows().await - before <= 100.0);
+    assert!(metric(&small, "mirror_search_database_rows_total").await - before <= 100.0);
     assert_eq!(search(&small, "indice2999").await.len(), 11);
     let mut many = search(&small, "indice").await;
     many.sort();
@@ -505,6 +500,11 @@ async fn past_a_small_budget(
     let metrics = small.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("mirror_full 1"), "{metrics}");
     (db, normal, small)
+}
+
+/// The value of a metric `app` serves.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    metric_value(&app.get("/metrics").await.text().await.unwrap(), name)
 }
 
 /// The apelidos a search on `app` returns, after checking it answers 200.
