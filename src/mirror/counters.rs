@@ -17,6 +17,7 @@ pub(super) struct Counters {
     pub(super) searches_ruled_out: IntCounter,
     pub(super) searches_in_database: IntCounter,
     pub(super) search_database_rows: IntCounter,
+    pub(super) searches_cut_short: IntCounter,
 }
 
 impl Counters {
@@ -61,6 +62,10 @@ impl Counters {
                 "mirror_search_database_rows_total",
                 "Rows the database returned to the searches past memory, at most 50 a search.",
             ),
+            searches_cut_short: counter(
+                "mirror_searches_cut_short_total",
+                "Searches past memory that the database could not finish within its budget.",
+            ),
         };
         for counter in [
             &counters.catch_ups,
@@ -70,6 +75,7 @@ impl Counters {
             &counters.searches_ruled_out,
             &counters.searches_in_database,
             &counters.search_database_rows,
+            &counters.searches_cut_short,
         ] {
             counters
                 .registry

@@ -96,17 +96,28 @@ impl Mirror {
         // match that can be appended.
         let limit = SEARCH_LIMIT;
         let mut rows = Vec::new();
+        let mut within_budget = true;
         if let Some(before) = indexed_before {
             let indexed =
                 self.store
                     .search_indexed(before, &narrowing, &pattern.regex, limit as i64);
-            rows = indexed.await?;
+            match indexed.await? {
+                Some(found) => rows = found,
+                None => within_budget = false,
+            }
         }
         if let Some(from) = left_out_from
+            && within_budget
             && rows.len() < limit
         {
             let left = (limit - rows.len()) as i64;
-            rows.extend(self.store.search_from(from, &pattern.regex, left).await?);
+            match self.store.search_from(from, &pattern.regex, left).await? {
+                Some(found) => rows.extend(found),
+                None => within_budget = false,
+            }
+        }
+        if !within_budget {
+            self.counters.searches_cut_short.inc();
         }
         self.append_matches(&rows, term, wanted, array);
         Ok(())

@@ -3,6 +3,7 @@
 
 use futures_util::TryStreamExt;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -103,6 +104,11 @@ pub const SEARCH_SQL: &str = concat!(
      AND pessoas_busca(apelido, nome, stack) ~ $3 \
      AND pessoas_busca(apelido, nome, stack) || '' ~ $4 LIMIT $5"
 );
+
+/// How long the database may take over one search past memory: a term the trigram index cannot
+/// narrow down (`q my`: every stack's `MySQL` holds ` my` as pg_trgm reads it) has millions of
+/// rows to check, and the search answers with what memory found instead.
+const SEARCH_BUDGET_MS: u32 = 250;
 
 /// Up to `$3` people inserted by transactions from `$1` on whose searchable text matches `$2`,
 /// read through the (insert_xact, id) index: the rows the search index leaves out.
@@ -310,7 +316,7 @@ impl Store {
         narrowing: &[String],
         pattern: &str,
         limit: i64,
-    ) -> Result<Vec<Row>, StoreError> {
+    ) -> Result<Option<Vec<Row>>, StoreError> {
         let narrowing = |n: usize| narrowing.get(n).or(narrowing.first()).map(String::as_str);
         let (first, second, third) = (narrowing(0), narrowing(1), narrowing(2));
         let parameters: [&(dyn ToSql + Sync); 6] =
@@ -325,24 +331,36 @@ impl Store {
         from: i64,
         pattern: &str,
         limit: i64,
-    ) -> Result<Vec<Row>, StoreError> {
+    ) -> Result<Option<Vec<Row>>, StoreError> {
         self.search(SEARCH_FROM_SQL, &[&from, &pattern, &limit])
             .await
     }
 
-    /// The rows of a search, run by at most a share of the pool at once (see `searches`).
+    /// The rows of a search, run by at most a share of the pool at once (see `searches`), or
+    /// `None` if the database did not find them within [`SEARCH_BUDGET_MS`].
     async fn search(
         &self,
         sql: &str,
         parameters: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
+    ) -> Result<Option<Vec<Row>>, StoreError> {
         let _permit = self.search_permit().await?;
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         self.bounded(async {
+            // In a transaction, so that the budget ends with it even if the caller goes away: a
+            // transaction dropped unfinished rolls back.
+            let transaction = client.transaction().await?;
+            let budget = format!("SET LOCAL statement_timeout = {SEARCH_BUDGET_MS}");
+            transaction.batch_execute(&budget).await?;
             // Unnamed, so planned each time for these values: a plan kept for any pattern
             // cannot know that a rare one is a handful of entries of the trigram index, nor
             // which search index a bound matches.
-            Ok(client.query(sql, parameters).await?)
+            let rows = match transaction.query(sql, parameters).await {
+                Ok(rows) => Some(rows),
+                Err(error) if error.code() == Some(&SqlState::QUERY_CANCELED) => None,
+                Err(error) => return Err(error.into()),
+            };
+            transaction.rollback().await?;
+            Ok(rows)
         })
         .await
     }

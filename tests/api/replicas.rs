@@ -287,6 +287,25 @@ async fn a_replica_past_its_memory_budget_still_answers_every_route() {
 }
 
 #[tokio::test]
+async fn past_its_budget_a_search_the_database_cannot_finish_soon_answers_with_what_it_found() {
+    let (db, _normal, small) = past_a_small_budget("lento", 30_000, false).await;
+    // The searchable text now takes the database a millisecond a row: reading the rows the
+    // replica left out takes it half a minute.
+    db.batch_execute(
+        "CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[]) \
+         RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
+             PERFORM pg_sleep(0.001); \
+             RETURN lower(apelido || E'\\n' || nome || E'\\n' \
+                 || coalesce(array_to_string(stack, E'\\n'), '')); \
+         END $$",
+    )
+    .await
+    .unwrap();
+    assert_eq!(search(&small, "agulha").await, Vec::<String>::new());
+    assert_eq!(metric(&small, "mirror_searches_cut_short_total").await, 1.0);
+}
+
+#[tokio::test]
 async fn past_its_budget_a_replica_searches_the_database_through_the_search_index() {
     let (db, normal, small) = past_a_small_budget("indice", 30_000, true).await;
     db.batch_execute("ANALYZE pessoas").await.unwrap();
