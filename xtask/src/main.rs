@@ -20,7 +20,7 @@ use xshell::Shell;
 use crate::args::positive;
 use crate::containers::{delivery, engine, images};
 use crate::runs::stress::{RunArgs, StressArgs};
-use crate::runs::{capacity, http_fuzz, instructions, stress};
+use crate::runs::{capacity, http_fuzz, instructions, search_probe, stress};
 use crate::stack::{Layout, relay};
 use crate::workspace::repo_root;
 
@@ -86,6 +86,16 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         requests: u64,
     },
+    /// Time single searches for random terms on one replica of the running native stack (up
+    /// with `--preload N --search-index`, say), those that matched nobody and the others apart.
+    SearchProbe {
+        /// Searches of each kind of term.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        rounds: usize,
+        /// The generator's seed: the same seed searches the same terms.
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,5 +125,6 @@ fn run(command: Command) -> Result<()> {
         Command::CheckDelivery => delivery::check_delivery(&sh),
         Command::HttpFuzz { cases, seed } => http_fuzz::http_fuzz(&sh, cases, seed),
         Command::Instructions { requests } => instructions::instructions(&sh, requests as usize),
+        Command::SearchProbe { rounds, seed } => search_probe::search_probe(rounds, seed),
     }
 }
