@@ -72,13 +72,14 @@ impl Mirror {
         array: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let pattern = SearchPattern::of(term);
-        let mut narrowing: Vec<String> = self
-            .read()
-            .people
-            .rarest_trigrams(&pattern.literal, NARROWING_TRIGRAMS)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let (mut narrowing, indexed_before, left_out_from) = {
+            let state = self.read();
+            let trigrams = state
+                .people
+                .rarest_trigrams(&pattern.literal, NARROWING_TRIGRAMS);
+            let narrowing: Vec<String> = trigrams.into_iter().map(str::to_owned).collect();
+            (narrowing, state.indexed_before, state.left_out_from)
+        };
         // A term with parts that are not literal in the database's text (`ss`, `σ`) narrows by
         // the whole expression too, which pg_trgm reads as alternatives: its literal runs alone
         // may be short and common (`epa` of `epass`). So does a term with no trigram here, which
@@ -87,10 +88,6 @@ impl Mirror {
             narrowing.truncate(NARROWING_TRIGRAMS - 1);
             narrowing.insert(0, pattern.regex.clone());
         }
-        let (indexed_before, left_out_from) = {
-            let state = self.read();
-            (state.indexed_before, state.left_out_from)
-        };
         // The database checks the whole expression, so every row it returns matches but those in
         // memory, which are at most `SEARCH_LIMIT - wanted`: one page of the limit holds every
         // match that can be appended.

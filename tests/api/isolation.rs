@@ -9,11 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{TestApp, db_client, fresh_database, metric_value, pessoa, settings};
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    metric_value(&app.get("/metrics").await.text().await.unwrap(), name)
-}
+use crate::support::{TestApp, db_client, fresh_database, pessoa, settings};
 
 async fn found(app: &TestApp, term: &str) -> usize {
     let response = app.get(&format!("/pessoas?t={term}")).await;
@@ -50,10 +46,10 @@ async fn catch_ups_stay_cheap_while_another_session_holds_a_transaction_open() {
 
     let mut read_per_round = Vec::new();
     for round in 0..20 {
-        let before = metric(&app, "mirror_catch_up_rows_total").await;
+        let before = app.metric("mirror_catch_up_rows_total").await;
         app.create(&pessoa(&format!("ronda{round}"))).await;
         assert_eq!(found(&app, &format!("ronda{round}")).await, 1);
-        read_per_round.push(metric(&app, "mirror_catch_up_rows_total").await - before);
+        read_per_round.push(app.metric("mirror_catch_up_rows_total").await - before);
     }
     assert!(
         read_per_round.iter().all(|&rows| rows <= 2.0),
@@ -74,7 +70,7 @@ async fn catch_ups_stay_cheap_while_another_session_holds_a_transaction_open() {
 async fn searches_arriving_together_share_catch_ups() {
     let app = TestApp::spawn().await;
     app.create(&pessoa("junto")).await;
-    let before = metric(&app, "mirror_catch_ups_total").await;
+    let before = app.metric("mirror_catch_ups_total").await;
     let searches: Vec<_> = (0..200)
         .map(|_| {
             let http = app.http.clone();
@@ -85,7 +81,7 @@ async fn searches_arriving_together_share_catch_ups() {
     for search in searches {
         assert_eq!(search.await.unwrap(), 200);
     }
-    let catch_ups = metric(&app, "mirror_catch_ups_total").await - before;
+    let catch_ups = app.metric("mirror_catch_ups_total").await - before;
     assert!(
         (1.0..100.0).contains(&catch_ups),
         "{catch_ups} catch-ups for 200 searches"
@@ -110,16 +106,13 @@ async fn rows_that_do_not_read_as_a_person_are_skipped_and_counted_once() {
     assert_eq!(found(&app, "rust").await, 1);
     app.create(&pessoa("depois")).await;
     assert_eq!(found(&app, "depois").await, 1, "catch-ups go on");
-    assert_eq!(metric(&app, "mirror_undecodable_rows_total").await, 2.0);
+    assert_eq!(app.metric("mirror_undecodable_rows_total").await, 2.0);
 
     // A replica starting now loads past them.
     let restarted = TestApp::spawn_on(&app.database_url).await;
     assert_eq!(found(&restarted, "valido").await, 1);
     assert_eq!(found(&restarted, "depois").await, 1);
-    assert_eq!(
-        metric(&restarted, "mirror_undecodable_rows_total").await,
-        2.0
-    );
+    assert_eq!(restarted.metric("mirror_undecodable_rows_total").await, 2.0);
     assert_eq!(restarted.count().await, 4);
 }
 

@@ -302,7 +302,7 @@ async fn past_its_budget_a_search_the_database_cannot_finish_soon_answers_with_w
     .await
     .unwrap();
     assert_eq!(search(&small, "agulha").await, Vec::<String>::new());
-    assert_eq!(metric(&small, "mirror_searches_cut_short_total").await, 1.0);
+    assert_eq!(small.metric("mirror_searches_cut_short_total").await, 1.0);
 }
 
 #[tokio::test]
@@ -351,20 +351,20 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     }
     // A term of seven bytes or more that nobody's pieces hold is ruled out by the saved
     // filter, with no database; one that somebody left out holds is found.
-    let before = metric(&small, "mirror_searches_ruled_out_total").await;
+    let before = small.metric("mirror_searches_ruled_out_total").await;
     assert_eq!(search(&small, "agulhazzzz").await, Vec::<String>::new());
     assert_eq!(search(&small, "xyzzyplugh").await, Vec::<String>::new());
     assert_eq!(
-        metric(&small, "mirror_searches_ruled_out_total").await,
+        small.metric("mirror_searches_ruled_out_total").await,
         before + 2.0
     );
     assert_eq!(search(&small, "a Straße").await, ["agulha"]);
     // The database checks the whole term, so a search takes one page of rows, even when the
     // term's literal runs (`dice` of `dicess`, whose `ss` may be a `ß`) are everyone's.
-    let before = metric(&small, "mirror_search_database_rows_total").await;
+    let before = small.metric("mirror_search_database_rows_total").await;
     assert_eq!(search(&small, "dicess").await, Vec::<String>::new());
     assert_eq!(search(&small, "me%200ß").await, Vec::<String>::new());
-    assert!(metric(&small, "mirror_search_database_rows_total").await - before <= 100.0);
+    assert!(small.metric("mirror_search_database_rows_total").await - before <= 100.0);
     assert_eq!(search(&small, "indice2999").await.len(), 11);
     let mut many = search(&small, "indice").await;
     many.sort();
@@ -519,11 +519,6 @@ async fn past_a_small_budget(
     let metrics = small.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("mirror_full 1"), "{metrics}");
     (db, normal, small)
-}
-
-/// The value of a metric `app` serves.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    metric_value(&app.get("/metrics").await.text().await.unwrap(), name)
 }
 
 /// The apelidos a search on `app` returns, after checking it answers 200.

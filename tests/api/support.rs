@@ -131,6 +131,11 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("GET {path} answers: {e}"))
     }
 
+    /// The value of the sample `name` the app's `/metrics` serves now.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.get("/metrics").await.text().await.unwrap(), name)
+    }
+
     /// Creates a person and returns the `Location` it got.
     pub async fn create(&self, body: &Value) -> String {
         let response = self.post(body).await;

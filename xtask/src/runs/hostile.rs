@@ -136,7 +136,8 @@ fn search_until(base_url: &str, stop: &AtomicBool) -> Result<Vec<(u16, f64, usiz
     Ok(searches)
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that takes any status as an answer and gives up on a request after 30 s.
+pub fn agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))

@@ -6,11 +6,12 @@
 //! that matched somebody are reported apart: past a replica's memory, the first are those the
 //! database must be asked about in full.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::runs::hostile;
 use crate::topology::Topology;
 use crate::workspace::repo_root;
 
@@ -22,12 +23,7 @@ pub fn search_probe(rounds: usize, seed: u64) -> Result<()> {
     let topology = Topology::load(&repo_root())?;
     let (name, port) = topology.replicas.first().context("compose has no replica")?;
     let base_url = format!("http://127.0.0.1:{port}");
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build(),
-    );
+    let agent = hostile::agent();
     let mut random = fastrand::Rng::with_seed(seed);
     let mut kinds: Vec<Kind> = Vec::new();
     for _ in 0..rounds {
