@@ -57,6 +57,18 @@ CREATE TABLE IF NOT EXISTS pessoas_gramas (
     ids   uuid[] NOT NULL
 );
 
+-- Spaced grams (three or four characters of a folded field, holding a space; see
+-- src/index/grams.rs), each with up to 50 of the people whose fields hold it, listed by `rinha
+-- index-search` for the people of the snapshot its search index and filter are made under: a
+-- term with a space has few trigrams that narrow it down. `antes` is that snapshot's `xmax`.
+-- The row of the empty gram, written after every list of a snapshot, says they are complete.
+-- The people stored since are in the replicas' memory, or read as the trigram index's are.
+CREATE TABLE IF NOT EXISTS pessoas_gramas_espaco (
+    grama text   PRIMARY KEY,
+    ids   uuid[] NOT NULL,
+    antes bigint NOT NULL
+);
+
 -- The filter of the seven-byte pieces (src/index/pieces.rs) of every person a snapshot saw
 -- committed, in parts of 1 MiB, saved by `rinha index-search` for a table past what a replica's
 -- mirror holds. A replica loads it at start, rather than reading the people it leaves out,

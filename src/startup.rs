@@ -106,10 +106,11 @@ pub async fn index_search(settings: &Settings) -> Result<(), Box<dyn Error>> {
     store.create_search_index(snapshot.xmax).await?;
     let indexed = crate::mirror::index_stored_people(&store, &snapshot, filter_bytes).await?;
     tracing::info!(
-        "{} people listed under {} short grams, and their pieces saved in a filter of {} MiB, \
-         {:.0}% of its bits set",
+        "{} people listed under {} short grams and {} spaced grams, and their pieces saved in a \
+         filter of {} MiB, {:.0}% of its bits set",
         indexed.people,
         indexed.grams,
+        indexed.spaced_grams,
         indexed.filter_bytes >> 20,
         indexed.filter_load * 100.0
     );

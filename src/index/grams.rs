@@ -7,6 +7,12 @@
 //! `pg_trgm` indexes whatever the database's locale, so the trigram index serves it; any other
 //! longer term holds each of its two-character pieces, and the people listed under any one of
 //! them are every candidate, when that list is not full.
+//!
+//! Spaced grams: three or four characters of a folded field, holding a space. A term with a space
+//! has few trigrams that narrow it (`ab c` has `ab ` alone, of every field that ends in `ab`), so
+//! `rinha index-search` lists the people it indexes under these too (`pessoas_gramas_espaco`): a
+//! term of three or four characters with a space is a spaced gram itself, and a longer one holds
+//! each of its four-character spaced pieces.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +36,57 @@ pub(crate) fn for_each_gram(person: &PersonRef, mut each: impl FnMut(&str)) {
             }
         }
     }
+}
+
+/// Calls `each` with every spaced gram of the person's fields, each folded and cut on its own; a
+/// gram may come more than once.
+pub(crate) fn for_each_spaced_gram(person: &PersonRef, mut each: impl FnMut(&str)) {
+    let fields = [person.apelido, person.nome]
+        .into_iter()
+        .chain(person.stack.iter().flatten().copied());
+    for field in fields {
+        if !field.contains(' ') {
+            continue;
+        }
+        let folded = fold(field);
+        let starts: Vec<usize> = folded
+            .char_indices()
+            .map(|(start, _)| start)
+            .chain([folded.len()])
+            .collect();
+        for length in [3, 4] {
+            for window in starts.windows(length + 1) {
+                let gram = &folded[window[0]..window[length]];
+                if gram.contains(' ') {
+                    each(gram);
+                }
+            }
+        }
+    }
+}
+
+/// The spaced grams by which the database finds the people matching `term` (folded), or None
+/// when it holds no space or is shorter than three characters: the term itself when it is a
+/// spaced gram, else its four-character pieces that hold a space.
+pub(crate) fn spaced_grams_of_term(term: &str) -> Option<Vec<String>> {
+    let starts: Vec<usize> = term
+        .char_indices()
+        .map(|(start, _)| start)
+        .chain([term.len()])
+        .collect();
+    let characters = starts.len() - 1;
+    if !term.contains(' ') || characters < 3 {
+        return None;
+    }
+    if characters <= 4 {
+        return Some(vec![term.to_owned()]);
+    }
+    let pieces = starts
+        .windows(5)
+        .map(|window| &term[window[0]..window[4]])
+        .filter(|piece| piece.contains(' '))
+        .map(str::to_owned);
+    Some(pieces.collect::<BTreeSet<_>>().into_iter().collect())
 }
 
 /// The grams by which the database finds the people matching `term` (folded), or None when
@@ -64,18 +121,44 @@ mod tests {
     use super::*;
     use crate::index::tests::person;
 
-    fn grams_of(person: &PersonRef) -> BTreeSet<String> {
+    fn collected(walk: impl FnOnce(&mut dyn FnMut(&str))) -> BTreeSet<String> {
         let mut grams = BTreeSet::new();
-        for_each_gram(person, |gram| {
+        walk(&mut |gram| {
             grams.insert(gram.to_owned());
         });
         grams
+    }
+
+    fn grams_of(person: &PersonRef) -> BTreeSet<String> {
+        collected(|each| for_each_gram(person, each))
+    }
+
+    fn spaced_grams_of(person: &PersonRef) -> BTreeSet<String> {
+        collected(|each| for_each_spaced_gram(person, each))
+    }
+
+    fn strings(grams: &[&str]) -> BTreeSet<String> {
+        grams.iter().map(|gram| gram.to_string()).collect()
     }
 
     #[test]
     fn a_person_has_every_piece_of_one_or_two_characters_of_each_field_folded() {
         let grams = grams_of(&person("Zé", "ab", Some(vec!["C#"])));
         let expected = ["z", "é", "zé", "a", "b", "ab", "c", "#", "c#"];
+        assert_eq!(grams, strings(&expected));
+        assert!(
+            !grams_of(&person("ab", "cd", None)).contains("bc"),
+            "never across fields"
+        );
+        assert!(grams_of(&person("STRASSE", "Straße", None)).contains("ss"));
+    }
+
+    #[test]
+    fn a_person_has_every_piece_of_three_or_four_characters_with_a_space_of_each_field_folded() {
+        let grams = spaced_grams_of(&person("a b", "Zé Ná", Some(vec!["Ruby on", "Go"])));
+        let expected = [
+            "a b", "zé ", "é n", " ná", "zé n", "é ná", "by ", "y o", " on", "uby ", "by o", "y on",
+        ];
         assert_eq!(
             grams,
             expected
@@ -83,11 +166,31 @@ mod tests {
                 .map(|g| g.to_string())
                 .collect::<BTreeSet<_>>()
         );
-        assert!(
-            !grams_of(&person("ab", "cd", None)).contains("bc"),
-            "never across fields"
+        assert!(spaced_grams_of(&person("ab", "cd", Some(vec!["ef"]))).is_empty());
+    }
+
+    #[test]
+    fn terms_of_three_characters_or_more_with_a_space_have_spaced_grams() {
+        assert_eq!(spaced_grams_of_term("abc"), None);
+        assert_eq!(spaced_grams_of_term("a "), None);
+        assert_eq!(spaced_grams_of_term("a b"), Some(vec!["a b".to_owned()]));
+        assert_eq!(spaced_grams_of_term("zé n"), Some(vec!["zé n".to_owned()]));
+        assert_eq!(
+            spaced_grams_of_term("abc de"),
+            Some(vec![
+                "abc ".to_owned(),
+                "bc d".to_owned(),
+                "c de".to_owned()
+            ])
         );
-        assert!(grams_of(&person("STRASSE", "Straße", None)).contains("ss"));
+        assert_eq!(
+            spaced_grams_of_term("ab cdef"),
+            Some(vec![
+                " cde".to_owned(),
+                "ab c".to_owned(),
+                "b cd".to_owned()
+            ])
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! `SEARCH_LIMIT - wanted` of them match. A term of one or two characters, or one without three
 //! ASCII letters or digits in a row, which the trigram index cannot narrow down, is found
 //! through the short grams' lists (`pessoas_gramas`); any other through the trigram index
-//! (`sql/search-index.sql`). The database lower-cases, so each row it returns is checked with
-//! this replica's own folding.
+//! (`sql/search-index.sql`), but a term with a space, which has few trigrams to narrow it down,
+//! through the lists of its spaced grams (`pessoas_gramas_espaco`) when one of them is not full
+//! or is the term's own. The database lower-cases, so each row it returns is checked with this
+//! replica's own folding.
 
 use std::collections::HashSet;
 
@@ -36,23 +38,8 @@ impl Mirror {
             return self.search_by_trigrams(term, wanted, array).await;
         };
         let lists = self.store.gram_lists(&grams).await?;
-        if lists.len() < grams.len() {
-            // A gram nobody's fields hold.
-            return Ok(());
-        }
-        let shortest = lists.into_iter().map(|(_, ids)| ids).min_by_key(Vec::len);
-        let candidates = shortest.unwrap_or_default();
-        // A full list of the term itself lists enough matches; a full list of one of its
-        // pieces may leave matches out, and so does every one of them here.
-        if candidates.len() >= SEARCH_LIMIT && grams.len() > 1 {
+        let Some(outside) = self.listed_outside(lists, grams.len()) else {
             return self.search_by_trigrams(term, wanted, array).await;
-        }
-        let outside: Vec<Uuid> = {
-            let state = self.read();
-            candidates
-                .into_iter()
-                .filter(|id| !state.people.contains(id))
-                .collect()
         };
         if outside.is_empty() {
             return Ok(());
@@ -95,12 +82,16 @@ impl Mirror {
         let mut rows = Vec::new();
         let mut within_budget = true;
         if let Some(before) = indexed_before {
-            let indexed =
-                self.store
-                    .search_indexed(before, &narrowing, &pattern.regex, limit as i64);
-            match indexed.await? {
-                Some(found) => rows = found,
-                None => within_budget = false,
+            if let Some(found) = self.search_spaced_grams(term, before).await? {
+                rows = found;
+            } else {
+                let indexed =
+                    self.store
+                        .search_indexed(before, &narrowing, &pattern.regex, limit as i64);
+                match indexed.await? {
+                    Some(found) => rows = found,
+                    None => within_budget = false,
+                }
             }
         }
         if let Some(from) = left_out_from
@@ -118,6 +109,60 @@ impl Mirror {
         }
         self.append_matches(&rows, term, wanted, array);
         Ok(())
+    }
+
+    /// The people the search index's snapshot saw whom `term` (folded) matches and memory does
+    /// not hold, found through the lists of its spaced grams (see `index::spaced_grams_of_term`),
+    /// or None when it has none, or they are all full (the trigram index then finds them), or the
+    /// lists of a snapshot from `before` on are not all written. Enough of them, when a full
+    /// list is the term's own: every person on it matches.
+    async fn search_spaced_grams(
+        &self,
+        term: &str,
+        before: i64,
+    ) -> Result<Option<Vec<Row>>, StoreError> {
+        let Some(grams) = index::spaced_grams_of_term(term) else {
+            return Ok(None);
+        };
+        let Some(lists) = self.store.spaced_gram_lists(&grams, before).await? else {
+            return Ok(None);
+        };
+        let Some(outside) = self.listed_outside(lists, grams.len()) else {
+            return Ok(None);
+        };
+        if outside.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut rows = self.store.find_many(&outside).await?;
+        // Only matches, so that the people left out since are asked for as many as are missing.
+        rows.retain(|row| {
+            self.decoded(row)
+                .is_some_and(|(_, person)| index::matches(&person, term))
+        });
+        Ok(Some(rows))
+    }
+
+    /// The people memory does not hold on the shortest of the `lists` of a term's `grams` (those
+    /// with a list), every candidate; or None when that list is full and not the term's own: a
+    /// full list of the term itself lists enough matches, a full list of one of its pieces may
+    /// leave matches out, and so does every one of them then.
+    fn listed_outside(&self, lists: Vec<(String, Vec<Uuid>)>, grams: usize) -> Option<Vec<Uuid>> {
+        if lists.len() < grams {
+            // A gram nobody's fields hold.
+            return Some(Vec::new());
+        }
+        let shortest = lists.into_iter().map(|(_, ids)| ids).min_by_key(Vec::len);
+        let candidates = shortest.unwrap_or_default();
+        if candidates.len() >= SEARCH_LIMIT && grams > 1 {
+            return None;
+        }
+        let state = self.read();
+        Some(
+            candidates
+                .into_iter()
+                .filter(|id| !state.people.contains(id))
+                .collect(),
+        )
     }
 
     /// Appends up to `wanted` of the people in `rows` who match `term` (folded) and are not in

@@ -130,6 +130,25 @@ const LIST_GRAMS_SQL: &str = "INSERT INTO pessoas_gramas AS list (grama, ids) \
      ON CONFLICT (grama) DO UPDATE \
      SET ids = ARRAY(SELECT DISTINCT unnest(list.ids || excluded.ids))";
 
+/// The spaced grams' lists of `$1` made under a snapshot whose `xmax` is `$2` or later, with
+/// the row of the empty gram that says they are all written (see `pessoas_gramas_espaco`).
+const SPACED_GRAM_LISTS_SQL: &str = "SELECT grama, ids FROM pessoas_gramas_espaco \
+     WHERE grama = ANY(array_append($1::text[], '')) AND antes >= $2";
+
+/// Lists the people `$2` under the spaced grams `$1` (parallel arrays, in gram order) for the
+/// snapshot whose `xmax` is `$3`: a list of an earlier snapshot is replaced, one of this snapshot
+/// (begun by the statement before) extended.
+const LIST_SPACED_GRAMS_SQL: &str = "INSERT INTO pessoas_gramas_espaco AS list (grama, ids, antes) \
+     SELECT grama, array_agg(id), $3 FROM unnest($1::text[], $2::uuid[]) AS new(grama, id) \
+     GROUP BY grama ORDER BY grama \
+     ON CONFLICT (grama) DO UPDATE SET antes = excluded.antes, \
+     ids = CASE WHEN list.antes = excluded.antes THEN list.ids || excluded.ids \
+     ELSE excluded.ids END";
+
+/// Says the spaced grams' lists of the snapshot whose `xmax` is `$1` are all written.
+const SPACED_GRAMS_LISTED_SQL: &str = "INSERT INTO pessoas_gramas_espaco (grama, ids, antes) \
+     VALUES ('', '{}', $1) ON CONFLICT (grama) DO UPDATE SET antes = excluded.antes";
+
 /// The people with the ids `$1`.
 const FIND_MANY_SQL: &str = concat!(
     "SELECT ",
@@ -398,6 +417,47 @@ impl Store {
         let (grams, ids): (Vec<&str>, Vec<Uuid>) =
             pairs.iter().map(|(gram, id)| (gram.as_str(), *id)).unzip();
         self.rows(LIST_GRAMS_SQL, &[&grams, &ids]).await?;
+        Ok(())
+    }
+
+    /// The people listed under each of the spaced `grams` that has a list for the snapshot whose
+    /// `xmax` is `before` or a later one, or None if no such snapshot's lists are all written
+    /// (see [`SPACED_GRAM_LISTS_SQL`]).
+    pub(crate) async fn spaced_gram_lists(
+        &self,
+        grams: &[String],
+        before: i64,
+    ) -> Result<Option<Vec<(String, Vec<Uuid>)>>, StoreError> {
+        let rows = self.rows(SPACED_GRAM_LISTS_SQL, &[&grams, &before]).await?;
+        let mut lists = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<Vec<(String, Vec<Uuid>)>, tokio_postgres::Error>>()
+            .map_err(decode)?;
+        let Some(listed) = lists.iter().position(|(gram, _)| gram.is_empty()) else {
+            return Ok(None);
+        };
+        lists.swap_remove(listed);
+        Ok(Some(lists))
+    }
+
+    /// Lists each person under its spaced gram for the snapshot whose `xmax` is `before` (see
+    /// [`LIST_SPACED_GRAMS_SQL`]); `pairs` are in gram order.
+    pub(crate) async fn list_spaced_grams(
+        &self,
+        pairs: &[(String, Uuid)],
+        before: i64,
+    ) -> Result<(), StoreError> {
+        let (grams, ids): (Vec<&str>, Vec<Uuid>) =
+            pairs.iter().map(|(gram, id)| (gram.as_str(), *id)).unzip();
+        self.rows(LIST_SPACED_GRAMS_SQL, &[&grams, &ids, &before])
+            .await?;
+        Ok(())
+    }
+
+    /// Says the spaced grams' lists of the snapshot whose `xmax` is `before` are all written.
+    pub(crate) async fn spaced_grams_listed(&self, before: i64) -> Result<(), StoreError> {
+        self.rows(SPACED_GRAMS_LISTED_SQL, &[&before]).await?;
         Ok(())
     }
 

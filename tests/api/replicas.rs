@@ -291,18 +291,38 @@ async fn past_its_budget_a_search_the_database_cannot_finish_soon_answers_with_w
     let (db, _normal, small) = past_a_small_budget("lento", 30_000, false).await;
     // The searchable text now takes the database a millisecond a row: reading the rows the
     // replica left out takes it half a minute.
+    slow_down_the_searchable_text(&db).await;
+    assert_eq!(search(&small, "agulha").await, Vec::<String>::new());
+    assert_eq!(small.metric("mirror_searches_cut_short_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn past_its_budget_a_term_with_a_space_is_found_through_its_spaced_grams() {
+    let (db, normal, _) = past_a_small_budget("espaco", 30_000, false).await;
+    // Whose names hold `ome z`, of which the trigrams, `ome` and `me `, are everyone's (`Nome
+    // <md5>`); the short grams answer only terms without three ASCII letters in a row.
     db.batch_execute(
-        "CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[]) \
-         RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
-             PERFORM pg_sleep(0.001); \
-             RETURN lower(apelido || E'\\n' || nome || E'\\n' \
-                 || coalesce(array_to_string(stack, E'\\n'), '')); \
-         END $$",
+        "INSERT INTO pessoas (id, apelido, nome, nascimento) \
+         SELECT gen_random_uuid(), apelido, 'Nome ' || apelido, '1990-01-01' \
+         FROM unnest(ARRAY['Zoe', 'Zulu', 'Zeca']) AS apelido",
     )
     .await
     .unwrap();
-    assert_eq!(search(&small, "agulha").await, Vec::<String>::new());
-    assert_eq!(small.metric("mirror_searches_cut_short_total").await, 1.0);
+    let limited = rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&normal.database_url)
+    };
+    rinha::startup::index_search(&limited).await.unwrap();
+    let small = TestApp::spawn_with(limited).await;
+    // Every row the trigram index would give takes the database a millisecond: everyone's
+    // would take it half a minute.
+    slow_down_the_searchable_text(&db).await;
+    let mut found = search(&small, "ome%20z").await;
+    found.sort();
+    assert_eq!(found, ["Zeca", "Zoe", "Zulu"]);
+    assert_eq!(search(&small, "OME%20ZU").await, ["Zulu"]);
+    assert_eq!(search(&small, "ome%20zx").await, Vec::<String>::new());
+    assert_eq!(small.metric("mirror_searches_cut_short_total").await, 0.0);
 }
 
 #[tokio::test]
@@ -519,6 +539,20 @@ async fn past_a_small_budget(
     let metrics = small.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("mirror_full 1"), "{metrics}");
     (db, normal, small)
+}
+
+/// Makes the searchable text take the database a millisecond a row.
+async fn slow_down_the_searchable_text(db: &tokio_postgres::Client) {
+    db.batch_execute(
+        "CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[]) \
+         RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
+             PERFORM pg_sleep(0.001); \
+             RETURN lower(apelido || E'\\n' || nome || E'\\n' \
+                 || coalesce(array_to_string(stack, E'\\n'), '')); \
+         END $$",
+    )
+    .await
+    .unwrap();
 }
 
 /// The apelidos a search on `app` returns, after checking it answers 200.
