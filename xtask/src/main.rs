@@ -95,6 +95,10 @@ enum Command {
         /// The generator's seed: the same seed searches the same terms.
         #[arg(long, value_name = "S", default_value_t = 1)]
         seed: u64,
+        /// How long after one search starts the next one does (at least once the one before is
+        /// answered): 0 sends them back to back.
+        #[arg(long, value_name = "MS", default_value_t = 50)]
+        interval_ms: u64,
     },
 }
 
@@ -125,6 +129,8 @@ fn run(command: Command) -> Result<()> {
         Command::CheckDelivery => delivery::check_delivery(&sh),
         Command::HttpFuzz { cases, seed } => http_fuzz::http_fuzz(&sh, cases, seed),
         Command::Instructions { requests } => instructions::instructions(&sh, requests as usize),
-        Command::SearchProbe { rounds, seed } => search_probe::search_probe(rounds, seed),
+        Command::SearchProbe { rounds, seed, interval_ms } => {
+            search_probe::search_probe(rounds, seed, std::time::Duration::from_millis(interval_ms))
+        }
     }
 }

@@ -1,17 +1,22 @@
-//! `cargo xtask search-probe [--rounds N] [--seed S]`: how long one replica of the running
-//! native stack takes to answer searches for random terms, one at a time on a kept connection,
-//! with nothing else running. Terms are letters of either case, as the contest's names are, of
-//! each length in [`LENGTHS`], with a space inside for four characters or more, and pairs of
-//! Cyrillic letters, which generated names never hold. The searches that matched nobody and those
-//! that matched somebody are reported apart: past a replica's memory, the first are those the
-//! database must be asked about in full.
+//! `cargo xtask search-probe [--rounds N] [--seed S] [--interval-ms MS]`: how long one replica
+//! of the running native stack takes to answer searches for random terms, one at a time on a
+//! kept connection, each started `MS` after the one before (20 a second by default: a user's
+//! searches, not a load; 0 sends them back to back), with nothing else running. Terms are letters
+//! of either case, as the contest's names are, of each length in [`LENGTHS`], with a space inside
+//! for four characters or more, and pairs of Cyrillic letters, which generated names never hold.
+//! The searches that matched nobody and those that matched somebody are reported apart: past a
+//! replica's memory, the first are those the database must be asked about in full. With the
+//! database's CPU time, and the periods it ran out of its quota in: a search that waits for the
+//! next period waits up to 55 ms at 0.45 CPU.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::cgroup::CpuUsage;
 use crate::runs::hostile;
+use crate::stack::Stack;
 use crate::topology::Topology;
 use crate::workspace::repo_root;
 
@@ -19,16 +24,23 @@ const LENGTHS: [usize; 7] = [2, 3, 4, 5, 6, 8, 12];
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const CYRILLIC: [char; 8] = ['ж', 'щ', 'ы', 'ю', 'я', 'ф', 'ц', 'э'];
 
-pub fn search_probe(rounds: usize, seed: u64) -> Result<()> {
+pub fn search_probe(rounds: usize, seed: u64, interval: Duration) -> Result<()> {
     let topology = Topology::load(&repo_root())?;
+    let database = Stack::load()?
+        .and_then(|stack| stack.services.into_iter().find(|s| s.name == topology.database))
+        .map(|service| service.cgroup);
+    let before = database.as_ref().map(|cgroup| cgroup.cpu_usage()).transpose()?;
     let (name, port) = topology.replicas.first().context("compose has no replica")?;
     let base_url = format!("http://127.0.0.1:{port}");
     let agent = hostile::agent();
     let mut random = fastrand::Rng::with_seed(seed);
     let mut kinds: Vec<Kind> = Vec::new();
+    let mut next = Instant::now();
     for _ in 0..rounds {
         for (label, term) in terms(&mut random) {
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
             let started = Instant::now();
+            next = started + interval;
             let mut response =
                 agent.get(format!("{base_url}/pessoas")).query("t", &term).call().with_context(
                     || format!("{name} did not answer a search (is the stack up?)"),
@@ -50,7 +62,8 @@ pub fn search_probe(rounds: usize, seed: u64) -> Result<()> {
             }
         }
     }
-    println!("{rounds} searches of each kind on {name} ({base_url}), in ms:");
+    let every = interval.as_millis();
+    println!("{rounds} searches of each kind on {name} ({base_url}), one every {every} ms, in ms:");
     println!("{:<20} {:^26}   {:^26}   {:>7}", "", "matched nobody", "matched somebody", "not");
     let columns = ["n", "p50", "p99", "max"];
     let [n, p50, p99, max] = columns;
@@ -65,6 +78,13 @@ pub fn search_probe(rounds: usize, seed: u64) -> Result<()> {
             percentiles(&mut kind.nobody),
             percentiles(&mut kind.somebody),
             kind.failed
+        );
+    }
+    if let (Some(database), Some(before)) = (&database, before) {
+        let CpuUsage { seconds, periods, throttled_periods, .. } = database.cpu_usage()? - before;
+        println!(
+            "{}: {seconds:.1} CPU seconds, out of its quota in {throttled_periods} of {periods} periods",
+            topology.database
         );
     }
     let failed: usize = kinds.iter().map(|kind| kind.failed).sum();
