@@ -31,7 +31,7 @@ use hashbrown::{HashSet, HashTable};
 use uuid::Uuid;
 
 pub(crate) use fold::{fold, matches};
-pub(crate) use grams::{for_each_gram, for_each_spaced_gram, grams_of_term, spaced_grams_of_term};
+pub(crate) use grams::{for_each_gram, for_each_spaced_gram, grams_of_term, is_spaced_gram};
 pub use pieces::PieceFilter;
 pub use record::PersonRef;
 use record::Records;

@@ -5,10 +5,9 @@
 //! `SEARCH_LIMIT - wanted` of them match. A term of one or two characters, or one without three
 //! ASCII letters or digits in a row, which the trigram index cannot narrow down, is found
 //! through the short grams' lists (`pessoas_gramas`); any other through the trigram index
-//! (`sql/search-index.sql`), but a term with a space, which has few trigrams to narrow it down,
-//! through the lists of its spaced grams (`pessoas_gramas_espaco`) when one of them is not full
-//! or is the term's own. The database lower-cases, so each row it returns is checked with this
-//! replica's own folding.
+//! (`sql/search-index.sql`), but a term of three or four characters with a space, which has one
+//! trigram at most to narrow it down, through its own list (`pessoas_gramas_espaco`). The
+//! database lower-cases, so each row it returns is checked with this replica's own folding.
 
 use std::collections::HashSet;
 
@@ -38,8 +37,23 @@ impl Mirror {
             return self.search_by_trigrams(term, wanted, array).await;
         };
         let lists = self.store.gram_lists(&grams).await?;
-        let Some(outside) = self.listed_outside(lists, grams.len()) else {
+        if lists.len() < grams.len() {
+            // A gram nobody's fields hold.
+            return Ok(());
+        }
+        let shortest = lists.into_iter().map(|(_, ids)| ids).min_by_key(Vec::len);
+        let candidates = shortest.unwrap_or_default();
+        // A full list of the term itself lists enough matches; a full list of one of its
+        // pieces may leave matches out, and so does every one of them here.
+        if candidates.len() >= SEARCH_LIMIT && grams.len() > 1 {
             return self.search_by_trigrams(term, wanted, array).await;
+        }
+        let outside: Vec<Uuid> = {
+            let state = self.read();
+            candidates
+                .into_iter()
+                .filter(|id| !state.people.contains(id))
+                .collect()
         };
         if outside.is_empty() {
             return Ok(());
@@ -82,7 +96,7 @@ impl Mirror {
         let mut rows = Vec::new();
         let mut within_budget = true;
         if let Some(before) = indexed_before {
-            if let Some(found) = self.search_spaced_grams(term, before).await? {
+            if let Some(found) = self.search_spaced_gram(term, before).await? {
                 rows = found;
             } else {
                 let indexed =
@@ -112,57 +126,30 @@ impl Mirror {
     }
 
     /// The people the search index's snapshot saw whom `term` (folded) matches and memory does
-    /// not hold, found through the lists of its spaced grams (see `index::spaced_grams_of_term`),
-    /// or None when it has none, or they are all full (the trigram index then finds them), or the
-    /// lists of a snapshot from `before` on are not all written. Enough of them, when a full
-    /// list is the term's own: every person on it matches.
-    async fn search_spaced_grams(
+    /// not hold, when it is a spaced gram (see `index::is_spaced_gram`): those on its list, enough
+    /// of them when it is full; or None when it is not, or the lists of a snapshot from `before`
+    /// on are not all written.
+    async fn search_spaced_gram(
         &self,
         term: &str,
         before: i64,
     ) -> Result<Option<Vec<Row>>, StoreError> {
-        let Some(grams) = index::spaced_grams_of_term(term) else {
+        if !index::is_spaced_gram(term) {
+            return Ok(None);
+        }
+        let Some(list) = self.store.spaced_gram_list(term, before).await? else {
             return Ok(None);
         };
-        let Some(lists) = self.store.spaced_gram_lists(&grams, before).await? else {
-            return Ok(None);
-        };
-        let Some(outside) = self.listed_outside(lists, grams.len()) else {
-            return Ok(None);
+        let outside: Vec<Uuid> = {
+            let state = self.read();
+            list.into_iter()
+                .filter(|id| !state.people.contains(id))
+                .collect()
         };
         if outside.is_empty() {
             return Ok(Some(Vec::new()));
         }
-        let mut rows = self.store.find_many(&outside).await?;
-        // Only matches, so that the people left out since are asked for as many as are missing.
-        rows.retain(|row| {
-            self.decoded(row)
-                .is_some_and(|(_, person)| index::matches(&person, term))
-        });
-        Ok(Some(rows))
-    }
-
-    /// The people memory does not hold on the shortest of the `lists` of a term's `grams` (those
-    /// with a list), every candidate; or None when that list is full and not the term's own: a
-    /// full list of the term itself lists enough matches, a full list of one of its pieces may
-    /// leave matches out, and so does every one of them then.
-    fn listed_outside(&self, lists: Vec<(String, Vec<Uuid>)>, grams: usize) -> Option<Vec<Uuid>> {
-        if lists.len() < grams {
-            // A gram nobody's fields hold.
-            return Some(Vec::new());
-        }
-        let shortest = lists.into_iter().map(|(_, ids)| ids).min_by_key(Vec::len);
-        let candidates = shortest.unwrap_or_default();
-        if candidates.len() >= SEARCH_LIMIT && grams > 1 {
-            return None;
-        }
-        let state = self.read();
-        Some(
-            candidates
-                .into_iter()
-                .filter(|id| !state.people.contains(id))
-                .collect(),
-        )
+        Ok(Some(self.store.find_many(&outside).await?))
     }
 
     /// Appends up to `wanted` of the people in `rows` who match `term` (folded) and are not in

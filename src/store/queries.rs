@@ -130,10 +130,10 @@ const LIST_GRAMS_SQL: &str = "INSERT INTO pessoas_gramas AS list (grama, ids) \
      ON CONFLICT (grama) DO UPDATE \
      SET ids = ARRAY(SELECT DISTINCT unnest(list.ids || excluded.ids))";
 
-/// The spaced grams' lists of `$1` made under a snapshot whose `xmax` is `$2` or later, with
-/// the row of the empty gram that says they are all written (see `pessoas_gramas_espaco`).
-const SPACED_GRAM_LISTS_SQL: &str = "SELECT grama, ids FROM pessoas_gramas_espaco \
-     WHERE grama = ANY(array_append($1::text[], '')) AND antes >= $2";
+/// The list of the spaced gram `$1` made under a snapshot whose `xmax` is `$2` or later, with the
+/// row of the empty gram that says they are all written (see `pessoas_gramas_espaco`).
+const SPACED_GRAM_LIST_SQL: &str = "SELECT grama, ids FROM pessoas_gramas_espaco \
+     WHERE grama IN ($1, '') AND antes >= $2";
 
 /// Lists the people `$2` under the spaced grams `$1` (parallel arrays, in gram order) for the
 /// snapshot whose `xmax` is `$3`: a list of an earlier snapshot is replaced, one of this snapshot
@@ -420,25 +420,26 @@ impl Store {
         Ok(())
     }
 
-    /// The people listed under each of the spaced `grams` that has a list for the snapshot whose
-    /// `xmax` is `before` or a later one, or None if no such snapshot's lists are all written
-    /// (see [`SPACED_GRAM_LISTS_SQL`]).
-    pub(crate) async fn spaced_gram_lists(
+    /// The people listed under the spaced `gram` for the snapshot whose `xmax` is `before` or a
+    /// later one (none if it has no list), or None if no such snapshot's lists are all written
+    /// (see [`SPACED_GRAM_LIST_SQL`]).
+    pub(crate) async fn spaced_gram_list(
         &self,
-        grams: &[String],
+        gram: &str,
         before: i64,
-    ) -> Result<Option<Vec<(String, Vec<Uuid>)>>, StoreError> {
-        let rows = self.rows(SPACED_GRAM_LISTS_SQL, &[&grams, &before]).await?;
-        let mut lists = rows
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<Vec<(String, Vec<Uuid>)>, tokio_postgres::Error>>()
-            .map_err(decode)?;
-        let Some(listed) = lists.iter().position(|(gram, _)| gram.is_empty()) else {
-            return Ok(None);
-        };
-        lists.swap_remove(listed);
-        Ok(Some(lists))
+    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+        let rows = self.rows(SPACED_GRAM_LIST_SQL, &[&gram, &before]).await?;
+        let mut written = false;
+        let mut list = Vec::new();
+        for row in &rows {
+            let listed: &str = row.try_get(0).map_err(decode)?;
+            if listed.is_empty() {
+                written = true;
+            } else {
+                list = row.try_get(1).map_err(decode)?;
+            }
+        }
+        Ok(written.then_some(list))
     }
 
     /// Lists each person under its spaced gram for the snapshot whose `xmax` is `before` (see
