@@ -9,6 +9,7 @@
 //! write answered `503` for being slow was rolled back, not committed behind the client's back;
 //! the client gives up on its own only a moment later, when the database does not answer at all.
 
+mod gram_lists;
 mod inserts;
 mod probe;
 mod queries;
