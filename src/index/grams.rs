@@ -22,10 +22,7 @@ use super::record::PersonRef;
 /// Calls `each` with every gram of the person's apelido, nome and stack items, each field
 /// folded and cut on its own, so that no gram spans two fields; a gram may come more than once.
 pub(crate) fn for_each_gram(person: &PersonRef, mut each: impl FnMut(&str)) {
-    let fields = [person.apelido, person.nome]
-        .into_iter()
-        .chain(person.stack.iter().flatten().copied());
-    for field in fields {
+    for field in fields(person) {
         let folded = fold(field);
         let mut characters = folded.char_indices().peekable();
         while let Some((start, character)) = characters.next() {
@@ -41,10 +38,7 @@ pub(crate) fn for_each_gram(person: &PersonRef, mut each: impl FnMut(&str)) {
 /// Calls `each` with every spaced gram of the person's fields, each folded and cut on its own; a
 /// gram may come more than once.
 pub(crate) fn for_each_spaced_gram(person: &PersonRef, mut each: impl FnMut(&str)) {
-    let fields = [person.apelido, person.nome]
-        .into_iter()
-        .chain(person.stack.iter().flatten().copied());
-    for field in fields {
+    for field in fields(person) {
         if !field.contains(' ') {
             continue;
         }
@@ -63,6 +57,13 @@ pub(crate) fn for_each_spaced_gram(person: &PersonRef, mut each: impl FnMut(&str
             }
         }
     }
+}
+
+/// The person's apelido, nome and stack items.
+fn fields<'p>(person: &PersonRef<'p>) -> impl Iterator<Item = &'p str> {
+    [person.apelido, person.nome]
+        .into_iter()
+        .chain(person.stack.iter().flatten().copied())
 }
 
 /// Whether `term` (folded) is a spaced gram, and so answered by its list.
@@ -140,13 +141,7 @@ mod tests {
         let expected = [
             "a b", "zé ", "é n", " ná", "zé n", "é ná", "by ", "y o", " on", "uby ", "by o", "y on",
         ];
-        assert_eq!(
-            grams,
-            expected
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<BTreeSet<_>>()
-        );
+        assert_eq!(grams, strings(&expected));
         assert!(spaced_grams_of(&person("ab", "cd", Some(vec!["ef"]))).is_empty());
     }
 

@@ -2,8 +2,8 @@
 //! index-search`. It lists each person under its short grams (see `pessoas_gramas` in
 //! `sql/schema.sql`), for the people written behind the API's back (the writers list everyone
 //! they insert themselves), lists them under their spaced grams (see `pessoas_gramas_espaco`),
-//! and saves the filter of the pieces of everyone (see
-//! `pessoas_pedacos`), which a replica then loads rather than reading the people it leaves out.
+//! and saves the filter of the pieces of everyone (see `pessoas_pedacos`), which a replica then
+//! loads rather than reading the people it leaves out.
 
 use std::collections::HashMap;
 
@@ -27,8 +27,9 @@ pub(crate) struct Indexed {
 }
 
 /// Reads every person `snapshot` saw committed, adds up to [`SEARCH_LIMIT`] of them to each
-/// gram's list and to each spaced gram's list of that snapshot, and saves the filter of their pieces, of at most `filter_bytes`, with that
-/// snapshot. A row that does not read as a person is skipped.
+/// gram's list and to each spaced gram's list of that snapshot, and saves the filter of their
+/// pieces, of at most `filter_bytes`, with that snapshot. A row that does not read as a person is
+/// skipped.
 pub(crate) async fn index_stored_people(
     store: &Store,
     snapshot: &Snapshot,
