@@ -32,17 +32,30 @@ ALTER TABLE pessoas
     ALTER COLUMN nascimento SET STATISTICS 0,
     ALTER COLUMN stack SET STATISTICS 0;
 
--- The text a search matches, lower-cased: apelido, nome and each stack item, one a line, so
--- that a match never spans two fields. The trigram index of sql/search-index.sql is over it; a
--- replica reads rows through it only when its mirror is full, with a pattern that also matches
--- what full case folding, its own, maps apart from lower() (see `like_pattern` in
--- src/mirror/), and checks each row it gets with its own folding. Kept to lower() and
+-- The text a search matches, lower-cased, in two parts: apelido and nome, and the stack's items,
+-- each a line, so that a match never spans two fields. The trigram index of
+-- sql/search-index.sql is over both parts, apart: a stack item from a short list of languages
+-- (`Clojure`, `Scala`) is held by millions, and its trigrams, mixed with the names', would leave
+-- a term such as `re ks` thousands of rows to check where the names alone leave a few. A replica
+-- reads rows through the index only when its mirror is full, with a pattern that also matches
+-- what full case folding, its own, maps apart from lower() (see `SearchPattern` in
+-- src/mirror/database.rs), and checks each row it gets with its own folding. Kept to lower() and
 -- concatenation: building the index evaluates it for every row (mapping those characters here
--- made it four times as costly). IMMUTABLE, as an index needs: it reads nothing but its
+-- made it four times as costly). IMMUTABLE, as an index needs: they read nothing but their
 -- arguments.
+CREATE OR REPLACE FUNCTION pessoas_busca_nomes(apelido varchar, nome varchar)
+    RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN lower(apelido || E'\n' || nome);
+
+CREATE OR REPLACE FUNCTION pessoas_busca_stack(stack varchar[])
+    RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN lower(coalesce(array_to_string(stack, E'\n'), ''));
+
+-- The whole text, for the rows a replica reads with no index (those left out since the last
+-- `rinha index-search`).
 CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[])
     RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN lower(apelido || E'\n' || nome || E'\n' || coalesce(array_to_string(stack, E'\n'), ''));
+    RETURN pessoas_busca_nomes(apelido, nome) || E'\n' || pessoas_busca_stack(stack);
 
 -- Short grams (one or two characters of a folded field; see src/index/grams.rs), each with up
 -- to 50 of the people whose fields hold it, or a few more: any 50 is what a search returns. A

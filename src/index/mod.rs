@@ -212,13 +212,13 @@ impl SearchIndex {
 
     /// Up to `n` distinct three-byte pieces of `term` (folded) that a database's trigram index
     /// narrows a search down by, those the fewest people here hold first: the least costly, if
-    /// the people here are like the others. A piece is three ASCII letters or digits, or two
-    /// with a space before or after them: `pg_trgm` indexes a word's edge as a trigram of its
-    /// own, which a term with short words often needs (`m yust` has one trigram inside a word,
-    /// `yus`, and one `ust` that every `Rust` holds). People hold a piece in their apelido or
-    /// nome, or through a stack item.
-    pub(crate) fn rarest_trigrams<'t>(&self, term: &'t str, n: usize) -> Vec<&'t str> {
-        let mut pieces: Vec<(usize, &'t str)> = term
+    /// the people here are like the others. Apart for the names and for the stacks, which the
+    /// index keeps apart: a piece every `Rust` holds may be rare in names. A piece is three ASCII
+    /// letters or digits, or two with a space before or after them: `pg_trgm` indexes a word's
+    /// edge as a trigram of its own, which a term with short words often needs (`m yust` has one
+    /// trigram inside a word, `yus`).
+    pub(crate) fn rarest_trigrams<'t>(&self, term: &'t str, n: usize) -> Narrowing<'t> {
+        let pieces: Vec<(usize, usize, &'t str)> = term
             .as_bytes()
             .windows(3)
             .enumerate()
@@ -237,12 +237,24 @@ impl SearchIndex {
                         .map(|item| self.stack.people.lists[item as usize].len())
                         .sum()
                 });
-                (in_text + in_stack, &term[start..start + 3])
+                (in_text, in_stack, &term[start..start + 3])
             })
             .collect();
-        pieces.sort_unstable();
-        pieces.dedup_by_key(|(_, piece)| *piece);
-        pieces.into_iter().take(n).map(|(_, piece)| piece).collect()
+        let rarest = |count: fn(&(usize, usize, &'t str)) -> usize| {
+            let mut counted: Vec<(usize, &'t str)> =
+                pieces.iter().map(|piece| (count(piece), piece.2)).collect();
+            counted.sort_unstable();
+            counted.dedup_by_key(|(_, piece)| *piece);
+            counted
+                .into_iter()
+                .take(n)
+                .map(|(_, piece)| piece)
+                .collect()
+        };
+        Narrowing {
+            names: rarest(|piece| piece.0),
+            stack: rarest(|piece| piece.1),
+        }
     }
 
     fn position(&self, id: &Uuid) -> Option<usize> {
@@ -262,6 +274,14 @@ impl SearchIndex {
         self.records
             .render(start, self.ids[position], &self.stack.names, out);
     }
+}
+
+/// The trigrams a search narrows the database's trigram index down by (see
+/// [`SearchIndex::rarest_trigrams`]): for the apelido and nome, and for the stack's items.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Narrowing<'t> {
+    pub(crate) names: Vec<&'t str>,
+    pub(crate) stack: Vec<&'t str>,
 }
 
 #[cfg(test)]

@@ -241,13 +241,29 @@ fn the_rarest_trigrams_include_the_edges_of_words() {
     let people = [
         pessoa("yust1", "Ana Yust", Some(&["Rust"])),
         pessoa("yust2", "Ana Yust", Some(&["Rust"])),
-        pessoa("rust3", "Bia Mara", Some(&["Rust"])),
+        pessoa("must3", "Bia Must", Some(&["Rust"])),
     ];
     let index = index_of(&people);
-    // `ust` is held by all three; `yus` by two, like ` yu` and `m y`, which spans two words and
-    // so is no trigram of pg_trgm's, nor is anything with a character that is not ASCII.
-    assert_eq!(index.rarest_trigrams("m yust", 2), [" yu", "yus"]);
-    assert_eq!(index.rarest_trigrams("m yust", 9), [" yu", "yus", "ust"]);
-    assert_eq!(index.rarest_trigrams("ana ", 9), ["ana", "na "]);
-    assert_eq!(index.rarest_trigrams("aé b", 9), Vec::<&str>::new());
+    let names = |term, n| index.rarest_trigrams(term, n).names;
+    // `ust` is held by three names, `yus` by two, like ` yu` and `m y`, which spans two words
+    // and so is no trigram of pg_trgm's, nor is anything with a character that is not ASCII.
+    assert_eq!(names("m yust", 2), [" yu", "yus"]);
+    assert_eq!(names("m yust", 9), [" yu", "yus", "ust"]);
+    assert_eq!(names("ana ", 9), ["ana", "na "]);
+    assert_eq!(names("aé b", 9), Vec::<&str>::new());
+}
+
+#[test]
+fn the_rarest_trigrams_are_counted_apart_in_names_and_in_stacks() {
+    let people = [
+        pessoa("a", "Ana Ure", Some(&["Java"])),
+        pessoa("b", "Bia Ure", Some(&["Java"])),
+        pessoa("c", "Cia Ure", Some(&["Rust"])),
+    ];
+    let index = index_of(&people);
+    // `jav` is held by two stacks and no name, `ure` by three names and no stack, `avu` and
+    // `vur` by nobody.
+    let narrowing = index.rarest_trigrams("javure", 2);
+    assert_eq!(narrowing.names, ["avu", "jav"]);
+    assert_eq!(narrowing.stack, ["avu", "ure"]);
 }

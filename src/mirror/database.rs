@@ -64,8 +64,9 @@ impl Mirror {
     }
 
     /// Appends up to `wanted` people whose searchable text the database finds matching the
-    /// term. The trigram index narrows the rows down by a few of the term's rarest trigrams here:
-    /// each trigram the index reads costs it the whole list of the rows that hold it.
+    /// term. The trigram index narrows the rows down by a few of the term's rarest trigrams here,
+    /// in the names and in the stacks apart: each trigram the index reads costs it the whole list
+    /// of the rows that hold it.
     async fn search_by_trigrams(
         &self,
         term: &str,
@@ -73,21 +74,30 @@ impl Mirror {
         array: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let pattern = SearchPattern::of(term);
-        let (mut narrowing, indexed_before, left_out_from) = {
+        let (mut names, mut stack, indexed_before, left_out_from) = {
             let state = self.read();
-            let trigrams = state
+            let narrowing = state
                 .people
                 .rarest_trigrams(&pattern.literal, NARROWING_TRIGRAMS);
-            let narrowing: Vec<String> = trigrams.into_iter().map(str::to_owned).collect();
-            (narrowing, state.indexed_before, state.left_out_from)
+            let owned = |trigrams: Vec<&str>| -> Vec<String> {
+                trigrams.into_iter().map(str::to_owned).collect()
+            };
+            (
+                owned(narrowing.names),
+                owned(narrowing.stack),
+                state.indexed_before,
+                state.left_out_from,
+            )
         };
         // A term with parts that are not literal in the database's text (`ss`, `σ`) narrows by
         // the whole expression too, which pg_trgm reads as alternatives: its literal runs alone
         // may be short and common (`epa` of `epass`). So does a term with no trigram here, which
         // comes only when its grams' lists were all full.
-        if pattern.literal != term || narrowing.is_empty() {
-            narrowing.truncate(NARROWING_TRIGRAMS - 1);
-            narrowing.insert(0, pattern.regex.clone());
+        for narrowing in [&mut names, &mut stack] {
+            if pattern.literal != term || narrowing.is_empty() {
+                narrowing.truncate(NARROWING_TRIGRAMS - 1);
+                narrowing.insert(0, pattern.regex.clone());
+            }
         }
         // The database checks the whole expression, so every row it returns matches but those in
         // memory, which are at most `SEARCH_LIMIT - wanted`: one page of the limit holds every
@@ -101,7 +111,7 @@ impl Mirror {
             } else {
                 let indexed =
                     self.store
-                        .search_indexed(before, &narrowing, &pattern.regex, limit as i64);
+                        .search_indexed(before, &names, &stack, &pattern.regex, limit as i64);
                 match indexed.await? {
                     Some(found) => rows = found,
                     None => within_budget = false,

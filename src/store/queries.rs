@@ -89,20 +89,31 @@ pub const PAGE_SQL: &str = concat!(
 const COUNT_FROM_SQL: &str = "SELECT count(*) FROM pessoas \
      WHERE (insert_xact, id) >= ($1, $2) AND insert_xact < $3 AND insert_xact <> ALL($4)";
 
-/// Up to `$5` people inserted by transactions before `$6`, whose searchable text
-/// (`pessoas_busca`, see `sql/schema.sql`) matches the regular expressions `$1`, `$2` and `$3`
-/// (a few trigrams, through the trigram index of `sql/search-index.sql` over those rows) and `$4`,
-/// the whole term, checked on the rows those leave: the concatenation hides it from the index,
+/// Up to `$8` people inserted by transactions before `$9` whose searchable text matches `$7`,
+/// the term's regular expression: first those whose apelido and nome (`pessoas_busca_nomes`,
+/// see `sql/schema.sql`) match the expressions `$1`, `$2` and `$3`, then those whose stack
+/// (`pessoas_busca_stack`) matches `$4`, `$5` and `$6` and whose names do not match the term. Those
+/// are a few trigrams each, found through the trigram index of `sql/search-index.sql` over those
+/// rows; the term is checked on the rows they leave, the concatenation hiding it from the index,
 /// which would read every one of its trigrams' lists otherwise. Public so tests can check its
 /// plan.
 pub const SEARCH_SQL: &str = concat!(
     "SELECT ",
     person_columns!(),
-    " FROM pessoas WHERE insert_xact < $6 \
-     AND pessoas_busca(apelido, nome, stack) ~ $1 \
-     AND pessoas_busca(apelido, nome, stack) ~ $2 \
-     AND pessoas_busca(apelido, nome, stack) ~ $3 \
-     AND pessoas_busca(apelido, nome, stack) || '' ~ $4 LIMIT $5"
+    " FROM pessoas WHERE insert_xact < $9 \
+     AND pessoas_busca_nomes(apelido, nome) ~ $1 \
+     AND pessoas_busca_nomes(apelido, nome) ~ $2 \
+     AND pessoas_busca_nomes(apelido, nome) ~ $3 \
+     AND pessoas_busca_nomes(apelido, nome) || '' ~ $7 \
+     UNION ALL SELECT ",
+    person_columns!(),
+    " FROM pessoas WHERE insert_xact < $9 \
+     AND pessoas_busca_stack(stack) ~ $4 \
+     AND pessoas_busca_stack(stack) ~ $5 \
+     AND pessoas_busca_stack(stack) ~ $6 \
+     AND pessoas_busca_stack(stack) || '' ~ $7 \
+     AND pessoas_busca_nomes(apelido, nome) || '' !~ $7 \
+     LIMIT $8"
 );
 
 /// How long the database may take over one search past memory: a term the trigram index cannot
@@ -125,6 +136,12 @@ const FIND_MANY_SQL: &str = concat!(
     person_columns!(),
     " FROM pessoas WHERE id = ANY($1)"
 );
+
+/// The first three of `narrowing`, or the first again in place of those it does not have.
+fn three(narrowing: &[String]) -> (Option<&str>, Option<&str>, Option<&str>) {
+    let nth = |n: usize| narrowing.get(n).or(narrowing.first()).map(String::as_str);
+    (nth(0), nth(1), nth(2))
+}
 
 /// Where a page of [`Store::page`] starts: after this (insert_xact, id).
 pub(crate) type PageStart = (i64, Uuid);
@@ -297,19 +314,21 @@ impl Store {
     }
 
     /// Up to `limit` people inserted by transactions before `before` whose searchable text
-    /// matches each of `narrowing` (up to three regular expressions, at least one) and `pattern`
-    /// (see [`SEARCH_SQL`]), as rows for `rows::person`.
+    /// matches `pattern`: those whose names match each of `names` and those whose stack matches
+    /// each of `stack` (up to three regular expressions each, at least one; see [`SEARCH_SQL`]),
+    /// as rows for `rows::person`.
     pub(crate) async fn search_indexed(
         &self,
         before: i64,
-        narrowing: &[String],
+        names: &[String],
+        stack: &[String],
         pattern: &str,
         limit: i64,
     ) -> Result<Option<Vec<Row>>, StoreError> {
-        let narrowing = |n: usize| narrowing.get(n).or(narrowing.first()).map(String::as_str);
-        let (first, second, third) = (narrowing(0), narrowing(1), narrowing(2));
-        let parameters: [&(dyn ToSql + Sync); 6] =
-            [&first, &second, &third, &pattern, &limit, &before];
+        let (names, stack) = (three(names), three(stack));
+        let parameters: [&(dyn ToSql + Sync); 9] = [
+            &names.0, &names.1, &names.2, &stack.0, &stack.1, &stack.2, &pattern, &limit, &before,
+        ];
         self.search(SEARCH_SQL, &parameters).await
     }
 

@@ -111,7 +111,7 @@ impl Store {
     pub(crate) async fn drop_older_search_indexes(&self, xmax: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
         client.batch_execute("SET statement_timeout = 0").await?;
-        let kept = format!("pessoas_busca_trgm_{xmax}");
+        let kept = format!("pessoas_busca_{xmax}");
         for older in self.search_indexes(&client, "true").await? {
             if older != kept {
                 tracing::info!("dropping {older}, the search index of an earlier run");
@@ -123,7 +123,9 @@ impl Store {
         Ok(())
     }
 
-    /// The names of the search indexes on `pessoas` for which `condition` on `pg_index` holds.
+    /// The names of the search indexes on `pessoas` for which `condition` on `pg_index` holds:
+    /// `pessoas_busca_{xmax}`, and the `pessoas_busca_trgm_{xmax}` of earlier releases, one
+    /// column over the whole text, which a run drops as older.
     async fn search_indexes(
         &self,
         client: &deadpool_postgres::Client,
@@ -134,7 +136,7 @@ impl Store {
                 &format!(
                     "SELECT indexrelid::regclass::text FROM pg_index \
                      WHERE indrelid = 'pessoas'::regclass AND {condition} \
-                     AND indexrelid::regclass::text LIKE 'pessoas\\_busca\\_trgm%'"
+                     AND indexrelid::regclass::text LIKE 'pessoas\\_busca\\_%'"
                 ),
                 &[],
             )

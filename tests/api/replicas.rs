@@ -301,7 +301,9 @@ async fn past_its_budget_a_term_with_a_space_is_found_through_its_spaced_gram() 
     let (db, normal, _) = past_a_small_budget("espaco", 30_000, false).await;
     // `ab c` is held by three people. Its one trigram, `ab `, by 400 more, and the lists of its
     // two-character pieces (`ab`, `b `, ` c`) are full.
-    db.batch_execute(
+    let small = stored_then_indexed(
+        &db,
+        &normal,
         "INSERT INTO pessoas (id, apelido, nome, nascimento) \
          SELECT gen_random_uuid(), 'zab' || i, 'Zab Q', '1990-01-01' \
          FROM generate_series(1, 400) AS i; \
@@ -312,14 +314,7 @@ async fn past_its_budget_a_term_with_a_space_is_found_through_its_spaced_gram() 
          SELECT gen_random_uuid(), apelido, 'Zab ' || apelido, '1990-01-01' \
          FROM unnest(ARRAY['Cx', 'Cy', 'Cz']) AS apelido",
     )
-    .await
-    .unwrap();
-    let limited = rinha::config::Settings {
-        memory_limit_bytes: Some(1 << 20),
-        ..settings(&normal.database_url)
-    };
-    rinha::startup::index_search(&limited).await.unwrap();
-    let small = TestApp::spawn_with(limited).await;
+    .await;
     // Every row the trigram index gives takes the database a millisecond: the 403 that hold
     // `ab ` take it past its budget.
     slow_down_the_searchable_text(&db).await;
@@ -331,6 +326,33 @@ async fn past_its_budget_a_term_with_a_space_is_found_through_its_spaced_gram() 
         50,
         "any 50 of a full list"
     );
+    assert_eq!(small.metric("mirror_searches_cut_short_total").await, 0.0);
+}
+
+#[tokio::test]
+async fn past_its_budget_a_term_is_narrowed_in_the_names_apart_from_the_stacks() {
+    let (db, normal, _) = past_a_small_budget("campos", 30_000, false).await;
+    // `re ks` is held by three people's names. Its trigrams, ` ks` and `re `, by 400 more
+    // people's, each in another field: ` ks` in the name, `re ` in every `Clojure` of a stack.
+    let small = stored_then_indexed(
+        &db,
+        &normal,
+        "INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+         SELECT gen_random_uuid(), 'ks' || i, 'Ks Q', '1990-01-01', ARRAY['Clojure'] \
+         FROM generate_series(1, 400) AS i; \
+         INSERT INTO pessoas (id, apelido, nome, nascimento, stack) \
+         SELECT gen_random_uuid(), apelido, 'Are Ks', '1990-01-01', ARRAY['Clojure'] \
+         FROM unnest(ARRAY['Rx', 'Ry', 'Rz']) AS apelido",
+    )
+    .await;
+    // A term only stacks hold is found through them.
+    assert_eq!(search(&small, "clojure").await.len(), 50);
+    // Every row the trigram index gives takes the database a millisecond: the 403 whose whole
+    // text holds both trigrams would take it past its budget.
+    slow_down_the_searchable_text(&db).await;
+    let mut found = search(&small, "RE%20KS").await;
+    found.sort();
+    assert_eq!(found, ["Rx", "Ry", "Rz"]);
     assert_eq!(small.metric("mirror_searches_cut_short_total").await, 0.0);
 }
 
@@ -349,13 +371,12 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     let plan = explain(
         &db,
         rinha::store::SEARCH_SQL,
-        &[&"agu", &"gul", &"lha", &"agulha", &50i64, &before],
+        &[
+            &"agu", &"gul", &"lha", &"agu", &"gul", &"lha", &"agulha", &50i64, &before,
+        ],
     )
     .await;
-    assert!(
-        plan.contains(&format!("pessoas_busca_trgm_{before}")),
-        "{plan}"
-    );
+    assert!(plan.contains(&format!("pessoas_busca_{before}")), "{plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
 
     for (term, expected) in [
@@ -424,7 +445,7 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
     let indexes: Vec<String> = db
         .query(
             "SELECT indexrelid::regclass::text FROM pg_index \
-             WHERE indexrelid::regclass::text LIKE 'pessoas_busca_trgm%'",
+             WHERE indexrelid::regclass::text LIKE 'pessoas_busca_%'",
             &[],
         )
         .await
@@ -433,7 +454,7 @@ async fn past_its_budget_a_replica_searches_the_database_through_the_search_inde
         .map(|row| row.get(0))
         .collect();
     assert_eq!(indexes.len(), 1, "{indexes:?}");
-    assert_ne!(indexes[0], format!("pessoas_busca_trgm_{before}"));
+    assert_ne!(indexes[0], format!("pessoas_busca_{before}"));
 }
 
 #[tokio::test]
@@ -550,14 +571,30 @@ async fn past_a_small_budget(
     (db, normal, small)
 }
 
-/// Makes the searchable text take the database a millisecond a row.
+/// A replica with a mirror of 768 KiB, started after `sql` stored people and `rinha
+/// index-search` indexed them.
+async fn stored_then_indexed(db: &tokio_postgres::Client, normal: &TestApp, sql: &str) -> TestApp {
+    db.batch_execute(sql).await.unwrap();
+    let limited = rinha::config::Settings {
+        memory_limit_bytes: Some(1 << 20),
+        ..settings(&normal.database_url)
+    };
+    rinha::startup::index_search(&limited).await.unwrap();
+    TestApp::spawn_with(limited).await
+}
+
+/// Makes each part of the searchable text take the database a millisecond a row.
 async fn slow_down_the_searchable_text(db: &tokio_postgres::Client) {
     db.batch_execute(
-        "CREATE OR REPLACE FUNCTION pessoas_busca(apelido varchar, nome varchar, stack varchar[]) \
+        "CREATE OR REPLACE FUNCTION pessoas_busca_nomes(apelido varchar, nome varchar) \
          RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
              PERFORM pg_sleep(0.001); \
-             RETURN lower(apelido || E'\\n' || nome || E'\\n' \
-                 || coalesce(array_to_string(stack, E'\\n'), '')); \
+             RETURN lower(apelido || E'\\n' || nome); \
+         END $$; \
+         CREATE OR REPLACE FUNCTION pessoas_busca_stack(stack varchar[]) \
+         RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
+             PERFORM pg_sleep(0.001); \
+             RETURN lower(coalesce(array_to_string(stack, E'\\n'), '')); \
          END $$",
     )
     .await
