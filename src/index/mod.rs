@@ -278,7 +278,7 @@ impl SearchIndex {
 
 /// The trigrams a search narrows the database's trigram index down by (see
 /// [`SearchIndex::rarest_trigrams`]): for the apelido and nome, and for the stack's items.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Narrowing<'t> {
     pub(crate) names: Vec<&'t str>,
     pub(crate) stack: Vec<&'t str>,
